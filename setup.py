@@ -1,0 +1,24 @@
+"""Build the small C kernels that sit under the numpy layer.
+
+Every ``src/runstate/**/_*.c`` file is one extension module named after its
+path, so a new kernel needs no change here.
+"""
+
+from pathlib import Path
+
+from setuptools import Extension, setup
+
+SRC = Path("src")
+
+
+def _extensions() -> list[Extension]:
+    exts = []
+    for path in sorted(SRC.glob("runstate/**/_*.c")):
+        module = ".".join(path.relative_to(SRC).with_suffix("").parts)
+        exts.append(
+            Extension(module, [str(path)], extra_compile_args=["-O2", "-std=c99", "-Wall"])
+        )
+    return exts
+
+
+setup(ext_modules=_extensions())

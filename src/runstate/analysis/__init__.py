@@ -1,0 +1,1 @@
+"""Analyses on top of the engine: the offline pipeline, and later advice."""

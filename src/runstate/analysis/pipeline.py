@@ -1,0 +1,85 @@
+"""The offline pipeline: source -> (first pass) -> engine -> :class:`RunResult`.
+
+A re-readable source is read twice so that every member's state before its
+first record is known from the window start (exact mode, see
+``engine.resolve``).  A stream (stdin) is read once; its result is marked
+provisional.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from runstate.engine.core import Engine, IntervalSink
+from runstate.engine.resolve import Resolution, Resolver
+from runstate.engine.results import RunResult
+from runstate.errors import InputError
+from runstate.model.events import EventBatch
+from runstate.sources.base import Source
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Optional user window and interval, in the trace's own ns clock."""
+
+    start_ns: int | None = None
+    end_ns: int | None = None
+    interval_ns: int | None = None
+
+
+def analyze(
+    source: Source,
+    window: Window = Window(),
+    *,
+    one_pass: bool = False,
+    on_interval: IntervalSink | None = None,
+) -> RunResult:
+    """Run the engine over ``source`` and return the result for the window."""
+    resolution = None
+    if source.rereadable and not one_pass:
+        resolution = _first_pass(source)
+    engine = Engine(
+        source.registry,
+        start_ns=_start(window, resolution, source),
+        interval_ns=window.interval_ns,
+        resolution=resolution,
+        initial=source.info.initial_states,
+        on_interval=on_interval,
+    )
+    for batch in _clipped(source.batches(), window.end_ns):
+        engine.feed(batch)
+    if engine.start_ns is None:
+        raise InputError(source.info.path, "no member events in the input"
+                         + (" within the window" if window.start_ns is not None else ""))
+    end = window.end_ns if window.end_ns is not None else source.info.end_ns
+    result = engine.finish(end)
+    anomalies = {**source.info.anomalies, **result.anomalies}
+    return replace(result, anomalies=anomalies)
+
+
+def _first_pass(source: Source) -> Resolution:
+    resolver = Resolver()
+    for batch in source.batches():
+        resolver.feed(batch)
+    return resolver.result(source.registry.n_members)
+
+
+def _start(window: Window, resolution: Resolution | None, source: Source) -> int | None:
+    if window.start_ns is not None:
+        return window.start_ns
+    if source.info.start_ns is not None:
+        return source.info.start_ns
+    return None if resolution is None else resolution.first_time_ns
+
+
+def _clipped(batches: Iterator[EventBatch], end_ns: int | None) -> Iterator[EventBatch]:
+    """Stop at ``end_ns``: events after the window end do not count."""
+    for batch in batches:
+        if end_ns is not None and len(batch) and int(batch.time_ns[-1]) > end_ns:
+            cut = int(np.searchsorted(batch.time_ns, end_ns, side="right"))
+            yield batch.slice(0, cut)
+            return
+        yield batch

@@ -1,0 +1,384 @@
+"""The streaming engine: feed time-sorted event batches, take snapshots at any moment.
+
+State lives in numpy arrays (one row per member and per domain); the per-event
+loop is the C kernel ``_kernel``.  Memory is proportional to the number of
+members and domains, never to the number of events.  A live source calls
+:meth:`Engine.feed` as events arrive and :meth:`Engine.snapshot` whenever it
+wants figures; an offline run calls :meth:`Engine.finish` once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import numpy.typing as npt
+
+from runstate.engine import _kernel
+from runstate.engine.histogram import percentile
+from runstate.engine.resolve import Resolution
+from runstate.engine.results import (
+    DomainResult,
+    IntervalResult,
+    MemberResult,
+    RunResult,
+    StateStats,
+)
+from runstate.errors import UsageError
+from runstate.model.events import EventBatch
+from runstate.model.registry import Registry
+from runstate.model.states import MEMBER_BUCKETS, DomainState, MemberState
+
+N_STATES = len(DomainState)
+N_BUCKETS = _kernel.N_BUCKETS
+_NO_STATE = 7
+_CATEGORY = (0, 1, 2, 2, -1, 3, -1)
+
+# indices into the globals array (see the enum in _kernel.c)
+G_DEPTH, G_EPOCH, G_EPOCH_START, G_WINDOW_START = 0, 1, 2, 3
+G_MISMATCH, G_NO_CHANGE, G_LATE, G_UNBALANCED, G_IN_LOSS, G_LAST_TIME = 4, 5, 6, 7, 8, 9
+
+IntervalSink = Callable[[IntervalResult], None]
+
+
+class _State:
+    """The arrays the kernel works on, grown as the registry grows."""
+
+    def __init__(self) -> None:
+        self.mdom = np.zeros(0, np.int32)
+        self.mstate = np.zeros(0, np.int8)
+        self.msince = np.zeros(0, np.int64)
+        self.mns = np.zeros((0, len(MEMBER_BUCKETS)), np.int64)
+        self.dcount = np.zeros((0, 4), np.int32)
+        self.dlast = np.zeros(0, np.int64)
+        self.dns = np.zeros((0, N_STATES), np.int64)
+        self.ep_state = np.zeros(0, np.int8)
+        self.ep_len = np.zeros(0, np.int64)
+        self.ep_count = np.zeros((0, N_STATES), np.int64)
+        self.ep_max = np.zeros((0, N_STATES), np.int64)
+        self.ep_hist = np.zeros((0, N_STATES, N_BUCKETS), np.uint32)
+        self.g = np.zeros(_kernel.N_GLOBALS, np.int64)
+
+    def as_tuple(self) -> tuple[npt.NDArray[np.generic], ...]:
+        return (self.mdom, self.mstate, self.msince, self.mns, self.dcount, self.dlast,
+                self.dns, self.ep_state, self.ep_len, self.ep_count, self.ep_max,
+                self.ep_hist, self.g)
+
+    def grow(self, registry: Registry, now: int) -> None:
+        n_m, n_d = registry.n_members, registry.n_domains
+        old_m, old_d = self.mdom.shape[0], self.dlast.shape[0]
+        if n_d > old_d:
+            self.dcount = _extend(self.dcount, n_d, 0)
+            self.dlast = _extend(self.dlast, n_d, now)
+            self.dns = _extend(self.dns, n_d, 0)
+            self.ep_state = _extend(self.ep_state, n_d, _NO_STATE)
+            self.ep_len = _extend(self.ep_len, n_d, 0)
+            self.ep_count = _extend(self.ep_count, n_d, 0)
+            self.ep_max = _extend(self.ep_max, n_d, 0)
+            self.ep_hist = _extend(self.ep_hist, n_d, 0)
+        if n_m > old_m:
+            self.mdom = np.ascontiguousarray(registry.member_domains())
+            self.mstate = _extend(self.mstate, n_m, int(MemberState.UNSEEN))
+            self.msince = _extend(self.msince, n_m, now)
+            self.mns = _extend(self.mns, n_m, 0)
+
+    def set_states(self, members: npt.NDArray[np.intp], states: npt.NDArray[np.int8]) -> None:
+        """Put members into known states (before any of their events)."""
+        for m, s in zip(members.tolist(), states.tolist(), strict=True):
+            before = _CATEGORY[int(self.mstate[m])]
+            if before >= 0:
+                self.dcount[self.mdom[m], before] -= 1
+            after = _CATEGORY[s]
+            if after >= 0:
+                self.dcount[self.mdom[m], after] += 1
+            self.mstate[m] = s
+
+
+def _extend(a: npt.NDArray[np.generic], n: int, fill: int) -> npt.NDArray[np.generic]:
+    out = np.full((n, *a.shape[1:]), fill, dtype=a.dtype)
+    out[: a.shape[0]] = a
+    return out
+
+
+class Engine:
+    """Exact domain runstate accounting over a stream of member state changes.
+
+    Args:
+        registry: the members and domains the batches refer to (may grow while
+            feeding, as a one-pass source meets new members).
+        start_ns: window start; defaults to the first event's time.
+        interval_ns: if set, also account fixed intervals of this length from
+            ``start_ns`` and hand each finished one to ``on_interval``.
+        resolution: initial states from a first pass (exact mode); without it
+            the run is one-pass: a member counts from its first record.
+        initial: known initial member states (e.g. from /proc at record start),
+            applied where the resolution says nothing.
+        on_interval: called with each finished interval; by default intervals
+            are kept and returned by :meth:`finish`.
+    """
+
+    def __init__(
+        self,
+        registry: Registry,
+        *,
+        start_ns: int | None = None,
+        interval_ns: int | None = None,
+        resolution: Resolution | None = None,
+        initial: dict[int, MemberState] | None = None,
+        on_interval: IntervalSink | None = None,
+    ) -> None:
+        if interval_ns is not None and interval_ns <= 0:
+            raise UsageError("the interval must be a positive duration")
+        self.registry = registry
+        self.resolution = resolution
+        self._initial = dict(initial or {})
+        self._interval_ns = interval_ns
+        self._intervals: list[IntervalResult] = []
+        self._on_interval = on_interval or self._intervals.append
+        self._s = _State()
+        self._start: int | None = None
+        self._next_boundary: int | None = None
+        self._interval_base = np.zeros((0, N_STATES), np.int64)
+        self._resolve_flat: npt.NDArray[np.int8] | None = None
+        if start_ns is not None:
+            self._begin(start_ns)
+
+    # ---- feeding ----------------------------------------------------------
+
+    @property
+    def start_ns(self) -> int | None:
+        return self._start
+
+    @property
+    def last_time_ns(self) -> int | None:
+        """Time of the latest event fed (None before the first)."""
+        return None if self._start is None else int(self._s.g[G_LAST_TIME])
+
+    def feed(self, batch: EventBatch) -> None:
+        """Account a time-sorted batch (its rows must not precede earlier batches)."""
+        if len(batch) == 0:
+            return
+        if self._start is None:
+            self._begin(int(batch.time_ns[0]))
+        self._grow()
+        if self._next_boundary is None:
+            self._run(batch)
+            return
+        times = batch.time_ns
+        pos = 0
+        while pos < len(batch):
+            cut = int(np.searchsorted(times, self._next_boundary, side="left"))
+            if cut >= len(batch):
+                self._run(batch.slice(pos, len(batch)))
+                return
+            self._run(batch.slice(pos, cut))
+            self._cross_boundary()
+            pos = max(pos, cut)
+
+    def _begin(self, start_ns: int) -> None:
+        self._start = start_ns
+        self._s.g[G_WINDOW_START] = start_ns
+        self._s.g[G_EPOCH_START] = start_ns
+        self._s.g[G_LAST_TIME] = start_ns
+        if self._interval_ns is not None:
+            self._next_boundary = start_ns + self._interval_ns
+        self._grow()
+
+    def _grow(self) -> None:
+        old_m = self._s.mdom.shape[0]
+        old_d = self._s.dlast.shape[0]
+        now = int(self._s.g[G_LAST_TIME])
+        self._s.grow(self.registry, now)
+        if self._s.dlast.shape[0] > old_d:
+            self._interval_base = _extend(self._interval_base, self.registry.n_domains, 0)
+        if self._s.mdom.shape[0] > old_m:
+            self._apply_initial(old_m)
+
+    def _apply_initial(self, first_new: int) -> None:
+        n = self.registry.n_members
+        states = np.full(n - first_new, -1, np.int8)
+        for m, s in self._initial.items():
+            if m >= first_new and m < n:
+                states[m - first_new] = int(s)
+        if self.resolution is not None and int(self._s.g[G_EPOCH]) == 0:
+            table = self.resolution.states
+            k = min(n, table.shape[1])
+            if k > first_new:
+                row = table[0, first_new:k]
+                known = row >= 0
+                states[: k - first_new][known] = row[known]
+            self._resolve_flat = None
+        members = np.flatnonzero(states >= 0) + first_new
+        self._s.set_states(members, states[states >= 0])
+
+    def _resolve_table(self) -> npt.NDArray[np.int8] | None:
+        if self.resolution is None:
+            return None
+        if self._resolve_flat is None or self._resolve_flat.size != (
+            self.resolution.states.shape[0] * self.registry.n_members
+        ):
+            table = np.full((self.resolution.states.shape[0], self.registry.n_members), -1,
+                            np.int8)
+            k = min(self.registry.n_members, self.resolution.states.shape[1])
+            table[:, :k] = self.resolution.states[:, :k]
+            self._resolve_flat = np.ascontiguousarray(table.reshape(-1))
+        return self._resolve_flat
+
+    def _run(self, batch: EventBatch) -> None:
+        if len(batch) == 0:
+            return
+        if int(batch.time_ns[0]) < int(self._s.g[G_LAST_TIME]):
+            raise UsageError(
+                f"events go back in time: {int(batch.time_ns[0])} ns after "
+                f"{int(self._s.g[G_LAST_TIME])} ns"
+            )
+        _kernel.feed(self._s.as_tuple(), batch.time_ns, batch.member, batch.old_state,
+                     batch.new_state, self._resolve_table())
+
+    def _cross_boundary(self) -> None:
+        assert self._next_boundary is not None and self._interval_ns is not None
+        boundary = self._next_boundary
+        self._close(boundary)
+        self._emit_interval(boundary - self._interval_ns, boundary)
+        self._next_boundary = boundary + self._interval_ns
+
+    def _close(self, t: int) -> None:
+        _kernel.close_all(self._s.as_tuple(), t)
+        if t > int(self._s.g[G_LAST_TIME]):
+            self._s.g[G_LAST_TIME] = t
+
+    def _emit_interval(self, start: int, end: int) -> None:
+        delta = self._s.dns - self._interval_base
+        self._interval_base = self._s.dns.copy()
+        alive = np.flatnonzero(delta.sum(axis=1) > 0)
+        domains = {
+            self.registry.domains[d].key: {s: int(delta[d, s]) for s in DomainState}
+            for d in alive.tolist()
+        }
+        self._on_interval(IntervalResult(start, end, domains))
+
+    # ---- results ----------------------------------------------------------
+
+    def advance(self, t_ns: int) -> None:
+        """Move the clock to ``t_ns`` with no event (live sources between events)."""
+        if self._start is None:
+            self._begin(t_ns)
+        self._grow()
+        while self._next_boundary is not None and self._next_boundary <= t_ns:
+            self._cross_boundary()
+        self._close(t_ns)
+
+    def snapshot(self, t_ns: int | None = None) -> RunResult:
+        """Figures up to ``t_ns`` (default: the last event), current partial state included."""
+        if self._start is None:
+            raise UsageError("no events yet")
+        t = int(self._s.g[G_LAST_TIME]) if t_ns is None else t_ns
+        self.advance(t)
+        return self._result(t, tuple(self._intervals))
+
+    def finish(self, end_ns: int | None = None) -> RunResult:
+        """Close the window at ``end_ns`` (default: the last event) and return the result."""
+        if self._start is None:
+            raise UsageError("no events to analyse")
+        end = int(self._s.g[G_LAST_TIME]) if end_ns is None else end_ns
+        self.advance(end)
+        if self._next_boundary is not None and self._interval_ns is not None:
+            begin = self._next_boundary - self._interval_ns
+            if end > begin:
+                self._emit_interval(begin, end)
+                self._next_boundary = None
+        return self._result(end, tuple(self._intervals))
+
+    def anomalies(self) -> dict[str, int]:
+        g = self._s.g
+        return {
+            "old_state_mismatch": int(g[G_MISMATCH]),
+            "no_change_events": int(g[G_NO_CHANGE]),
+            "members_revealed_late": int(g[G_LATE]),
+            "unbalanced_loss_markers": int(g[G_UNBALANCED]),
+            "events_in_loss_windows": int(g[G_IN_LOSS]),
+        }
+
+    def _result(self, t: int, intervals: tuple[IntervalResult, ...]) -> RunResult:
+        assert self._start is not None
+        s = self._s
+        count, maxes, hist = self._episodes_with_open()
+        seen = (s.mns.sum(axis=1) > 0) | (s.mstate < int(MemberState.ABSENT))
+        by_domain: list[list[int]] = [[] for _ in range(self.registry.n_domains)]
+        for m, info in enumerate(self.registry.members):
+            by_domain[info.domain].append(m)
+        domains = tuple(
+            self._domain_result(d, count[d], maxes[d], hist[d], by_domain[d], seen)
+            for d in range(self.registry.n_domains)
+        )
+        return RunResult(
+            start_ns=self._start,
+            end_ns=t,
+            domains=domains,
+            intervals=intervals,
+            anomalies=self.anomalies(),
+            provisional=self.resolution is None,
+        )
+
+    def _episodes_with_open(
+        self,
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint32]]:
+        """Episode tables including each domain's still-open episode."""
+        s = self._s
+        count, maxes, hist = s.ep_count.copy(), s.ep_max.copy(), s.ep_hist.copy()
+        from runstate.engine.histogram import bucket_of
+
+        for d in np.flatnonzero(s.ep_state != _NO_STATE).tolist():
+            st, length = int(s.ep_state[d]), int(s.ep_len[d])
+            count[d, st] += 1
+            maxes[d, st] = max(int(maxes[d, st]), length)
+            hist[d, st, bucket_of(length, N_BUCKETS)] += 1
+        return count, maxes, hist
+
+    def _domain_result(
+        self,
+        d: int,
+        count: npt.NDArray[np.int64],
+        maxes: npt.NDArray[np.int64],
+        hist: npt.NDArray[np.uint32],
+        members: list[int],
+        seen: npt.NDArray[np.bool_],
+    ) -> DomainResult:
+        s = self._s
+        info = self.registry.domains[d]
+        states = {
+            st: StateStats(
+                ns=int(s.dns[d, st]),
+                count=int(count[st]),
+                p50_ns=percentile(hist[st], 0.50, int(maxes[st])),
+                p95_ns=percentile(hist[st], 0.95, int(maxes[st])),
+                p99_ns=percentile(hist[st], 0.99, int(maxes[st])),
+                max_ns=int(maxes[st]),
+            )
+            for st in DomainState
+        }
+        ep = int(s.ep_state[d])
+        current = None if ep == _NO_STATE else DomainState(ep)
+        entered = None if current is None else int(s.dlast[d] - s.ep_len[d])
+        return DomainResult(
+            index=d,
+            key=info.key,
+            name=info.name,
+            lifetime_ns=int(s.dns[d].sum()),
+            states=states,
+            current_state=current,
+            entered_ns=entered,
+            changes=int(count.sum()),
+            lost_intervals=int(count[DomainState.LOST]),
+            members_seen=int(seen[members].sum()) if members else 0,
+            members_expected=info.expected_members,
+            members=tuple(
+                MemberResult(
+                    key=self.registry.members[m].key,
+                    name=self.registry.members[m].name,
+                    ns={b: int(s.mns[m, i]) for i, b in enumerate(MEMBER_BUCKETS)},
+                )
+                for m in members
+            ),
+            tags=dict(info.tags),
+        )

@@ -1,0 +1,72 @@
+"""Typed results of an engine run: what reports, exporters and the live view read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runstate.model.states import DomainState
+
+
+@dataclass(frozen=True, slots=True)
+class StateStats:
+    """Time in one domain state and its episodes (maximal stays in that state)."""
+
+    ns: int
+    count: int
+    p50_ns: int
+    p95_ns: int
+    p99_ns: int
+    max_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberResult:
+    key: str
+    name: str
+    #: ns per bucket: running, runnable, blocked, offline, lost
+    ns: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainResult:
+    index: int
+    key: str
+    name: str
+    lifetime_ns: int
+    states: dict[DomainState, StateStats]
+    #: the state at the snapshot time (None: no counting member then)
+    current_state: DomainState | None
+    #: when the current state was entered
+    entered_ns: int | None
+    #: number of state changes (episodes started)
+    changes: int
+    #: number of lost/unknown episodes (the seed's ``missed_changes``)
+    lost_intervals: int
+    members_seen: int
+    members_expected: int | None
+    members: tuple[MemberResult, ...]
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalResult:
+    """Time per state of every domain within ``[start_ns, end_ns)``."""
+
+    start_ns: int
+    end_ns: int
+    #: domain key -> ns per state; only domains alive in the interval
+    domains: dict[str, dict[DomainState, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    """A whole analysis (or a snapshot of a running one)."""
+
+    start_ns: int
+    end_ns: int
+    domains: tuple[DomainResult, ...]
+    intervals: tuple[IntervalResult, ...]
+    anomalies: dict[str, int]
+    #: True for one-pass (streaming) runs, where members first seen late only
+    #: count from their first record
+    provisional: bool = False

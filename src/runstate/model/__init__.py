@@ -1,0 +1,1 @@
+"""Vocabulary shared by every layer: states, event batches, the member registry."""

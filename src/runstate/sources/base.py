@@ -1,0 +1,96 @@
+"""The reader protocol every input format implements.
+
+A *reader* is a module-level object with a :class:`FormatInfo`, a ``sniff``
+predicate and an ``open`` factory.  ``open`` returns a :class:`Source`, which
+yields time-sorted :class:`~runstate.model.events.EventBatch` chunks and
+registers members in its :class:`~runstate.model.registry.Registry` as it meets
+them.  A re-readable source (a regular file) can be iterated twice; the
+pipeline then does an exact two-pass analysis (see ``engine.resolve``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO, Protocol
+
+from runstate.model.events import EventBatch
+from runstate.model.registry import Registry
+from runstate.model.states import MemberState
+
+#: default number of rows per batch; large enough to amortize Python overhead,
+#: small enough to keep memory flat
+CHUNK_ROWS = 1 << 18
+
+
+@dataclass(frozen=True, slots=True)
+class FormatInfo:
+    """Describes one input format for the registry and ``--input-format``."""
+
+    name: str
+    description: str
+    #: lower sniffs first: formats with a magic number before loose text heuristics
+    priority: int
+
+
+@dataclass(slots=True)
+class ReadOptions:
+    """Options a reader may honour; each reader ignores what does not apply to it."""
+
+    #: Xen: TSC frequency in Hz (None: the reader assumes its default and says so)
+    cpu_hz: float | None = None
+    #: Linux: how threads form domains: vm | process | cgroup | thread | <path>
+    group: str | None = None
+    #: make counted anomalies fatal
+    strict: bool = False
+    #: skip and count corrupt records instead of failing
+    lenient: bool = False
+    chunk_rows: int = CHUNK_ROWS
+
+
+@dataclass(slots=True)
+class SourceInfo:
+    """What a source knows about its trace besides the events."""
+
+    format: str
+    path: str
+    #: clock of time_ns: "ns" for generic files, "tsc" (converted), "mono", "local", ...
+    clock: str = "ns"
+    cpu_hz: float | None = None
+    #: True when cpu_hz is the default, not given by the user
+    cpu_hz_assumed: bool = False
+    #: human-readable remarks for reports ("cpu_hz not given; assumed 2.4 GHz")
+    notes: list[str] = field(default_factory=list)
+    #: counted data anomalies (filled while reading)
+    anomalies: dict[str, int] = field(default_factory=dict)
+    #: initial member states the source knows without events (e.g. /proc at record start)
+    initial_states: dict[int, MemberState] = field(default_factory=dict)
+    #: window the source itself defines, if any (e.g. a recording's start/stop)
+    start_ns: int | None = None
+    end_ns: int | None = None
+
+    def count(self, anomaly: str, n: int = 1) -> None:
+        self.anomalies[anomaly] = self.anomalies.get(anomaly, 0) + n
+
+
+class Source(Protocol):
+    info: SourceInfo
+    registry: Registry
+    #: True if ``batches()`` may be called again to re-read from the start
+    rereadable: bool
+
+    def batches(self) -> Iterator[EventBatch]:
+        """Yield time-sorted batches; rows never precede those already yielded."""
+        ...
+
+
+class Reader(Protocol):
+    FORMAT: FormatInfo
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        """True if ``head`` (the first bytes; empty for a directory) looks like this format."""
+        ...
+
+    def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions) -> Source:
+        """Open ``path`` (or read ``stream`` when the path is ``-``)."""
+        ...

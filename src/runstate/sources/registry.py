@@ -1,0 +1,126 @@
+"""The one list of readers, format detection by content, and ``open_source``.
+
+Readers are listed in one literal tuple, in sniffing order (magic numbers
+first, loose text heuristics last).  ``--input-format`` bypasses sniffing.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import IO
+
+from runstate.errors import InputError, UnknownFormat, UsageError
+from runstate.sources.base import Reader, ReadOptions, Source
+from runstate.sources.generic import CSV_READER, JSONL_READER
+
+#: every reader, in sniffing order
+READERS: tuple[Reader, ...] = (
+    JSONL_READER,
+    CSV_READER,
+)
+
+SNIFF_BYTES = 64 * 1024
+
+
+def reader_names() -> list[str]:
+    return [r.FORMAT.name for r in sorted(READERS, key=lambda r: r.FORMAT.priority)]
+
+
+def find_reader(name: str) -> Reader:
+    for reader in READERS:
+        if reader.FORMAT.name == name:
+            return reader
+    raise UsageError(f"unknown input format {name!r}; known: {', '.join(reader_names())}")
+
+
+def detect(path: str, head: bytes) -> Reader:
+    """The first reader (by priority) whose sniff accepts ``head``."""
+    for reader in sorted(READERS, key=lambda r: r.FORMAT.priority):
+        if reader.sniff(path, head):
+            return reader
+    raise UnknownFormat(
+        path,
+        "unknown input format (known: " + ", ".join(reader_names()) + "; "
+        "use --input-format to choose one)",
+    )
+
+
+def open_source(path: str, options: ReadOptions, input_format: str | None = None) -> Source:
+    """Open a file, directory or ``-`` (stdin), detecting the format unless given."""
+    stream: IO[bytes] | None = None
+    if path == "-":
+        stream = _PeekableStdin(sys.stdin.buffer)
+        head = stream.peek_head(SNIFF_BYTES)
+    elif os.path.isdir(path):
+        head = b""
+    else:
+        head = _read_head(path)
+    reader = find_reader(input_format) if input_format else detect(path, head)
+    return reader.open(path, stream, options)
+
+
+def _read_head(path: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(SNIFF_BYTES)
+    except FileNotFoundError:
+        raise InputError(path, "no such file") from None
+    except PermissionError:
+        raise InputError(path, "permission denied") from None
+    except IsADirectoryError:
+        return b""
+    except OSError as err:
+        raise InputError(path, err.strerror or str(err)) from None
+
+
+class _PeekableStdin:
+    """Stdin that lets the registry look at the first bytes without losing them."""
+
+    def __init__(self, raw: IO[bytes]) -> None:
+        self._raw = raw
+        self._buffered = b""
+
+    def peek_head(self, n: int) -> bytes:
+        while len(self._buffered) < n:
+            chunk = self._raw.read1(n - len(self._buffered)) if hasattr(self._raw, "read1") \
+                else self._raw.read(n - len(self._buffered))
+            if not chunk:
+                break
+            self._buffered += chunk
+        return self._buffered
+
+    def read(self, n: int = -1) -> bytes:
+        if self._buffered:
+            if n < 0:
+                data, self._buffered = self._buffered + self._raw.read(), b""
+                return data
+            data, self._buffered = self._buffered[:n], self._buffered[n:]
+            return data
+        return self._raw.read(n)
+
+    def read1(self, n: int = -1) -> bytes:
+        if self._buffered:
+            return self.read(n if n >= 0 else len(self._buffered))
+        if hasattr(self._raw, "read1"):
+            return self._raw.read1(n)
+        return self._raw.read(n)
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self._buffered:
+            idx = self._buffered.find(b"\n")
+            if idx >= 0:
+                data, self._buffered = self._buffered[: idx + 1], self._buffered[idx + 1:]
+                return data
+            data, self._buffered = self._buffered, b""
+            return data + self._raw.readline()
+        return self._raw.readline()
+
+    def __iter__(self) -> _PeekableStdin:
+        return self
+
+    def __next__(self) -> bytes:
+        line = self.readline()
+        if not line:
+            raise StopIteration
+        return line
