@@ -78,8 +78,8 @@ def _start(window: Window, resolution: Resolution | None, source: Source) -> int
 def _clipped(batches: Iterator[EventBatch], end_ns: int | None) -> Iterator[EventBatch]:
     """Stop at ``end_ns``: events after the window end do not count."""
     for batch in batches:
-        if end_ns is not None and len(batch) and int(batch.time_ns[-1]) > end_ns:
-            cut = int(np.searchsorted(batch.time_ns, end_ns, side="right"))
+        if end_ns is not None and len(batch) and int(batch.time[-1]) > end_ns:
+            cut = int(np.searchsorted(batch.time, end_ns, side="right"))
             yield batch.slice(0, cut)
             return
         yield batch

@@ -159,12 +159,12 @@ class Engine:
         if len(batch) == 0:
             return
         if self._start is None:
-            self._begin(int(batch.time_ns[0]))
+            self._begin(int(batch.time[0]))
         self._grow()
         if self._next_boundary is None:
             self._run(batch)
             return
-        times = batch.time_ns
+        times = batch.time
         pos = 0
         while pos < len(batch):
             cut = int(np.searchsorted(times, self._next_boundary, side="left"))
@@ -227,12 +227,12 @@ class Engine:
     def _run(self, batch: EventBatch) -> None:
         if len(batch) == 0:
             return
-        if int(batch.time_ns[0]) < int(self._s.g[G_LAST_TIME]):
+        if int(batch.time[0]) < int(self._s.g[G_LAST_TIME]):
             raise UsageError(
-                f"events go back in time: {int(batch.time_ns[0])} ns after "
+                f"events go back in time: {int(batch.time[0])} ns after "
                 f"{int(self._s.g[G_LAST_TIME])} ns"
             )
-        _kernel.feed(self._s.as_tuple(), batch.time_ns, batch.member, batch.old_state,
+        _kernel.feed(self._s.as_tuple(), batch.time, batch.member, batch.old_state,
                      batch.new_state, self._resolve_table())
 
     def _cross_boundary(self) -> None:

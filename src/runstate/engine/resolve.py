@@ -42,8 +42,8 @@ class Resolver:
         if len(batch) == 0:
             return
         if self._first is None:
-            self._first = int(batch.time_ns[0])
-        self._last = int(batch.time_ns[-1])
+            self._first = int(batch.time[0])
+        self._last = int(batch.time[-1])
         markers = np.flatnonzero(batch.member < 0)
         start = 0
         for pos in markers.tolist():

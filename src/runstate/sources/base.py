@@ -54,9 +54,13 @@ class SourceInfo:
 
     format: str
     path: str
-    #: clock of time_ns: "ns" for generic files, "tsc" (converted), "mono", "local", ...
+    #: clock of the batches' ``time``: "ns" for generic files, "tsc", "mono", "local", ...
     clock: str = "ns"
+    #: if set, ticks are TSC cycles at this frequency (Xen); else ticks are ns
     cpu_hz: float | None = None
+    #: the tick that ``--from/--to`` seconds count from (Xen: first record's TSC);
+    #: None: seconds are the clock's own (ns / 1e9), as perf prints them
+    origin: int | None = None
     #: True when cpu_hz is the default, not given by the user
     cpu_hz_assumed: bool = False
     #: human-readable remarks for reports ("cpu_hz not given; assumed 2.4 GHz")
