@@ -41,6 +41,7 @@ def analyze(
     resolution = None
     if source.rereadable and not one_pass:
         resolution = _first_pass(source)
+        source.info.anomalies.clear()  # the second pass counts them again
     engine = Engine(
         source.registry,
         start_ns=_start(window, resolution, source),

@@ -10,6 +10,7 @@ wants figures; an offline run calls :meth:`Engine.finish` once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -94,7 +95,10 @@ class _State:
             self.mstate[m] = s
 
 
-def _extend(a: npt.NDArray[np.generic], n: int, fill: int) -> npt.NDArray[np.generic]:
+_T = TypeVar("_T", bound=np.generic)
+
+
+def _extend(a: npt.NDArray[_T], n: int, fill: int) -> npt.NDArray[_T]:
     out = np.full((n, *a.shape[1:]), fill, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
@@ -140,6 +144,8 @@ class Engine:
         self._next_boundary: int | None = None
         self._interval_base = np.zeros((0, N_STATES), np.int64)
         self._resolve_flat: npt.NDArray[np.int8] | None = None
+        #: latest time fed or advanced to; later input must not precede it
+        self._clock: int | None = None
         if start_ns is not None:
             self._begin(start_ns)
 
@@ -227,9 +233,11 @@ class Engine:
     def _run(self, batch: EventBatch) -> None:
         if len(batch) == 0:
             return
-        if int(batch.time[0]) < int(self._s.g[G_LAST_TIME]):
+        # rows before the window start count as at the start (the kernel clamps them)
+        first = max(int(batch.time[0]), int(self._s.g[G_WINDOW_START]))
+        if first < int(self._s.g[G_LAST_TIME]):
             raise UsageError(
-                f"events go back in time: {int(batch.time[0])} ns after "
+                f"events go back in time: {first} ns after "
                 f"{int(self._s.g[G_LAST_TIME])} ns"
             )
         _kernel.feed(self._s.as_tuple(), batch.time, batch.member, batch.old_state,
@@ -244,6 +252,7 @@ class Engine:
 
     def _close(self, t: int) -> None:
         _kernel.close_all(self._s.as_tuple(), t)
+        self._clock = t if self._clock is None else max(self._clock, t)
         if t > int(self._s.g[G_LAST_TIME]):
             self._s.g[G_LAST_TIME] = t
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
@@ -25,6 +26,7 @@ from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
 
 COLUMNS = ("time_ns", "domain", "member", "old_state", "new_state")
+_HEADER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOST = "lost"
 
 
@@ -136,7 +138,7 @@ class GenericSource:
 
     def _open(self) -> IO[str]:
         if self._stream is not None:
-            return io.TextIOWrapper(self._stream, encoding="utf-8", newline="")  # type: ignore[arg-type]
+            return io.TextIOWrapper(self._stream, encoding="utf-8", newline="")
         try:
             return open(self.path, encoding="utf-8", newline="")
         except OSError as err:
@@ -208,8 +210,10 @@ class _GenericReader:
     def sniff(self, path: str, head: bytes) -> bool:
         first = head.lstrip().split(b"\n", 1)[0].strip()
         if self.FORMAT.name == "csv":
+            # a header line of plain names: the reader then checks the columns it needs
             fields = [f.strip() for f in first.decode("utf-8", "replace").split(",")]
-            return all(c in fields for c in COLUMNS)
+            return len(fields) >= 2 and all(_HEADER_NAME.match(f) for f in fields) and any(
+                c in fields for c in COLUMNS)
         if not first.startswith(b"{"):
             return False
         try:

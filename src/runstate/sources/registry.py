@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import IO
+from typing import IO, cast
 
 from runstate.errors import InputError, UnknownFormat, UsageError
 from runstate.sources.base import Reader, ReadOptions, Source
@@ -50,8 +50,9 @@ def open_source(path: str, options: ReadOptions, input_format: str | None = None
     """Open a file, directory or ``-`` (stdin), detecting the format unless given."""
     stream: IO[bytes] | None = None
     if path == "-":
-        stream = _PeekableStdin(sys.stdin.buffer)
-        head = stream.peek_head(SNIFF_BYTES)
+        stdin = _PeekableStdin(sys.stdin.buffer)
+        head = stdin.peek_head(SNIFF_BYTES)
+        stream = cast(IO[bytes], stdin)
     elif os.path.isdir(path):
         head = b""
     else:
@@ -103,7 +104,7 @@ class _PeekableStdin:
         if self._buffered:
             return self.read(n if n >= 0 else len(self._buffered))
         if hasattr(self._raw, "read1"):
-            return self._raw.read1(n)
+            return bytes(self._raw.read1(n))
         return self._raw.read(n)
 
     def readline(self, limit: int = -1) -> bytes:

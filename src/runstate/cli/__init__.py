@@ -1,0 +1,1 @@
+"""The ``runstate`` command: argument parsing, wiring and exit codes, no analysis logic."""

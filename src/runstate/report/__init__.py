@@ -1,0 +1,1 @@
+"""Presentation: the report model and its table, JSON and CSV renderings."""

@@ -1,0 +1,180 @@
+"""The report model: engine results converted to ns, ready for any output format.
+
+The engine counts in ticks (ns, or TSC cycles for Xen).  Converting each state
+total to ns on its own would break conservation by a few ns, so each domain's
+(and each interval's) state times are apportioned: the whole converts once,
+and the parts are floors plus the leftover ns given to the largest
+remainders.  Exact cycles are kept beside ns for TSC sources.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from runstate.engine.results import DomainResult, IntervalResult, RunResult
+from runstate.model.states import MEMBER_BUCKETS, DomainState
+from runstate.sources.base import SourceInfo
+
+HOST_IDLE = "host-idle"
+
+
+@dataclass(frozen=True, slots=True)
+class Clock:
+    """Converts ticks to ns: ``hz`` None means ticks already are ns."""
+
+    hz: int | None = None
+
+    def ns(self, ticks: int) -> int:
+        if self.hz is None:
+            return ticks
+        return (ticks * 1_000_000_000 + self.hz // 2) // self.hz
+
+    def apportion(self, parts: list[int]) -> list[int]:
+        """Convert parts so that they add up exactly to the converted total."""
+        hz = self.hz
+        if hz is None:
+            return list(parts)
+        scaled = [p * 1_000_000_000 for p in parts]
+        floors = [s // hz for s in scaled]
+        short = self.ns(sum(parts)) - sum(floors)
+        order = sorted(range(len(parts)), key=lambda i: (-(scaled[i] % hz), i))
+        for i in order[:max(short, 0)]:
+            floors[i] += 1
+        return floors
+
+
+@dataclass(frozen=True, slots=True)
+class StateRow:
+    ns: int
+    cycles: int | None
+    count: int
+    p50_ns: int
+    p95_ns: int
+    p99_ns: int
+    max_ns: int
+
+
+@dataclass(frozen=True, slots=True)
+class MemberRow:
+    member: str
+    name: str
+    ns: dict[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class DomainRow:
+    domain: str
+    name: str
+    lifetime_ns: int
+    lifetime_cycles: int | None
+    members_seen: int
+    members_expected: int | None
+    states: dict[DomainState, StateRow]
+    current_state: DomainState | None
+    changes: int
+    lost_intervals: int
+    members: tuple[MemberRow, ...]
+
+    def share(self, state: DomainState) -> float:
+        """Fraction of the lifetime spent in ``state`` (0 when the domain never lived)."""
+        return self.states[state].ns / self.lifetime_ns if self.lifetime_ns else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class IntervalRow:
+    start_ns: int
+    end_ns: int
+    #: domain key -> ns per state (alive domains only)
+    domains: dict[str, dict[DomainState, int]]
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """Everything a report prints, in ns."""
+
+    source: str
+    format: str
+    clock: str
+    cpu_hz: float | None
+    cpu_hz_assumed: bool
+    start_ns: int
+    end_ns: int
+    domains: tuple[DomainRow, ...]
+    host_idle: tuple[DomainRow, ...]
+    intervals: tuple[IntervalRow, ...]
+    anomalies: dict[str, int]
+    notes: tuple[str, ...] = field(default_factory=tuple)
+    provisional: bool = False
+
+    @property
+    def duration_ns(self) -> int:
+        return self.end_ns - self.start_ns
+
+
+def build_report(result: RunResult, info: SourceInfo,
+                 names: dict[str, str] | None = None) -> Report:
+    """Convert an engine result (ticks) and its source's facts into a :class:`Report`."""
+    clock = Clock(None if info.cpu_hz is None else int(round(info.cpu_hz)))
+    rows = [_domain_row(d, clock, info.cpu_hz is not None) for d in result.domains]
+    idle_keys = {d.key for d in result.domains if d.tags.get("kind") == HOST_IDLE}
+    notes = list(info.notes)
+    if result.provisional:
+        notes.append("one-pass read: members count from their first record")
+    return Report(
+        source=info.path,
+        format=info.format,
+        clock=info.clock,
+        cpu_hz=info.cpu_hz,
+        cpu_hz_assumed=info.cpu_hz_assumed,
+        start_ns=clock.ns(result.start_ns),
+        end_ns=clock.ns(result.end_ns),
+        domains=tuple(r for r in rows if r.domain not in idle_keys),
+        host_idle=tuple(r for r in rows if r.domain in idle_keys),
+        intervals=tuple(interval_row(i, clock) for i in result.intervals),
+        anomalies={k: v for k, v in sorted(result.anomalies.items())},
+        notes=tuple(notes),
+        provisional=result.provisional,
+    )
+
+
+def interval_row(interval: IntervalResult, clock: Clock) -> IntervalRow:
+    domains = {}
+    for key, states in interval.domains.items():
+        ns = clock.apportion([states[s] for s in DomainState])
+        domains[key] = dict(zip(DomainState, ns, strict=True))
+    return IntervalRow(clock.ns(interval.start_ns), clock.ns(interval.end_ns), domains)
+
+
+def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool) -> DomainRow:
+    ns = clock.apportion([d.states[s].ns for s in DomainState])
+    states = {
+        s: StateRow(
+            ns=ns[i],
+            cycles=d.states[s].ns if with_cycles else None,
+            count=d.states[s].count,
+            p50_ns=clock.ns(d.states[s].p50_ns),
+            p95_ns=clock.ns(d.states[s].p95_ns),
+            p99_ns=clock.ns(d.states[s].p99_ns),
+            max_ns=clock.ns(d.states[s].max_ns),
+        )
+        for i, s in enumerate(DomainState)
+    }
+    members = tuple(
+        MemberRow(m.key, m.name,
+                  dict(zip(MEMBER_BUCKETS, clock.apportion([m.ns[b] for b in MEMBER_BUCKETS]),
+                           strict=True)))
+        for m in d.members
+    )
+    return DomainRow(
+        domain=d.key,
+        name=d.name,
+        lifetime_ns=sum(ns),
+        lifetime_cycles=d.lifetime_ns if with_cycles else None,
+        members_seen=d.members_seen,
+        members_expected=d.members_expected,
+        states=states,
+        current_state=d.current_state,
+        changes=d.changes,
+        lost_intervals=d.lost_intervals,
+        members=members,
+    )

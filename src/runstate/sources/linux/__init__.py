@@ -1,0 +1,1 @@
+"""Linux scheduler traces: perf.data, tracefs recordings, perf script and ftrace text."""

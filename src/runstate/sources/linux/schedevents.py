@@ -1,0 +1,91 @@
+"""The columnar table of decoded scheduler tracepoint events, shared by all Linux readers.
+
+perf.data, a tracefs recording and perf script / ftrace text are each decoded
+into :class:`SchedEvents` chunks; ``sched`` turns them into member state
+changes (per-CPU switch-chain check and repair, prev_state rules, grouping).
+
+Columns (one row per tracepoint hit, time-sorted across CPUs):
+
+============  =====  ============================================================
+column        dtype  meaning
+============  =====  ============================================================
+time          int64  ns in the trace's clock
+cpu           int32  CPU the event was recorded on
+kind          int8   :class:`SchedKind`
+pid           int32  switch: prev_pid; wakeup/wakeup_new: woken pid;
+                     fork: child pid; exit: exiting pid
+other_pid     int32  switch: next_pid; fork: parent pid; otherwise -1
+prev_state    int64  switch: the tracepoint's raw prev_state; otherwise 0
+============  =====  ============================================================
+
+Thread names and thread groups travel beside the table in :class:`TaskNames`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+import numpy as np
+import numpy.typing as npt
+
+
+class SchedKind(IntEnum):
+    SWITCH = 0
+    WAKEUP = 1
+    WAKEUP_NEW = 2
+    EXIT = 3
+    FORK = 4
+
+
+@dataclass(frozen=True, slots=True)
+class SchedEvents:
+    time: npt.NDArray[np.int64]
+    cpu: npt.NDArray[np.int32]
+    kind: npt.NDArray[np.int8]
+    pid: npt.NDArray[np.int32]
+    other_pid: npt.NDArray[np.int32]
+    prev_state: npt.NDArray[np.int64]
+
+    def __len__(self) -> int:
+        return int(self.time.shape[0])
+
+    @classmethod
+    def from_columns(cls, time: object, cpu: object, kind: object, pid: object,
+                     other_pid: object, prev_state: object) -> SchedEvents:
+        return cls(
+            np.ascontiguousarray(time, dtype=np.int64),
+            np.ascontiguousarray(cpu, dtype=np.int32),
+            np.ascontiguousarray(kind, dtype=np.int8),
+            np.ascontiguousarray(pid, dtype=np.int32),
+            np.ascontiguousarray(other_pid, dtype=np.int32),
+            np.ascontiguousarray(prev_state, dtype=np.int64),
+        )
+
+    @staticmethod
+    def concat(parts: Sequence[SchedEvents]) -> SchedEvents:
+        return SchedEvents.from_columns(
+            *(np.concatenate([getattr(p, c) for p in parts]) if parts else []
+              for c in ("time", "cpu", "kind", "pid", "other_pid", "prev_state"))
+        )
+
+    def take(self, index: npt.NDArray[np.intp]) -> SchedEvents:
+        return SchedEvents(self.time[index], self.cpu[index], self.kind[index],
+                           self.pid[index], self.other_pid[index], self.prev_state[index])
+
+
+@dataclass(slots=True)
+class TaskNames:
+    """What is known about threads: names, thread groups, cgroups, start states."""
+
+    #: tid -> comm (latest seen)
+    comm: dict[int, str] = field(default_factory=dict)
+    #: tid -> tgid (process id)
+    tgid: dict[int, int] = field(default_factory=dict)
+    #: tid -> cgroup path, where the source has it
+    cgroup: dict[int, str] = field(default_factory=dict)
+    #: tgid -> VM name (QEMU ``-name guest=``), where known
+    vm_name: dict[int, str] = field(default_factory=dict)
+    #: tid -> one-letter /proc state at record start (R, S, D, ...), where known
+    start_state: dict[int, str] = field(default_factory=dict)

@@ -1,0 +1,332 @@
+"""Decoding tracefs ring-buffer pages (``trace_pipe_raw``) into :class:`SchedEvents`.
+
+A raw page is ``u64 timestamp; u64 commit; data[]`` (``events/header_page``)
+and holds one CPU's events in time order; ``_pagewalk`` (C) lists each data
+event's timestamp and payload position.  Payloads are tracepoint records whose
+field offsets come from the format files saved with the trace, so this module
+reads them with numpy gathers, one event type at a time, never per event in
+Python.
+
+Lost data: a page whose commit word has bit 31 set follows a gap (the kernel
+overwrote unread events); the gap runs from the CPU's previous event to the
+page's first event and becomes a :class:`LossWindow`.
+
+Per-CPU streams are each sorted; :func:`merge_streams` merges them by time
+with memory bounded by one chunk per CPU.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from runstate.errors import InputError
+from runstate.sources.linux._pagewalk import walk
+from runstate.sources.linux.schedevents import SchedEvents, SchedKind
+from runstate.sources.linux.tpformat import EventFormat, Field
+
+PAGE_HEADER_BYTES = 16
+#: smallest data event: 4-byte header + 4-byte payload
+_MIN_EVENT_BYTES = 8
+
+#: tracepoint name -> SchedKind, with the fields that fill pid / other_pid / prev_state
+_SCHED_FIELDS: dict[str, tuple[SchedKind, str, str | None, str | None]] = {
+    "sched_switch": (SchedKind.SWITCH, "prev_pid", "next_pid", "prev_state"),
+    "sched_wakeup": (SchedKind.WAKEUP, "pid", None, None),
+    "sched_wakeup_new": (SchedKind.WAKEUP_NEW, "pid", None, None),
+    "sched_process_exit": (SchedKind.EXIT, "pid", None, None),
+    "sched_process_fork": (SchedKind.FORK, "child_pid", "parent_pid", None),
+}
+#: where each event names threads: (pid field, comm field)
+_COMM_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    "sched_switch": (("prev_pid", "prev_comm"), ("next_pid", "next_comm")),
+    "sched_wakeup": (("pid", "comm"),),
+    "sched_wakeup_new": (("pid", "comm"),),
+    "sched_process_exit": (("pid", "comm"),),
+    "sched_process_fork": (("child_pid", "child_comm"), ("parent_pid", "parent_comm")),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class PageLayout:
+    """The page header layout from ``events/header_page``."""
+
+    page_size: int
+    data_offset: int = PAGE_HEADER_BYTES
+
+
+def parse_header_page(text: str) -> PageLayout:
+    """Check ``events/header_page`` describes the 64-bit layout this decoder reads."""
+    fields = {m.group(1): (int(m.group(2)), int(m.group(3))) for m in re.finditer(
+        r"field:\s*[^;]*?(\w+);\s*offset:(\d+);\s*size:(\d+);", text)}
+    expected = {"timestamp": (0, 8), "commit": (8, 8)}
+    for name, where in expected.items():
+        if fields.get(name) != where:
+            raise ValueError(f"unsupported page header: {name} at {fields.get(name)}, "
+                             f"expected offset/size {where}")
+    data = fields.get("data")
+    if data is None or data[0] != PAGE_HEADER_BYTES:
+        raise ValueError("unsupported page header: data does not start at byte 16")
+    return PageLayout(page_size=data[0] + data[1])
+
+
+@dataclass(frozen=True, slots=True)
+class LossWindow:
+    """Events lost on one CPU between two times (``count`` -1: unknown)."""
+
+    cpu: int
+    start_ns: int
+    end_ns: int
+    count: int
+
+
+@dataclass(slots=True)
+class DecodedChunk:
+    events: SchedEvents
+    losses: list[LossWindow]
+    #: tid -> comm seen in this chunk
+    comms: dict[int, str]
+    #: events whose id is not one of the known tracepoints
+    unknown: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Extractor:
+    kind: SchedKind
+    pid: Field
+    other: Field | None
+    state: Field | None
+    comms: tuple[tuple[Field, Field], ...]
+    min_length: int
+
+
+class SchedDecoder:
+    """Decodes sched tracepoint payloads with the given formats (name -> format)."""
+
+    def __init__(self, formats: Mapping[str, EventFormat]) -> None:
+        self._by_id: dict[int, _Extractor] = {}
+        for name, (kind, pid, other, state) in _SCHED_FIELDS.items():
+            fmt = formats.get(name)
+            if fmt is None:
+                continue
+            fields = [fmt.field(pid)] + [fmt.field(f) for f in (other, state) if f is not None]
+            comms = tuple((fmt.field(p), fmt.field(c)) for p, c in _COMM_FIELDS[name]
+                          if p in fmt.fields and c in fmt.fields)
+            needed = fields + [f for pair in comms for f in pair]
+            self._by_id[fmt.id] = _Extractor(
+                kind, fmt.field(pid),
+                fmt.field(other) if other is not None else None,
+                fmt.field(state) if state is not None else None,
+                comms, max(f.offset + f.size for f in needed))
+        if not self._by_id:
+            raise ValueError("no sched tracepoint format given")
+        self._type_field = Field("common_type", 0, 2, False, False, None)
+
+    @property
+    def event_ids(self) -> set[int]:
+        return set(self._by_id)
+
+    def decode(self, data: npt.NDArray[np.uint8], times: npt.NDArray[np.int64],
+               offsets: npt.NDArray[np.int64], lengths: npt.NDArray[np.int32], cpu: int,
+               path: str, file_offset: int) -> tuple[SchedEvents, dict[int, str], int]:
+        """Decode events at ``offsets`` of ``data``; returns events, comms, unknown count."""
+        short = lengths < 2
+        if short.any():
+            bad = int(np.argmax(short))
+            raise InputError(path, "event payload too short for its type",
+                             offset=file_offset + int(offsets[bad]))
+        types = _gather(data, offsets, self._type_field)
+        keep = np.zeros(len(times), dtype=bool)
+        kind = np.zeros(len(times), dtype=np.int8)
+        pid = np.full(len(times), -1, dtype=np.int32)
+        other = np.full(len(times), -1, dtype=np.int32)
+        state = np.zeros(len(times), dtype=np.int64)
+        comms: dict[int, str] = {}
+        for event_id, ex in self._by_id.items():
+            rows = np.flatnonzero(types == event_id)
+            if not len(rows):
+                continue
+            too_short = lengths[rows] < ex.min_length
+            if too_short.any():
+                bad = int(rows[int(np.argmax(too_short))])
+                raise InputError(path, f"event payload of {int(lengths[bad])} bytes is too short"
+                                 f" for its type (needs {ex.min_length})",
+                                 offset=file_offset + int(offsets[bad]))
+            at = offsets[rows]
+            keep[rows] = True
+            kind[rows] = int(ex.kind)
+            pid[rows] = _gather(data, at, ex.pid)
+            if ex.other is not None:
+                other[rows] = _gather(data, at, ex.other)
+            if ex.state is not None:
+                state[rows] = _gather(data, at, ex.state)
+            for pid_field, comm_field in ex.comms:
+                _collect_comms(data, at, lengths[rows], pid_field, comm_field, comms)
+        unknown = int(len(times) - int(keep.sum()))
+        idx = np.flatnonzero(keep)
+        events = SchedEvents.from_columns(times[idx], np.full(len(idx), cpu, dtype=np.int32),
+                                          kind[idx], pid[idx], other[idx], state[idx])
+        return events, comms, unknown
+
+
+_DTYPES = {(1, False): "u1", (1, True): "i1", (2, False): "<u2", (2, True): "<i2",
+           (4, False): "<u4", (4, True): "<i4", (8, False): "<u8", (8, True): "<i8"}
+
+
+def _gather(data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64],
+            field: Field) -> npt.NDArray[np.int64]:
+    """One integer field of every record at ``offsets``."""
+    dtype = _DTYPES.get((field.size, field.signed))
+    if dtype is None:
+        raise ValueError(f"field {field.name} has unsupported size {field.size}")
+    index = (offsets + field.offset)[:, None] + np.arange(field.size)
+    raw = np.ascontiguousarray(data[index])
+    return raw.view(dtype).reshape(-1).astype(np.int64)
+
+
+def _collect_comms(data: npt.NDArray[np.uint8], offsets: npt.NDArray[np.int64],
+                   lengths: npt.NDArray[np.int32], pid_field: Field, comm_field: Field,
+                   out: dict[int, str]) -> None:
+    """The last comm of each distinct pid, in Python only once per pid."""
+    pids = _gather(data, offsets, pid_field)
+    reversed_pids = pids[::-1]
+    unique, first_from_end = np.unique(reversed_pids, return_index=True)
+    rows = len(pids) - 1 - first_from_end
+    for tid, row in zip(unique.tolist(), rows.tolist(), strict=True):
+        if tid <= 0:
+            continue
+        start = int(offsets[row])
+        end = start + int(lengths[row])
+        if comm_field.data_loc:
+            loc = int(data[start + comm_field.offset: start + comm_field.offset + 4]
+                      .view("<u4")[0])
+            c_off, c_len = loc & 0xFFFF, loc >> 16
+            raw = bytes(data[start + c_off: min(start + c_off + c_len, end)])
+        else:
+            raw = bytes(data[start + comm_field.offset: start + comm_field.offset
+                             + comm_field.size])
+        out[tid] = raw.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class PageStreamDecoder:
+    """Decodes one CPU's pages chunk by chunk, carrying time and loss state across chunks.
+
+    ``start_ns`` (the recording start) opens a loss window that precedes the
+    CPU's first event.
+    """
+
+    def __init__(self, decoder: SchedDecoder, page_size: int, cpu: int, path: str,
+                 start_ns: int | None = None) -> None:
+        if page_size <= PAGE_HEADER_BYTES:
+            raise ValueError("page size too small")
+        self.decoder = decoder
+        self.page_size = page_size
+        self.cpu = cpu
+        self.path = path
+        self._start_ns = start_ns
+        self._last_event: int | None = None
+
+    def decode(self, pages: bytes, file_offset: int) -> DecodedChunk:
+        """Decode whole pages read from ``file_offset`` of the CPU's file."""
+        times, offsets, lengths, info = self.walk(pages, file_offset)
+        losses = self._losses(times, info)
+        self._check_order(times, offsets, file_offset)
+        data = np.frombuffer(pages, dtype=np.uint8)
+        events, comms, unknown = self.decoder.decode(data, times, offsets, lengths, self.cpu,
+                                                     self.path, file_offset)
+        return DecodedChunk(events, losses, comms, unknown)
+
+    def scan_losses(self, pages: bytes, file_offset: int) -> list[LossWindow]:
+        """Only the loss windows (no payload decoding): a cheap first pass."""
+        times, offsets, _, info = self.walk(pages, file_offset)
+        losses = self._losses(times, info)
+        self._check_order(times, offsets, file_offset)
+        return losses
+
+    def walk(self, pages: bytes, file_offset: int) -> tuple[
+            npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32],
+            npt.NDArray[np.int64]]:
+        n_pages = len(pages) // self.page_size
+        if n_pages * self.page_size != len(pages):
+            raise InputError(self.path, "file ends inside a page (truncated recording?)",
+                             offset=file_offset + n_pages * self.page_size)
+        return walk_pages(pages, self.page_size, self.path, file_offset)
+
+    def _losses(self, times: npt.NDArray[np.int64],
+                info: npt.NDArray[np.int64]) -> list[LossWindow]:
+        losses = []
+        for page in np.flatnonzero(info[:, 1] != 0).tolist():
+            first = int(info[page, 2])
+            end = int(times[first]) if first < len(times) else int(info[page, 0])
+            prior = int(times[first - 1]) if first > 0 else self._last_event
+            if prior is None:
+                prior = self._start_ns
+            start = min(prior, end) if prior is not None else end
+            losses.append(LossWindow(self.cpu, start, end, int(info[page, 1])))
+        return losses
+
+    def _check_order(self, times: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64],
+                     file_offset: int) -> None:
+        """Per-CPU time must not go backwards, or the merge would be wrong."""
+        if not len(times):
+            return
+        back = np.flatnonzero(np.diff(times) < 0) + 1
+        if self._last_event is not None and int(times[0]) < self._last_event:
+            back = np.concatenate([[0], back])
+        if len(back):
+            bad = int(back[0])
+            raise InputError(self.path, f"time goes backwards on cpu {self.cpu}",
+                             offset=file_offset + int(offsets[bad]))
+        self._last_event = int(times[-1])
+
+
+def walk_pages(pages: bytes, page_size: int, path: str, file_offset: int
+               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+                          npt.NDArray[np.int32], npt.NDArray[np.int64]]:
+    """Times, payload offsets and lengths of every data event, and per-page info rows."""
+    n_pages = len(pages) // page_size
+    cap = n_pages * ((page_size - PAGE_HEADER_BYTES) // _MIN_EVENT_BYTES + 1)
+    times = np.empty(cap, dtype=np.int64)
+    offsets = np.empty(cap, dtype=np.int64)
+    lengths = np.empty(cap, dtype=np.int32)
+    info = np.empty((n_pages, 3), dtype=np.int64)
+    n, err_offset, message = walk(pages, page_size, times, offsets, lengths, info)
+    if err_offset >= 0:
+        raise InputError(path, message, offset=file_offset + err_offset)
+    return times[:n], offsets[:n], lengths[:n], info
+
+
+def merge_streams(streams: Iterable[Iterator[SchedEvents]]) -> Iterator[SchedEvents]:
+    """Merge per-CPU time-sorted chunk streams into one time-sorted chunk stream.
+
+    Each round emits every buffered event not later than the smallest
+    "last buffered time" among unfinished streams, so no later chunk can hold
+    an earlier event.  Ties keep stream order (CPU order), then event order.
+    """
+    iters = list(streams)
+    buffers: list[SchedEvents] = [SchedEvents.concat([]) for _ in iters]
+    done = [False] * len(iters)
+    while True:
+        for i, it in enumerate(iters):
+            while not done[i] and not len(buffers[i]):
+                chunk = next(it, None)
+                if chunk is None:
+                    done[i] = True
+                else:
+                    buffers[i] = chunk
+        if not any(len(b) for b in buffers):
+            return
+        bounds = [int(b.time[-1]) for b, d in zip(buffers, done, strict=True) if not d]
+        parts = []
+        for i, b in enumerate(buffers):
+            cut = len(b) if not bounds else int(np.searchsorted(b.time, min(bounds),
+                                                                 side="right"))
+            if cut:
+                parts.append(b.take(np.arange(cut)))
+                buffers[i] = b.take(np.arange(cut, len(b)))
+        merged = SchedEvents.concat(parts)
+        yield merged.take(np.argsort(merged.time, kind="stable"))

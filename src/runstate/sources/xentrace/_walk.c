@@ -1,0 +1,500 @@
+/*
+ * Walking xentrace files: windows and variable-length records -> columns.
+ *
+ * Why C: a record's length is only known from its header word, so finding the
+ * next record is inherently sequential; a 40 MB trace has millions of records
+ * and a Python loop over them takes seconds.  This file only walks and decodes;
+ * merging the per-pcpu streams, member indices and all semantics live in
+ * Python (reader.py), on the columns written here.
+ *
+ * Layout (docs/xentrace-format.md): the file is a sequence of windows, each a
+ * 12-byte TRC_TRACE_CPU_CHANGE record (header word 0x2001f003, pcpu, size)
+ * followed by `size` bytes of that pcpu's records.  A record is a header word
+ * (event id bits 0-27, extra word count bits 28-30, TSC flag bit 31), an
+ * optional 64-bit TSC and 0-7 extra words.  Little-endian.
+ *
+ * The walker is resumable: all position state lives in the caller's `cursor`
+ * array, so it can stop when the output is full or the buffer ends (stdin)
+ * and continue later from exactly the same place.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define CPU_CHANGE_HEADER 0x2001f003u
+#define EVENT_MASK 0x0fffffffu
+#define RUNSTATE_MASK 0x0ffff00fu
+#define RUNSTATE_CHANGE 0x00021001u
+#define CONTINUE_RUNNING 0x00021002u
+#define LOST_RECORDS 0x0001f001u
+#define WRAP_BUFFER 0x0001f002u
+#define MAX_PCPUS 4096
+#define MAX_WINDOW (1LL << 30)
+
+/* cursor slots */
+enum { C_OFF, C_WEND, C_PCPU, C_STATUS, C_ERR_OFF, C_ERR_CODE, C_ERR_WORD, C_ERR_AUX, N_CURSOR };
+/* status */
+enum { ST_FULL = 0, ST_MORE = 1, ST_ERROR = 2 };
+/* error codes (mirrored in walk.py) */
+enum {
+    E_NONE, E_HEADER, E_PCPU, E_WSIZE, E_CLASS, E_OVERRUN, E_LOST_TSC, E_STATE,
+    E_BACKWARDS, E_LOST_SIZE, E_RS_SIZE
+};
+/* row kinds */
+enum { K_CHANGE, K_CONTINUE, K_LOST, K_WRAP, K_OTHER };
+/* stats slots */
+enum {
+    S_WINDOWS, S_CHANGE, S_CONTINUE, S_LOST, S_LOST_COUNT, S_WRAP, S_OTHER, S_BAD,
+    S_RESYNC, S_FIRST_TSC, S_LAST_TSC, S_RECORDS, N_STATS
+};
+/* flags */
+enum { F_LENIENT = 1, F_OTHER_ROWS = 2 };
+
+static inline uint32_t rd32(const uint8_t *p)
+{
+    uint32_t v;
+    memcpy(&v, p, 4);
+    return v; /* little-endian hosts only (x86, arm) */
+}
+
+static inline int64_t rd64(const uint8_t *p)
+{
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return (int64_t)v;
+}
+
+static int header_ok(const uint8_t *p)
+{
+    int32_t pcpu = (int32_t)rd32(p + 4);
+    uint32_t size = rd32(p + 8);
+    return rd32(p) == CPU_CHANGE_HEADER && pcpu >= 0 && pcpu < MAX_PCPUS && size % 4 == 0 &&
+           (int64_t)size <= MAX_WINDOW;
+}
+
+typedef struct {
+    const uint8_t *buf;
+    int64_t base, end; /* absolute offsets covered by buf */
+    int64_t *cur;
+    int64_t *stats;
+    int64_t *pcpu_tsc;
+    int flags;
+} Walk;
+
+static int fail(Walk *w, int64_t off, int code, int64_t word, int64_t aux)
+{
+    w->cur[C_STATUS] = ST_ERROR;
+    w->cur[C_ERR_OFF] = off;
+    w->cur[C_ERR_CODE] = code;
+    w->cur[C_ERR_WORD] = word;
+    w->cur[C_ERR_AUX] = aux;
+    return -1;
+}
+
+/* at a window header: 0 = entered the window, 1 = need more data, -1 = error */
+static int enter_window(Walk *w)
+{
+    int64_t off = w->cur[C_OFF];
+    if (w->end - off < 12)
+        return 1;
+    const uint8_t *p = w->buf + (off - w->base);
+    uint32_t hdr = rd32(p);
+    int32_t pcpu = (int32_t)rd32(p + 4);
+    uint32_t size = rd32(p + 8);
+    int code = hdr != CPU_CHANGE_HEADER ? E_HEADER
+               : (pcpu < 0 || pcpu >= MAX_PCPUS) ? E_PCPU
+               : (size % 4 != 0 || (int64_t)size > MAX_WINDOW) ? E_WSIZE
+               : E_NONE;
+    if (code != E_NONE) {
+        if (!(w->flags & F_LENIENT))
+            return fail(w, off, code, hdr, code == E_PCPU ? pcpu : (int64_t)size);
+        /* lenient: look for the next plausible window header */
+        int64_t q = off + 4;
+        while (w->end - q >= 12 && !header_ok(w->buf + (q - w->base)))
+            q += 4;
+        w->stats[S_RESYNC] += 1;
+        w->cur[C_OFF] = q;
+        return w->end - q >= 12 ? enter_window(w) : 1;
+    }
+    w->cur[C_OFF] = off + 12;
+    w->cur[C_WEND] = off + 12 + (int64_t)size;
+    w->cur[C_PCPU] = pcpu;
+    w->stats[S_WINDOWS] += 1;
+    return 0;
+}
+
+typedef struct {
+    int64_t *tsc, *key, *aux, *off;
+    int8_t *kind, *old, *new;
+    int16_t *pcpu;
+    Py_ssize_t n, cap;
+} Out;
+
+static void emit(Out *o, int64_t tsc, int64_t key, int kind, int old, int new, int64_t aux,
+                 int pcpu, int64_t off)
+{
+    Py_ssize_t i = o->n++;
+    o->tsc[i] = tsc;
+    o->key[i] = key;
+    o->kind[i] = (int8_t)kind;
+    o->old[i] = (int8_t)old;
+    o->new[i] = (int8_t)new;
+    o->aux[i] = aux;
+    o->pcpu[i] = (int16_t)pcpu;
+    o->off[i] = off;
+}
+
+/* Decode one record at cursor (inside a window).  0 = ok, 1 = need more, -1 = error */
+static int record(Walk *w, Out *o)
+{
+    int64_t off = w->cur[C_OFF];
+    int64_t wend = w->cur[C_WEND];
+    int lenient = w->flags & F_LENIENT;
+    if (w->end - off < 4)
+        return 1;
+    const uint8_t *p = w->buf + (off - w->base);
+    uint32_t hdr = rd32(p);
+    int has_tsc = (int)(hdr >> 31);
+    int n_extra = (int)((hdr >> 28) & 7);
+    int64_t size = 4 + 8 * has_tsc + 4 * n_extra;
+    if (off + size > wend) {
+        if (!lenient)
+            return fail(w, off, E_OVERRUN, hdr, wend - off);
+        w->stats[S_BAD] += 1;
+        w->cur[C_OFF] = wend; /* skip the rest of the window */
+        return 0;
+    }
+    if (w->end - off < size)
+        return 1;
+    uint32_t event = hdr & EVENT_MASK;
+    uint32_t cls = (event >> 16) & 0xfff;
+    int pcpu = (int)w->cur[C_PCPU];
+    int64_t *last = w->pcpu_tsc + pcpu;
+    int64_t tsc = *last;
+    const uint8_t *x = p + 4 + 8 * has_tsc;
+    w->cur[C_OFF] = off + size;
+    w->stats[S_RECORDS] += 1;
+    if (cls == 0 || (cls & (cls - 1)) != 0) {
+        if (!lenient)
+            return fail(w, off, E_CLASS, hdr, 0);
+        w->stats[S_BAD] += 1;
+        return 0;
+    }
+    if (has_tsc) {
+        tsc = rd64(p + 4);
+        if (*last >= 0 && tsc < *last) {
+            if (!lenient) {
+                w->cur[C_OFF] = off;
+                return fail(w, off, E_BACKWARDS, hdr, *last);
+            }
+            w->stats[S_BAD] += 1;
+            tsc = *last;
+        }
+        *last = tsc;
+        if (w->stats[S_FIRST_TSC] < 0 || tsc < w->stats[S_FIRST_TSC])
+            w->stats[S_FIRST_TSC] = tsc;
+        if (tsc > w->stats[S_LAST_TSC])
+            w->stats[S_LAST_TSC] = tsc;
+    }
+    if ((event & RUNSTATE_MASK) == RUNSTATE_CHANGE || event == CONTINUE_RUNNING) {
+        int old = 0, new = 0, kind = K_CONTINUE;
+        if (event != CONTINUE_RUNNING) {
+            old = (int)((event >> 8) & 0xf);
+            new = (int)((event >> 4) & 0xf);
+            kind = K_CHANGE;
+        }
+        int code = n_extra < 1 ? E_RS_SIZE : (old > 3 || new > 3) ? E_STATE : E_NONE;
+        if (code == E_NONE && tsc < 0)
+            code = E_RS_SIZE;
+        if (code != E_NONE) {
+            if (!lenient)
+                return fail(w, off, code, hdr, 0);
+            w->stats[S_BAD] += 1;
+            return 0;
+        }
+        uint32_t ids = rd32(x);
+        w->stats[kind == K_CHANGE ? S_CHANGE : S_CONTINUE] += 1;
+        emit(o, tsc, (int64_t)(ids >> 16) << 16 | (ids & 0xffff), kind, old, new, 0, pcpu, off);
+        return 0;
+    }
+    if (event == LOST_RECORDS) {
+        if (n_extra != 4 || !has_tsc) {
+            if (!lenient)
+                return fail(w, off, E_LOST_SIZE, hdr, 0);
+            w->stats[S_BAD] += 1;
+            return 0;
+        }
+        uint32_t ids = rd32(x + 4); /* domain in the low half, vcpu in the high half */
+        int64_t first = (int64_t)((uint64_t)rd32(x + 8) | (uint64_t)rd32(x + 12) << 32);
+        if (tsc <= first) {
+            if (!lenient)
+                return fail(w, off, E_LOST_TSC, tsc, first);
+            w->stats[S_BAD] += 1;
+            return 0;
+        }
+        w->stats[S_LOST] += 1;
+        w->stats[S_LOST_COUNT] += rd32(x);
+        emit(o, tsc, (int64_t)(ids & 0xffff) << 16 | (ids >> 16), K_LOST, 0, 0, first, pcpu, off);
+        return 0;
+    }
+    if (event == WRAP_BUFFER) {
+        w->stats[S_WRAP] += 1;
+        if (has_tsc)
+            emit(o, tsc, 0, K_WRAP, 0, 0, 0, pcpu, off);
+        return 0;
+    }
+    w->stats[S_OTHER] += 1;
+    if ((w->flags & F_OTHER_ROWS) && tsc >= 0)
+        emit(o, tsc, (int64_t)event, K_OTHER, 0, 0, 0, pcpu, off);
+    return 0;
+}
+
+static void run(Walk *w, Out *o)
+{
+    w->cur[C_STATUS] = ST_MORE;
+    while (o->n < o->cap) {
+        if (w->cur[C_WEND] >= 0 && w->cur[C_OFF] >= w->cur[C_WEND])
+            w->cur[C_WEND] = -1;
+        int r = w->cur[C_WEND] < 0 ? enter_window(w) : record(w, o);
+        if (r != 0)
+            return; /* status already set (MORE or ERROR) */
+    }
+    w->cur[C_STATUS] = ST_FULL;
+}
+
+/* ---- argument plumbing ------------------------------------------------- */
+
+typedef struct {
+    Py_buffer v[16];
+    int n;
+} Views;
+
+static void *view(Views *vs, PyObject *obj, Py_ssize_t itemsize, Py_ssize_t *count, int writable)
+{
+    Py_buffer *b = &vs->v[vs->n];
+    int flags = PyBUF_C_CONTIGUOUS | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, b, flags) < 0)
+        return NULL;
+    vs->n++;
+    if (count)
+        *count = b->len / itemsize;
+    return b->buf;
+}
+
+static void release(Views *vs)
+{
+    for (int i = 0; i < vs->n; i++)
+        PyBuffer_Release(&vs->v[i]);
+    vs->n = 0;
+}
+
+static PyObject *py_decode(PyObject *self, PyObject *args)
+{
+    PyObject *buf_o, *cur_o, *stats_o, *ptsc_o, *cols;
+    long long base, limit;
+    int flags;
+    if (!PyArg_ParseTuple(args, "OLLOOOOi", &buf_o, &base, &limit, &cur_o, &stats_o, &ptsc_o,
+                          &cols, &flags))
+        return NULL;
+    if (!PyTuple_Check(cols) || PyTuple_GET_SIZE(cols) != 8) {
+        PyErr_SetString(PyExc_TypeError, "cols must be an 8-tuple of arrays");
+        return NULL;
+    }
+    Views vs = {.n = 0};
+    Walk w;
+    Out o;
+    Py_ssize_t blen, nc, ns, np_, caps[8];
+    const uint8_t *buf = (const uint8_t *)0;
+    Py_buffer *bb = &vs.v[vs.n];
+    if (PyObject_GetBuffer(buf_o, bb, PyBUF_SIMPLE) < 0)
+        return NULL;
+    vs.n++;
+    buf = bb->buf;
+    blen = bb->len;
+    if (!(w.cur = view(&vs, cur_o, 8, &nc, 1)) || !(w.stats = view(&vs, stats_o, 8, &ns, 1)) ||
+        !(w.pcpu_tsc = view(&vs, ptsc_o, 8, &np_, 1)) ||
+        !(o.tsc = view(&vs, PyTuple_GET_ITEM(cols, 0), 8, &caps[0], 1)) ||
+        !(o.key = view(&vs, PyTuple_GET_ITEM(cols, 1), 8, &caps[1], 1)) ||
+        !(o.kind = view(&vs, PyTuple_GET_ITEM(cols, 2), 1, &caps[2], 1)) ||
+        !(o.old = view(&vs, PyTuple_GET_ITEM(cols, 3), 1, &caps[3], 1)) ||
+        !(o.new = view(&vs, PyTuple_GET_ITEM(cols, 4), 1, &caps[4], 1)) ||
+        !(o.aux = view(&vs, PyTuple_GET_ITEM(cols, 5), 8, &caps[5], 1)) ||
+        !(o.pcpu = view(&vs, PyTuple_GET_ITEM(cols, 6), 2, &caps[6], 1)) ||
+        !(o.off = view(&vs, PyTuple_GET_ITEM(cols, 7), 8, &caps[7], 1))) {
+        release(&vs);
+        return NULL;
+    }
+    if (nc < N_CURSOR || ns < N_STATS || np_ < MAX_PCPUS) {
+        release(&vs);
+        PyErr_SetString(PyExc_ValueError, "cursor, stats or pcpu array too short");
+        return NULL;
+    }
+    o.cap = caps[0];
+    for (int i = 1; i < 8; i++)
+        if (caps[i] < o.cap)
+            o.cap = caps[i];
+    o.n = 0;
+    w.buf = buf;
+    w.base = base;
+    w.end = base + blen;
+    if (limit >= 0 && limit < w.end)
+        w.end = limit;
+    w.flags = flags;
+    if (w.cur[C_OFF] < base || w.cur[C_OFF] > w.end) {
+        release(&vs);
+        PyErr_SetString(PyExc_ValueError, "cursor outside the buffer");
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    run(&w, &o);
+    Py_END_ALLOW_THREADS
+    release(&vs);
+    return PyLong_FromSsize_t(o.n);
+}
+
+/* index(buf, base, cursor, out_end, out_pcpu, out_first, flags) -> n
+ * Walks window headers only (plus each window's first timestamped record). */
+static PyObject *py_index(PyObject *self, PyObject *args)
+{
+    PyObject *buf_o, *cur_o, *off_o, *pcpu_o, *first_o;
+    long long base;
+    int flags;
+    if (!PyArg_ParseTuple(args, "OLOOOOi", &buf_o, &base, &cur_o, &off_o, &pcpu_o, &first_o,
+                          &flags))
+        return NULL;
+    Views vs = {.n = 0};
+    Py_buffer *bb = &vs.v[vs.n];
+    if (PyObject_GetBuffer(buf_o, bb, PyBUF_SIMPLE) < 0)
+        return NULL;
+    vs.n++;
+    Py_ssize_t nc, c1, c2, c3;
+    int64_t *cur, *ooff, *ofirst;
+    int32_t *opcpu;
+    if (!(cur = view(&vs, cur_o, 8, &nc, 1)) || !(ooff = view(&vs, off_o, 8, &c1, 1)) ||
+        !(opcpu = view(&vs, pcpu_o, 4, &c2, 1)) || !(ofirst = view(&vs, first_o, 8, &c3, 1))) {
+        release(&vs);
+        return NULL;
+    }
+    if (nc < N_CURSOR) {
+        release(&vs);
+        PyErr_SetString(PyExc_ValueError, "cursor too short");
+        return NULL;
+    }
+    Py_ssize_t cap = c1 < c2 ? c1 : c2;
+    cap = cap < c3 ? cap : c3;
+    int64_t stats[N_STATS];
+    memset(stats, 0, sizeof stats);
+    Walk w = {.buf = bb->buf, .base = base, .end = base + bb->len, .cur = cur,
+              .stats = stats, .pcpu_tsc = NULL, .flags = flags};
+    Py_ssize_t n = 0;
+    cur[C_STATUS] = ST_MORE;
+    while (n < cap) {
+        int64_t start = cur[C_OFF];
+        int r = enter_window(&w);
+        if (r != 0)
+            break;
+        int64_t hdr_off = cur[C_OFF] - 12;
+        (void)start;
+        int64_t first = -1;
+        int64_t q = cur[C_OFF];
+        int64_t wend = cur[C_WEND] < w.end ? cur[C_WEND] : w.end;
+        while (wend - q >= 4) {
+            const uint8_t *p = w.buf + (q - base);
+            uint32_t hdr = rd32(p);
+            int64_t size = 4 + 8 * (hdr >> 31) + 4 * ((hdr >> 28) & 7);
+            if (q + size > wend)
+                break;
+            if (hdr >> 31) {
+                first = rd64(p + 4);
+                if ((hdr & EVENT_MASK) == LOST_RECORDS && size == 28) {
+                    int64_t lf = (int64_t)((uint64_t)rd32(p + 20) | (uint64_t)rd32(p + 24) << 32);
+                    if (lf < first)
+                        first = lf;
+                }
+                break;
+            }
+            q += size;
+        }
+        (void)hdr_off;
+        ooff[n] = cur[C_WEND] < w.end ? cur[C_WEND] : w.end; /* where the window ends */
+        opcpu[n] = (int32_t)cur[C_PCPU];
+        ofirst[n] = first;
+        n++;
+        cur[C_OFF] = cur[C_WEND] < w.end ? cur[C_WEND] : w.end;
+        cur[C_WEND] = -1;
+    }
+    if (n == cap)
+        cur[C_STATUS] = ST_FULL;
+    release(&vs);
+    return PyLong_FromSsize_t(n);
+}
+
+/* keep(member, kind, seen, depth) -> None
+ * Exact mode drops CONTINUE_RUNNING rows (no state change) except a member's
+ * first row of an epoch (the window start or the end of a lost-data window),
+ * whose old state "running" tells the engine what the member was doing.
+ * kind on input: 0 change, 1 continue, 10/11 loss markers; on output
+ * kind[i] = -1 marks rows to drop. */
+static PyObject *py_keep(PyObject *self, PyObject *args)
+{
+    PyObject *m_o, *k_o, *s_o, *d_o;
+    if (!PyArg_ParseTuple(args, "OOOO", &m_o, &k_o, &s_o, &d_o))
+        return NULL;
+    Views vs = {.n = 0};
+    Py_ssize_t n, n2, n_seen, nd;
+    int32_t *member;
+    int8_t *kind;
+    uint8_t *seen;
+    int64_t *depth;
+    if (!(member = view(&vs, m_o, 4, &n, 0)) || !(kind = view(&vs, k_o, 1, &n2, 1)) ||
+        !(seen = view(&vs, s_o, 1, &n_seen, 1)) || !(depth = view(&vs, d_o, 8, &nd, 1))) {
+        release(&vs);
+        return NULL;
+    }
+    if (n2 != n || nd < 1) {
+        release(&vs);
+        PyErr_SetString(PyExc_ValueError, "keep: bad array lengths");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int32_t m = member[i];
+        if (m < 0) {
+            if (kind[i] == 10)
+                depth[0] += 1;
+            else if (kind[i] == 11 && depth[0] > 0 && --depth[0] == 0)
+                memset(seen, 0, (size_t)n_seen);
+            continue;
+        }
+        if (m >= n_seen)
+            continue;
+        if (kind[i] == 1 && (depth[0] > 0 || seen[m]))
+            kind[i] = -1;
+        if (depth[0] == 0)
+            seen[m] = 1;
+    }
+    release(&vs);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"decode", py_decode, METH_VARARGS,
+     "decode(buf, base, limit, cursor, stats, pcpu_tsc, cols, flags) -> rows written"},
+    {"index", py_index, METH_VARARGS,
+     "index(buf, base, cursor, out_off, out_pcpu, out_first, flags) -> windows indexed"},
+    {"keep", py_keep, METH_VARARGS, "keep(member, kind, seen, depth): mark dropped continues"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_walk", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__walk(void)
+{
+    PyObject *mod = PyModule_Create(&module);
+    if (!mod)
+        return NULL;
+    PyModule_AddIntConstant(mod, "N_CURSOR", N_CURSOR);
+    PyModule_AddIntConstant(mod, "N_STATS", N_STATS);
+    PyModule_AddIntConstant(mod, "MAX_PCPUS", MAX_PCPUS);
+    return mod;
+}

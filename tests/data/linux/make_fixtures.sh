@@ -1,0 +1,15 @@
+#!/bin/sh
+# Re-creates the Linux fixtures on a machine with perf and root.
+# load.c: N threads that spin (SLEEP_US=0) or spin ~1 ms then sleep SLEEP_US.
+set -e
+cd "$(dirname "$0")"
+gcc -O2 -pthread -o /tmp/rs_load load.c
+EV=sched:sched_switch,sched:sched_wakeup,sched:sched_wakeup_new,sched:sched_process_exit,sched:sched_process_fork
+# 4 busy threads on 2 cores for 1 s
+perf record -q -k mono -e $EV -a -o busy4.perf.data -- /tmp/rs_load 4 1 0 > busy4.pid
+# 3 threads that spin 1 ms and sleep 2 ms, for 1 s
+perf record -q -k mono -e $EV -a -o sleepy3.perf.data -- /tmp/rs_load 3 1 2000 > sleepy3.pid
+for f in busy4 sleepy3; do
+  perf script -i $f.perf.data --ns > $f.perf-script.txt
+  perf sched timehist -i $f.perf.data -s > $f.timehist.txt 2>/dev/null || true
+done

@@ -1,0 +1,89 @@
+"""The engine against the reference model on random streams, plus invariance properties."""
+
+from __future__ import annotations
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from reference import run_reference
+from streams import Stream, assert_conserved, assert_matches, batch_of, streams
+
+from runstate.analysis.pipeline import Window, analyze
+from runstate.engine import Engine, Resolver
+from runstate.engine.results import RunResult
+
+SETTINGS = settings(max_examples=400, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+def _analyze(stream: Stream, *, one_pass: bool, cuts: list[int] | None = None) -> RunResult:
+    window = Window(stream.start, stream.end, stream.interval)
+    return analyze(stream.source(cuts), window, one_pass=one_pass)
+
+
+def _reference(stream: Stream, *, two_pass: bool) -> RunResult:
+    return run_reference(stream.registry, stream.rows, start=stream.start, end=stream.end,
+                         interval=stream.interval, two_pass=two_pass, initial=stream.initial)
+
+
+@SETTINGS
+@given(streams())
+def test_two_pass_matches_reference(stream: Stream) -> None:
+    result = _analyze(stream, one_pass=False)
+    assert_matches(result, _reference(stream, two_pass=True))
+    assert_conserved(result)
+
+
+@SETTINGS
+@given(streams())
+def test_one_pass_matches_reference(stream: Stream) -> None:
+    result = _analyze(stream, one_pass=True)
+    assert_matches(result, _reference(stream, two_pass=False))
+    assert_conserved(result)
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.lists(st.integers(1, 80), max_size=12), st.booleans())
+def test_chunking_does_not_change_anything(stream: Stream, cuts: list[int],
+                                           one_pass: bool) -> None:
+    whole = _analyze(stream, one_pass=one_pass, cuts=[])
+    singles = _analyze(stream, one_pass=one_pass, cuts=list(range(1, len(stream.rows))))
+    assert _analyze(stream, one_pass=one_pass, cuts=cuts) == whole
+    assert singles == whole
+
+
+@settings(max_examples=200, deadline=None)
+@given(streams(), st.lists(st.integers(0, 6000), min_size=1, max_size=5), st.booleans())
+def test_snapshots_equal_fresh_runs_and_change_nothing(stream: Stream, offsets: list[int],
+                                                       one_pass: bool) -> None:
+    rows = stream.rows
+    s = stream.window_start
+    last = max(s, rows[-1].time)
+    resolution = None
+    if not one_pass:
+        resolver = Resolver()
+        resolver.feed(batch_of(rows))
+        resolution = resolver.result(stream.registry.n_members)
+    engine = Engine(stream.registry, start_ns=s, interval_ns=stream.interval,
+                    resolution=resolution, initial=stream.initial)
+    fed = 0
+    for t in sorted({s + o for o in offsets if s + o <= last}):
+        upto = fed
+        while upto < len(rows) and rows[upto].time <= t:
+            upto += 1
+        if upto > fed:
+            engine.feed(batch_of(rows[fed:upto]))
+            fed = upto
+        snap = engine.snapshot(t)
+        want = run_reference(stream.registry, rows, start=s, end=t, interval=stream.interval,
+                             two_pass=not one_pass, initial=stream.initial, resolve_rows=rows)
+        intervals = want.intervals
+        if intervals and intervals[-1].end_ns - intervals[-1].start_ns < (stream.interval or 0):
+            intervals = intervals[:-1]  # a snapshot does not close the running interval
+        assert_matches(snap, type(want)(want.start_ns, want.end_ns, want.domains, intervals,
+                                        want.anomalies, want.provisional))
+    if fed < len(rows):
+        engine.feed(batch_of(rows[fed:]))
+    final = engine.finish()
+    want = run_reference(stream.registry, rows, start=s, interval=stream.interval,
+                         two_pass=not one_pass, initial=stream.initial)
+    assert_matches(final, want)
