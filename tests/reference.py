@@ -95,7 +95,7 @@ def classify(states: Sequence[MemberState], depth: int) -> DomainState | None:
         return DomainState.LOST
     running = RUNNING in counting
     runnable = RUNNABLE in counting
-    blocked = BLOCKED in counting
+    blocked = BLOCKED in counting or OFFLINE in counting
     if running and runnable:
         return DomainState.CONCURRENCY_HAZARD
     if running:
@@ -119,7 +119,7 @@ def nearest_rank(values: Sequence[int], percent: int) -> int:
     if not values:
         return 0
     ordered = sorted(values)
-    rank = max(1, -(-percent * len(ordered) // 100))
+    rank = max(1, percent * len(ordered) // 100)
     return ordered[rank - 1]
 
 

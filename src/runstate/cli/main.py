@@ -58,6 +58,9 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
     err = stderr if stderr is not None else sys.stderr
     parser = build_parser()
     args_list = list(sys.argv[1:] if argv is None else argv)
+    if "--traceback" in args_list[1:]:  # accepted after the subcommand too
+        args_list.remove("--traceback")
+        args_list.insert(0, "--traceback")
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             args = parser.parse_args(args_list)

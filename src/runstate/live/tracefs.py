@@ -18,6 +18,7 @@ state beyond its file descriptors, so a live view can poll it incrementally.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import os
@@ -190,10 +191,8 @@ def _write(path: Path, text: str) -> None:
 
 
 def _write_quiet(path: Path, text: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         _write(path, text)
-    except OSError:
-        pass
 
 
 def _disable_and_remove(path: Path, attempts: int = 50) -> None:
@@ -398,10 +397,8 @@ class PageReader:
 
     def close(self) -> None:
         for fd in self._fds.values():
-            try:
+            with contextlib.suppress(OSError):
                 os.close(fd)
-            except OSError:
-                pass
         self._fds.clear()
 
 

@@ -6,16 +6,23 @@ first, loose text heuristics last).  ``--input-format`` bypasses sniffing.
 
 from __future__ import annotations
 
+import io
 import os
 import sys
-from typing import IO, cast
+from typing import IO, Any, cast
 
 from runstate.errors import InputError, UnknownFormat, UsageError
 from runstate.sources.base import Reader, ReadOptions, Source
 from runstate.sources.generic import CSV_READER, JSONL_READER
+from runstate.sources.linux.perfscript import PERF_SCRIPT_READER
+from runstate.sources.linux.recording import RECORDING_READER
+from runstate.sources.xentrace.reader import XENTRACE_READER
 
 #: every reader, in sniffing order
 READERS: tuple[Reader, ...] = (
+    XENTRACE_READER,
+    RECORDING_READER,
+    PERF_SCRIPT_READER,
     JSONL_READER,
     CSV_READER,
 )
@@ -52,7 +59,7 @@ def open_source(path: str, options: ReadOptions, input_format: str | None = None
     if path == "-":
         stdin = _PeekableStdin(sys.stdin.buffer)
         head = stdin.peek_head(SNIFF_BYTES)
-        stream = cast(IO[bytes], stdin)
+        stream = cast(IO[bytes], io.BufferedReader(stdin))
     elif os.path.isdir(path):
         head = b""
     else:
@@ -75,7 +82,7 @@ def _read_head(path: str) -> bytes:
         raise InputError(path, err.strerror or str(err)) from None
 
 
-class _PeekableStdin:
+class _PeekableStdin(io.RawIOBase):
     """Stdin that lets the registry look at the first bytes without losing them."""
 
     def __init__(self, raw: IO[bytes]) -> None:
@@ -84,44 +91,23 @@ class _PeekableStdin:
 
     def peek_head(self, n: int) -> bytes:
         while len(self._buffered) < n:
-            chunk = self._raw.read1(n - len(self._buffered)) if hasattr(self._raw, "read1") \
-                else self._raw.read(n - len(self._buffered))
+            chunk = self._raw.read(n - len(self._buffered))
             if not chunk:
                 break
             self._buffered += chunk
         return self._buffered
 
-    def read(self, n: int = -1) -> bytes:
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
         if self._buffered:
-            if n < 0:
-                data, self._buffered = self._buffered + self._raw.read(), b""
-                return data
-            data, self._buffered = self._buffered[:n], self._buffered[n:]
-            return data
-        return self._raw.read(n)
-
-    def read1(self, n: int = -1) -> bytes:
-        if self._buffered:
-            return self.read(n if n >= 0 else len(self._buffered))
-        if hasattr(self._raw, "read1"):
-            return bytes(self._raw.read1(n))
-        return self._raw.read(n)
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self._buffered:
-            idx = self._buffered.find(b"\n")
-            if idx >= 0:
-                data, self._buffered = self._buffered[: idx + 1], self._buffered[idx + 1:]
-                return data
-            data, self._buffered = self._buffered, b""
-            return data + self._raw.readline()
-        return self._raw.readline()
-
-    def __iter__(self) -> _PeekableStdin:
-        return self
-
-    def __next__(self) -> bytes:
-        line = self.readline()
-        if not line:
-            raise StopIteration
-        return line
+            n = min(len(view), len(self._buffered))
+            view[:n] = self._buffered[:n]
+            self._buffered = self._buffered[n:]
+            return n
+        data = self._raw.read1(len(view)) if hasattr(self._raw, "read1") else \
+            self._raw.read(len(view))
+        view[: len(data)] = data
+        return len(data)

@@ -11,5 +11,6 @@ perf record -q -k mono -e $EV -a -o busy4.perf.data -- /tmp/rs_load 4 1 0 > busy
 perf record -q -k mono -e $EV -a -o sleepy3.perf.data -- /tmp/rs_load 3 1 2000 > sleepy3.pid
 for f in busy4 sleepy3; do
   perf script -i $f.perf.data --ns > $f.perf-script.txt
+  perf script -i $f.perf.data -F comm,pid,tid,cpu,time,event,trace --ns > $f.perf-script-pid.txt
   perf sched timehist -i $f.perf.data -s > $f.timehist.txt 2>/dev/null || true
 done

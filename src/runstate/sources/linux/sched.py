@@ -44,12 +44,18 @@ from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux.grouping import Grouping, make_grouping
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 
+Row = tuple[int, int, int, int] | list[int]
+#: rows held back while a deferred switch-out is open, at most this many chunks' worth
+MAX_HELD_CHUNKS = 4
+
 RUNNING = int(MemberState.RUNNING)
 RUNNABLE = int(MemberState.RUNNABLE)
 BLOCKED = int(MemberState.BLOCKED)
 ABSENT = int(MemberState.ABSENT)
 #: converter-internal: nothing known yet (the next event tells the old state)
 _UNKNOWN = -1
+#: ``curr[cpu]`` when its task was seen switching in on another CPU (switch-out lost)
+_VACATED = -(1 << 40)
 #: cache marker: the task belongs to no group
 _NO_MEMBER = -1
 
@@ -59,7 +65,7 @@ HOST_IDLE_KEY = "host-idle"
 ANOMALIES = (
     "switch_chain_breaks",     # a switch's prev is not the CPU's current task
     "chain_repairs",           # missing switch-ins inserted
-    "chain_repairs_unproven",  # ... where the switched-out task's state is unknown (lost window)
+    "chain_repairs_unproven",  # ... where the switched-out member's state stays unknown
     "switch_out_not_running",  # prev was believed runnable/blocked/gone elsewhere
     "switch_in_not_runnable",  # next was believed blocked or running
     "wakeup_of_running",       # legal (ttwu_runnable) but a health signal
@@ -122,10 +128,11 @@ class SchedConverter:
         self._last_switch: dict[int, int] = {}  # cpu -> time of its last switch
         self._floor = -(1 << 62)               # rows may not go below this (already yielded)
         self._last_time = self._floor
-        self._pending: list[tuple[int, int, int, int]] = []
-        self._unsorted = False
+        self._pending: list[Row] = []
         self._switches = 0
         self._seen: set[int] = set()
+        self._exiting: set[int] = set()        # pids seen in sched_process_exit
+        self._deferred: dict[int, list[int]] = {}  # task -> its switch-out row, new state open
         for key, n in self.grouping.expected_members.items():
             self.registry.domain(key)
             self.registry.domains[self.registry.find_domain(key) or 0].expected_members = n
@@ -137,6 +144,12 @@ class SchedConverter:
         rows = self._pending
         self._pending = []
         self._walk(events, rows)
+        if self._deferred and len(rows) <= MAX_HELD_CHUNKS * max(len(events), 1 << 16):
+            cut = min(row[0] for row in self._deferred.values())
+            self._pending = [r for r in rows if r[0] >= cut]
+            rows = [r for r in rows if r[0] < cut]
+        else:
+            self._give_up_deferred()
         return self._emit(rows)
 
     def lost(self, loss: LostEvents) -> None:
@@ -146,7 +159,6 @@ class SchedConverter:
         end = max(loss.end_ns, begin)
         self._pending.append((begin, -1, 0, LOSS_BEGIN))
         self._pending.append((end, -1, 0, LOSS_END))
-        self._unsorted = True
         self._forget_all()
 
     def finish(self) -> EventBatch:
@@ -155,19 +167,33 @@ class SchedConverter:
             raise InputError(self.path, "no sched_switch events in the trace; runstate needs "
                              + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
         self._silent_members()
+        self._give_up_deferred()
         return self._emit(self._pending)
+
+    def _give_up_deferred(self) -> None:
+        """Deferred switch-outs still open after a long silence: assume the task blocked.
+
+        A runnable task would have been switched in again long before; one that
+        never shows up again most likely sleeps.  Counted as unproven.
+        """
+        for task, row in self._deferred.items():
+            row[3] = BLOCKED
+            self._count("chain_repairs_unproven", 1, row[0])
+            self._state[task] = BLOCKED
+        self._deferred.clear()
 
     # ---- the per-event state machine --------------------------------------------
 
-    def _walk(self, ev: SchedEvents, rows: list[tuple[int, int, int, int]]) -> None:
+    def _walk(self, ev: SchedEvents, rows: list[Row]) -> None:
         times = ev.time.tolist()
         cpus = ev.cpu.tolist()
         kinds = ev.kind.tolist()
         pids = ev.pid.tolist()
         others = ev.other_pid.tolist()
         pstates = ev.prev_state.tolist()
-        switch, wakeup, wakeup_new, fork = (int(SchedKind.SWITCH), int(SchedKind.WAKEUP),
-                                            int(SchedKind.WAKEUP_NEW), int(SchedKind.FORK))
+        switch, wakeup, wakeup_new, fork, exit_ = (
+            int(SchedKind.SWITCH), int(SchedKind.WAKEUP), int(SchedKind.WAKEUP_NEW),
+            int(SchedKind.FORK), int(SchedKind.EXIT))
         curr = self._curr
         last_switch = self._last_switch
         transition = self._transition
@@ -191,6 +217,8 @@ class SchedConverter:
                 if pkey < 0:
                     after = BLOCKED
                 transition(pkey, t, RUNNING, after, rows)
+                if nkey >= 0 and self._state.get(nkey) == RUNNING:
+                    self._vacate(nkey, c, t)
                 transition(nkey, t, RUNNABLE, RUNNING, rows)
                 curr[c] = nkey
                 last_switch[c] = t
@@ -201,18 +229,25 @@ class SchedConverter:
                     continue
                 self._wakeup[pid] = t
                 self._wake(pid, t, kind == wakeup_new, rows)
+            elif kind == exit_:
+                self._exiting.add(pids[i])
             elif kind == fork:
                 child = pids[i]
-                if child > 0 and self._state.get(child, _UNKNOWN) == _UNKNOWN:
+                if child > 0 and child not in self._deferred \
+                        and self._state.get(child, _UNKNOWN) in (_UNKNOWN, ABSENT):
                     self._state[child] = ABSENT
+                    self._exiting.discard(child)
         self._last_time = last
 
     def _transition(self, key: int, t: int, expected: int, new: int,
-                    rows: list[tuple[int, int, int, int]]) -> None:
+                    rows: list[Row]) -> None:
         """Move task ``key`` to ``new``; ``expected`` is what the event implies it was."""
         old = self._state.get(key, _UNKNOWN)
         if old == _UNKNOWN:
             old = expected
+            if key in self._deferred:
+                self._resolve(key, old)
+                old = RUNNABLE if old == RUNNING else old
         elif old != expected:
             if old == ABSENT:
                 self._count("event_after_exit", 1, t)
@@ -227,7 +262,7 @@ class SchedConverter:
                 rows.append((t, member, old, new))
 
     def _wake(self, pid: int, t: int, new_task: bool,
-              rows: list[tuple[int, int, int, int]]) -> None:
+              rows: list[Row]) -> None:
         old = self._state.get(pid, _UNKNOWN)
         if old == RUNNING or old == RUNNABLE:
             if old == RUNNING and not new_task:
@@ -235,6 +270,9 @@ class SchedConverter:
             return
         if old == _UNKNOWN:
             old = ABSENT if new_task else BLOCKED
+            if pid in self._deferred:
+                old = BLOCKED
+                self._resolve(pid, old)
         elif old == ABSENT and not new_task:
             self._count("event_after_exit", 1, t)
         self._state[pid] = RUNNABLE
@@ -243,28 +281,51 @@ class SchedConverter:
             rows.append((t, member, old, RUNNABLE))
 
     def _repair(self, cpu: int, cur: int, prev: int, t: int,
-                rows: list[tuple[int, int, int, int]]) -> None:
+                rows: list[Row]) -> None:
         """``prev`` switches out on ``cpu`` where ``cur`` was running: insert ``cur -> prev``."""
         self._count("switch_chain_breaks", 1, t)
         at = self._last_switch.get(cpu, t - 1) + 1
         if prev >= 0:
             at = max(at, self._wakeup.get(prev, at - 1) + 1)
-        at = min(max(at, self._floor), t)
-        if at < t:
-            self._unsorted = True
-        unproven = cur >= 0 and self._member_of(cur) >= 0
-        if unproven:
-            self._count("chain_repairs_unproven", 1, t)
-            rows.append((at, -1, 0, LOSS_BEGIN))
-            rows.append((t, -1, 0, LOSS_END))
-            self._state[cur] = _UNKNOWN
-        else:
+        at = min(max(at, self._floor + 1), t)
+        if cur == _VACATED:
             self._count("chain_repairs", 1, t)
-            self._transition(cur, at, RUNNING, BLOCKED if cur < 0 else RUNNABLE, rows)
-            if cur >= 0:
-                # an ungrouped task: its state after the lost switch is not known
-                self._state[cur] = _UNKNOWN
+        elif cur < 0:
+            self._count("chain_repairs", 1, t)
+            self._transition(cur, at, RUNNING, BLOCKED, rows)
+        elif cur in self._exiting:
+            self._count("chain_repairs", 1, t)
+            self._transition(cur, at, RUNNING, ABSENT, rows)
+        else:
+            self._defer(cur, at, rows)
         self._transition(prev, at, RUNNABLE, RUNNING, rows)
+
+    def _vacate(self, task: int, cpu: int, t: int) -> None:
+        """``task`` switches in on ``cpu`` while current elsewhere: it left that CPU unseen."""
+        for other, cur in self._curr.items():
+            if cur == task and other != cpu:
+                self._curr[other] = _VACATED
+                self._last_switch[other] = max(self._last_switch.get(other, t), t)
+
+    def _defer(self, task: int, at: int, rows: list[Row]) -> None:
+        """``task`` left the CPU at ``at`` in a state its next event will tell."""
+        if task in self._deferred:
+            self._deferred.pop(task)[3] = BLOCKED
+            self._count("chain_repairs_unproven", 1, at)
+        self._state[task] = _UNKNOWN
+        member = self._member_of(task)
+        if member < 0:
+            self._count("chain_repairs", 1, at)
+            return
+        row = [at, member, RUNNING, _UNKNOWN]
+        rows.append(row)
+        self._deferred[task] = row
+
+    def _resolve(self, task: int, before: int) -> None:
+        """The deferred switch-out of ``task`` is now known to have left it ``before``."""
+        row = self._deferred.pop(task)
+        row[3] = RUNNABLE if before == RUNNING else before
+        self._count("chain_repairs", 1, None)
 
     # ---- members -------------------------------------------------------------
 
@@ -317,17 +378,16 @@ class SchedConverter:
     # ---- output -------------------------------------------------------------
 
     def _forget_all(self) -> None:
+        self._give_up_deferred()
         self._state.clear()
         self._curr.clear()
 
-    def _emit(self, rows: list[tuple[int, int, int, int]]) -> EventBatch:
+    def _emit(self, rows: list[Row]) -> EventBatch:
         if not rows:
             return EventBatch.empty()
         arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        if self._unsorted:
-            np.maximum(arr[:, 0], self._floor, out=arr[:, 0])
-            arr = arr[np.argsort(arr[:, 0], kind="stable")]
-            self._unsorted = False
+        np.maximum(arr[:, 0], self._floor, out=arr[:, 0])
+        arr = arr[np.argsort(arr[:, 0], kind="stable")]
         batch = EventBatch.from_columns(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
         self._floor = int(arr[-1, 0])
         return batch

@@ -1,0 +1,3 @@
+from collections.abc import Buffer
+
+def walk(buffer: Buffer, pos: int, offsets: Buffer, types: Buffer, /) -> tuple[int, int, int]: ...

@@ -1,0 +1,599 @@
+"""perf.data files read directly (no perf binary): sched tracepoint samples -> SchedEvents.
+
+Layout (tools/perf/Documentation/perf.data-file-format.txt): a 104-byte header
+(``PERFILE2``, attrs, data and feature bitmap), ``perf_event_attr`` entries
+with their sample ids, the data section of variable-length records, then the
+feature sections.  The tracepoint formats come from the file's own
+HEADER_TRACING_DATA section (format files of the recording kernel), so raw
+sample fields are decoded with that kernel's offsets.
+
+The C walker ``_perfwalk`` finds record boundaries in 8 MiB blocks; sample
+fields are then gathered with numpy.  Records are time-ordered only within
+``FINISHED_ROUND`` windows: samples are buffered and released up to the
+largest time seen before the previous round ended (perf's own rule), so
+memory stays bounded by about two rounds.
+
+A file whose writer was killed keeps a zero data size in its header and no
+feature sections: the data runs to the end of the file (a partial last record
+is dropped and noted), and the formats are taken from this host's tracefs
+when the file has none (noted).
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+import numpy as np
+import numpy.typing as npt
+
+from runstate.errors import InputError
+from runstate.model.events import EventBatch
+from runstate.model.registry import Registry
+from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.linux import _perfwalk
+from runstate.sources.linux.sched import (
+    NEEDED_EVENTS,
+    RECORD_HINT,
+    LostEvents,
+    sched_batches,
+)
+from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
+
+MAGIC = b"PERFILE2"
+HEADER_SIZE = 104
+BLOCK = 8 << 20
+
+# record types
+REC_LOST, REC_COMM, REC_EXIT, REC_FORK, REC_SAMPLE = 2, 3, 4, 7, 9
+REC_FINISHED_ROUND, REC_COMPRESSED = 68, 81
+# sample_type bits
+S_IP, S_TID, S_TIME, S_ADDR, S_READ, S_CALLCHAIN, S_ID, S_CPU = 1, 2, 4, 8, 16, 32, 64, 128
+S_PERIOD, S_STREAM_ID, S_RAW, S_IDENTIFIER = 256, 512, 1024, 1 << 16
+# features
+FEAT_TRACING_DATA, FEAT_NRCPUS = 1, 7
+PERF_TYPE_TRACEPOINT = 2
+_CLOCKS = {0: "realtime", 1: "mono", 4: "mono_raw", 7: "boot", 11: "tai"}
+_KINDS = {"sched_switch": SchedKind.SWITCH, "sched_wakeup": SchedKind.WAKEUP,
+          "sched_wakeup_new": SchedKind.WAKEUP_NEW, "sched_process_exit": SchedKind.EXIT,
+          "sched_process_fork": SchedKind.FORK}
+
+
+@dataclass(frozen=True, slots=True)
+class Attr:
+    type: int
+    config: int
+    sample_type: int
+    read_format: int
+    sample_id_all: bool
+    clock: str
+    ids: tuple[int, ...]
+
+
+@dataclass(slots=True)
+class Header:
+    attrs: list[Attr]
+    data_offset: int
+    data_size: int
+    truncated: bool
+    formats: dict[int, EventFormat] = field(default_factory=dict)
+    cmdlines: dict[int, str] = field(default_factory=dict)
+    n_cpus: int | None = None
+
+
+class _Fail(Exception):
+    def __init__(self, reason: str, offset: int) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.offset = offset
+
+
+# ---- header, attrs and feature sections -----------------------------------------
+
+
+def read_header(path: str, f: IO[bytes]) -> Header:
+    size = os.fstat(f.fileno()).st_size
+    raw = f.read(HEADER_SIZE)
+    if len(raw) < 16 or raw[:8] != MAGIC:
+        raise InputError(path, "not a perf.data file (no PERFILE2 magic)", offset=0)
+    if struct.unpack_from("<Q", raw, 8)[0] != HEADER_SIZE:
+        raise InputError(path, "pipe-mode perf.data is not supported; record to a file "
+                         "(perf record -o FILE)", offset=8)
+    if len(raw) < HEADER_SIZE:
+        raise InputError(path, "truncated header", offset=len(raw))
+    attr_size, a_off, a_size, d_off, d_size = struct.unpack_from("<5Q", raw, 16)
+    features = int.from_bytes(raw[72:104], "little")
+    if attr_size < 80 or a_off + a_size > size or a_size % attr_size:
+        raise InputError(path, "attribute section out of bounds", offset=24)
+    if d_off < HEADER_SIZE or d_off > size:
+        raise InputError(path, "data section out of bounds", offset=40)
+    truncated = d_size == 0 or d_off + d_size > size
+    if truncated:
+        d_size = size - d_off
+    header = Header(_read_attrs(path, f, a_off, a_size, attr_size, size), d_off, d_size,
+                    truncated)
+    if not truncated:
+        _read_features(path, f, header, features, d_off + d_size, size)
+    return header
+
+
+def _read_attrs(path: str, f: IO[bytes], off: int, size: int, entry: int,
+                file_size: int) -> list[Attr]:
+    f.seek(off)
+    blob = f.read(size)
+    attrs = []
+    for base in range(0, size, entry):
+        a_type, _, config, _, sample_type, read_format, flags = struct.unpack_from(
+            "<IIQQQQQ", blob, base)
+        clockid = struct.unpack_from("<i", blob, base + 92)[0] if entry - 16 >= 96 else 0
+        use_clock = bool(flags >> 25 & 1)
+        ids_off, ids_size = struct.unpack_from("<QQ", blob, base + entry - 16)
+        if ids_off + ids_size > file_size or ids_size % 8:
+            raise InputError(path, "attribute ids out of bounds", offset=off + base)
+        f.seek(ids_off)
+        ids = struct.unpack(f"<{ids_size // 8}Q", f.read(ids_size))
+        clock = _CLOCKS.get(clockid, f"clockid {clockid}") if use_clock else "perf"
+        attrs.append(Attr(a_type, config, sample_type, read_format, bool(flags >> 18 & 1),
+                          clock, ids))
+    if not attrs:
+        raise InputError(path, "no event attributes", offset=off)
+    return attrs
+
+
+def _read_features(path: str, f: IO[bytes], header: Header, bits: int, at: int,
+                   size: int) -> None:
+    present = [b for b in range(256) if bits >> b & 1]
+    f.seek(at)
+    table = f.read(16 * len(present))
+    if len(table) < 16 * len(present):
+        return
+    for i, bit in enumerate(present):
+        off, length = struct.unpack_from("<QQ", table, 16 * i)
+        if off + length > size:
+            raise InputError(path, f"feature section {bit} out of bounds", offset=at + 16 * i)
+        if bit == FEAT_TRACING_DATA:
+            f.seek(off)
+            try:
+                _parse_tracing_data(f.read(length), header)
+            except (_Fail, struct.error, UnicodeDecodeError, FormatError) as err:
+                where = off + err.offset if isinstance(err, _Fail) else off
+                raise InputError(path, f"bad tracing data section: {err}", offset=where) \
+                    from None
+        elif bit == FEAT_NRCPUS and length >= 8:
+            f.seek(off)
+            header.n_cpus = struct.unpack("<II", f.read(8))[1]
+
+
+class _Cursor:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int) -> bytes:
+        if n < 0 or self.pos + n > len(self.data):
+            raise _Fail("section ends early", self.pos)
+        out = self.data[self.pos:self.pos + n]
+        self.pos += n
+        return out
+
+    def u32(self) -> int:
+        return int(struct.unpack("<I", self.take(4))[0])
+
+    def u64(self) -> int:
+        return int(struct.unpack("<Q", self.take(8))[0])
+
+    def cstr(self) -> str:
+        end = self.data.find(b"\0", self.pos)
+        if end < 0:
+            raise _Fail("unterminated string", self.pos)
+        text = self.data[self.pos:end].decode("utf-8", "replace")
+        self.pos = end + 1
+        return text
+
+
+def _parse_tracing_data(data: bytes, header: Header) -> None:
+    """HEADER_TRACING_DATA: the recording kernel's tracepoint format files."""
+    c = _Cursor(data)
+    if c.take(10) != b"\x17\x08\x44tracing":
+        raise _Fail("no tracing magic", 0)
+    version = c.cstr()
+    if c.take(1) != b"\0":
+        raise _Fail("big-endian tracing data is not supported", c.pos - 1)
+    c.take(1 + 4)  # long size, page size
+    for expected in ("header_page", "header_event"):
+        if c.cstr() != expected:
+            raise _Fail(f"expected {expected}", c.pos)
+        c.take(c.u64())
+    for _ in range(c.u32()):          # ftrace's own events
+        c.take(c.u64())
+    for _ in range(c.u32()):          # event systems
+        system = c.cstr()
+        for _ in range(c.u32()):
+            text = c.take(c.u64()).decode("utf-8", "replace")
+            if system == "sched":
+                fmt = parse_format(text, system)
+                header.formats[fmt.id] = fmt
+    c.take(c.u32())                   # kallsyms
+    c.take(c.u32())                   # printk formats
+    if version >= "0.6" and c.pos + 8 <= len(data):
+        for line in c.take(c.u64()).decode("utf-8", "replace").splitlines():
+            pid, _, comm = line.partition(" ")
+            if pid.isdigit():
+                header.cmdlines[int(pid)] = comm
+
+
+def _host_formats() -> dict[int, EventFormat]:
+    formats = {}
+    for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
+        base = os.path.join(root, "events", "sched")
+        if not os.path.isdir(base):
+            continue
+        for name in _KINDS:
+            try:
+                with open(os.path.join(base, name, "format"), encoding="utf-8") as f:
+                    fmt = parse_format(f.read(), "sched")
+            except (OSError, FormatError):
+                continue
+            formats[fmt.id] = fmt
+        break
+    return formats
+
+
+# ---- sample layout --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where the fixed fields sit in a sample body (bytes after the 8-byte header)."""
+
+    time: int
+    cpu: int
+    before_callchain: int
+    callchain: bool
+
+    @classmethod
+    def of(cls, sample_type: int, read_format: int) -> Layout:
+        pos, time, cpu = 0, -1, -1
+        for bit in (S_IDENTIFIER, S_IP, S_TID, S_TIME, S_ADDR, S_ID, S_STREAM_ID, S_CPU,
+                    S_PERIOD):
+            if sample_type & bit:
+                if bit == S_TIME:
+                    time = pos
+                elif bit == S_CPU:
+                    cpu = pos
+                pos += 8
+        if sample_type & S_READ:
+            if read_format & 8:
+                raise ValueError("grouped read values in samples are not supported")
+            pos += 8 * (1 + bin(read_format & 0x17).count("1"))
+        return cls(time, cpu, pos, bool(sample_type & S_CALLCHAIN))
+
+
+def _u64(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return buf[at[:, None] + np.arange(8)].copy().view("<i8").ravel()
+
+
+def _u32(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    return buf[at[:, None] + np.arange(4)].copy().view("<u4").ravel().astype(np.int64)
+
+
+def _field(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], size: int,
+           signed: bool) -> npt.NDArray[np.int64]:
+    raw = buf[at[:, None] + np.arange(size)].copy()
+    dtype = {1: "i1", 2: "i2", 4: "i4", 8: "i8"}[size] if signed else \
+        {1: "u1", 2: "u2", 4: "u4", 8: "i8"}[size]
+    return raw.view("<" + dtype).ravel().astype(np.int64)
+
+
+# ---- the reader -------------------------------------------------------------------
+
+
+class PerfDataSource:
+    """A perf.data file of sched tracepoint samples."""
+
+    def __init__(self, path: str, options: ReadOptions) -> None:
+        self.path = path
+        self._options = options
+        self.registry = Registry()
+        self.info = SourceInfo(format="perf-data", path=path)
+        self.rereadable = True
+        self._names: TaskNames | None = None
+        try:
+            with open(path, "rb") as f:
+                self.header = read_header(path, f)
+        except OSError as err:
+            raise InputError(path, err.strerror or str(err)) from None
+        self._setup()
+
+    def _setup(self) -> None:
+        h = self.header
+        tp = [a for a in h.attrs if a.type == PERF_TYPE_TRACEPOINT and a.sample_type & S_RAW]
+        self.info.clock = tp[0].clock if tp else h.attrs[0].clock
+        if h.truncated:
+            self.info.notes.append("perf.data was not finished (writer killed?): read up to "
+                                   "the last whole record")
+        if not h.formats:
+            h.formats = _host_formats()
+            if h.formats:
+                self.info.notes.append("the file carries no tracepoint formats; used this "
+                                       "host's tracefs formats")
+        wanted = {fid: fmt for fid, fmt in h.formats.items() if fmt.name in _KINDS}
+        present = {a.config for a in tp}
+        names = {wanted[c].name for c in present if c in wanted}
+        if "sched_switch" not in names:
+            have = ", ".join(sorted(f"sched:{n}" for n in names)) or "none"
+            raise InputError(self.path, f"no sched tracepoint samples (sched events in file: "
+                             f"{have}); runstate needs {', '.join(NEEDED_EVENTS)}; "
+                             + RECORD_HINT)
+        self._id_of_kind = {int(_KINDS[fmt.name]): fid for fid, fmt in wanted.items()
+                            if fid in present}
+        self._formats = wanted
+        self._sample_id: dict[int, Attr] = {i: a for a in h.attrs for i in a.ids}
+        types = {(a.sample_type, a.read_format) for a in tp}
+        if len(types) != 1:
+            raise InputError(self.path, "tracepoint events recorded with different sample "
+                             "layouts are not supported", offset=HEADER_SIZE)
+        sample_type, read_format = types.pop()
+        if not sample_type & S_TIME or not sample_type & S_CPU:
+            raise InputError(self.path, "samples lack time or cpu (record with perf record -a)")
+        try:
+            self._layout = Layout.of(sample_type, read_format)
+        except ValueError as err:
+            raise InputError(self.path, str(err), offset=HEADER_SIZE) from None
+        self._trailer = _trailer_layout(tp[0].sample_type) if tp[0].sample_id_all else None
+        self._multi = len(h.attrs) > 1
+
+    # ---- public ----------------------------------------------------------------
+
+    def batches(self) -> Iterator[EventBatch]:
+        names = self._task_names()
+        self.info.anomalies.clear()
+        self.info.initial_states.clear()
+        yield from sched_batches(self.path, self._items(), names, self.registry, self.info,
+                                 self._options, n_cpus=self.header.n_cpus)
+
+    # ---- records ---------------------------------------------------------------
+
+    def _records(self) -> Iterator[tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64],
+                                         npt.NDArray[np.uint32], int]]:
+        """Blocks of whole records: (bytes, offsets, types, file offset of the block)."""
+        h = self.header
+        end = h.data_offset + h.data_size
+        pos = h.data_offset
+        carry = b""
+        with open(self.path, "rb") as f:
+            f.seek(pos)
+            while pos < end or carry:
+                chunk = f.read(min(BLOCK, end - pos)) if pos < end else b""
+                block_start = pos - len(carry)
+                pos += len(chunk)
+                buf = carry + chunk if carry else chunk
+                if not buf:
+                    break
+                n_max = len(buf) // 8 + 1
+                offs = np.empty(n_max, np.int64)
+                types = np.empty(n_max, np.uint32)
+                n, nxt, status = _perfwalk.walk(buf, 0, offs, types)
+                if status < 0:
+                    raise InputError(self.path, "bad record size (damaged file)",
+                                     offset=block_start + nxt)
+                carry = buf[nxt:]
+                yield np.frombuffer(buf, np.uint8), offs[:n], types[:n], block_start
+                if not chunk:
+                    if carry:
+                        self._tail(block_start + nxt, len(carry))
+                    break
+
+    def _tail(self, offset: int, n: int) -> None:
+        if self.header.truncated:
+            self.info.count("truncated_tail_bytes", n)
+            return
+        raise InputError(self.path, f"data section ends inside a record ({n} bytes left)",
+                         offset=offset)
+
+    def _task_names(self) -> TaskNames:
+        if self._names is not None:
+            return self._names
+        names = TaskNames()
+        names.comm.update(self.header.cmdlines)
+        for buf, offs, types, _ in self._records():
+            for kind in (REC_COMM, REC_FORK):
+                for o in offs[types == kind].tolist():
+                    _side_band(buf, o, kind, names)
+        self._names = names
+        return names
+
+    def _items(self) -> Iterator[SchedEvents | LostEvents]:
+        order = _RoundOrder()
+        for buf, offs, types, base in self._records():
+            if np.any(types == REC_COMPRESSED):
+                pos = int(offs[np.argmax(types == REC_COMPRESSED)])
+                raise InputError(self.path, "compressed perf.data (perf record -z) is not "
+                                 "supported; record without -z", offset=base + pos)
+            rounds = offs[types == REC_FINISHED_ROUND]
+            samples = offs[types == REC_SAMPLE]
+            events, sample_pos = self._decode(buf, samples)
+            losses = [self._lost(buf, o) for o in offs[types == REC_LOST].tolist()]
+            yield from order.add(events, sample_pos, rounds, losses)
+        yield from order.flush_all()
+
+    def _decode(self, buf: npt.NDArray[np.uint8], offs: npt.NDArray[np.int64]
+                ) -> tuple[SchedEvents, npt.NDArray[np.int64]]:
+        lay = self._layout
+        body = offs + 8
+        if self._multi and offs.size:
+            ids = _u64(buf, body)
+            keep = np.isin(ids, np.array(list(self._raw_ids()), dtype=np.int64))
+            body, offs = body[keep], offs[keep]
+        time = _u64(buf, body + lay.time)
+        cpu = _u32(buf, body + lay.cpu)
+        raw_at = body + lay.before_callchain
+        if lay.callchain:
+            raw_at = raw_at + 8 + 8 * _u64(buf, raw_at)
+        raw = raw_at + 4
+        etype = _field(buf, raw, 2, False)
+        parts = []
+        pos_parts = []
+        for kind, fid in self._id_of_kind.items():
+            sel = np.flatnonzero(etype == fid)
+            if sel.size == 0:
+                continue
+            parts.append(self._fields(buf, raw[sel], kind, self._formats[fid], time[sel],
+                                      cpu[sel]))
+            pos_parts.append(offs[sel])
+        if not parts:
+            return SchedEvents.concat([]), np.zeros(0, np.int64)
+        return SchedEvents.concat(parts), np.concatenate(pos_parts)
+
+    def _raw_ids(self) -> set[int]:
+        return {i for i, a in self._sample_id.items()
+                if a.type == PERF_TYPE_TRACEPOINT and a.config in self._formats}
+
+    def _fields(self, buf: npt.NDArray[np.uint8], raw: npt.NDArray[np.int64], kind: int,
+                fmt: EventFormat, time: npt.NDArray[np.int64], cpu: npt.NDArray[np.int64]
+                ) -> SchedEvents:
+        def get(name: str) -> npt.NDArray[np.int64]:
+            fld = fmt.field(name)
+            return _field(buf, raw + fld.offset, fld.size, fld.signed)
+
+        n = raw.shape[0]
+        minus = np.full(n, -1, np.int64)
+        zero = np.zeros(n, np.int64)
+        try:
+            if kind == SchedKind.SWITCH:
+                pid, other, state = get("prev_pid"), get("next_pid"), get("prev_state")
+            elif kind == SchedKind.FORK:
+                pid, other, state = get("child_pid"), get("parent_pid"), zero
+            else:
+                pid, other, state = get("pid"), minus, zero
+        except KeyError as err:
+            raise InputError(self.path, f"unknown tracepoint format: {err.args[0]}") from None
+        return SchedEvents.from_columns(time, cpu, np.full(n, kind, np.int8), pid, other,
+                                        state)
+
+    def _lost(self, buf: npt.NDArray[np.uint8], o: int) -> LostEvents:
+        size = int(_u32(buf, np.array([o + 4]))[0]) >> 16
+        count = int(_u64(buf, np.array([o + 16]))[0])
+        t, cpu = -1, 0
+        if self._trailer is not None:
+            t_at, cpu_at = self._trailer
+            end = o + size
+            if t_at:
+                t = int(_u64(buf, np.array([end - t_at]))[0])
+            if cpu_at:
+                cpu = int(_u32(buf, np.array([end - cpu_at]))[0])
+        return LostEvents(cpu, t, t, count)
+
+
+def _trailer_layout(sample_type: int) -> tuple[int, int]:
+    """Distances from a record's end to the sample_id trailer's time and cpu (0: absent)."""
+    fields = [b for b in (S_TID, S_TIME, S_ID, S_STREAM_ID, S_CPU, S_IDENTIFIER)
+              if sample_type & b]
+    size = 8 * len(fields)
+    t_at = cpu_at = 0
+    for i, b in enumerate(fields):
+        if b == S_TIME:
+            t_at = size - 8 * i
+        elif b == S_CPU:
+            cpu_at = size - 8 * i
+    return t_at, cpu_at
+
+
+def _side_band(buf: npt.NDArray[np.uint8], o: int, kind: int, names: TaskNames) -> None:
+    """COMM (names) and FORK (thread groups) records."""
+    size = int(buf[o + 6]) | int(buf[o + 7]) << 8
+    body = bytes(buf[o + 8:o + size])
+    if kind == REC_COMM and len(body) > 8:
+        pid, tid = struct.unpack_from("<II", body)
+        comm = body[8:].split(b"\0", 1)[0].decode("utf-8", "replace")
+        names.comm[tid] = comm
+        names.tgid[tid] = pid
+    elif kind == REC_FORK and len(body) >= 16:
+        pid, _, tid, _ = struct.unpack_from("<IIII", body)
+        names.tgid[tid] = pid
+
+
+class _RoundOrder:
+    """Releases samples in time order under perf's FINISHED_ROUND guarantee."""
+
+    def __init__(self) -> None:
+        self._held: list[SchedEvents] = []
+        self._losses: list[LostEvents] = []
+        self._limit: int | None = None     # max time seen when the previous round ended
+        self._max_time: int | None = None
+
+    def add(self, events: SchedEvents, pos: npt.NDArray[np.int64],
+            rounds: npt.NDArray[np.int64], losses: list[LostEvents]
+            ) -> Iterator[SchedEvents | LostEvents]:
+        self._losses.extend(losses)
+        if not rounds.size:
+            self._hold(events)
+            return
+        # samples before the last round boundary of this block are complete up to it
+        last_round = int(rounds[-1])
+        before = pos < last_round
+        prev_rounds = rounds[:-1]
+        cut_prev = int(prev_rounds[-1]) if prev_rounds.size else None
+        if cut_prev is not None:
+            self._hold(events.take(np.flatnonzero(pos < cut_prev)))
+            self._limit = self._max_time
+        self._hold(events.take(np.flatnonzero(before & ~(pos < cut_prev)
+                                              if cut_prev is not None else before)))
+        limit = self._limit
+        self._limit = self._max_time
+        if limit is not None:
+            yield from self._release(limit)
+        self._hold(events.take(np.flatnonzero(~before)))
+
+    def _hold(self, events: SchedEvents) -> None:
+        if len(events):
+            self._held.append(events)
+            t = int(events.time.max())
+            self._max_time = t if self._max_time is None else max(self._max_time, t)
+
+    def _release(self, limit: int | None) -> Iterator[SchedEvents | LostEvents]:
+        if not self._held and not self._losses:
+            return
+        allev = SchedEvents.concat(self._held)
+        order = np.argsort(allev.time, kind="stable")
+        allev = allev.take(order)
+        cut = len(allev) if limit is None else int(np.searchsorted(allev.time, limit, "right"))
+        self._held = [allev.take(np.arange(cut, len(allev)))] if cut < len(allev) else []
+        out = allev.take(np.arange(cut))
+        due = [x for x in self._losses if limit is None or x.end_ns <= limit]
+        self._losses = [x for x in self._losses if not (limit is None or x.end_ns <= limit)]
+        start = 0
+        for loss in sorted(due, key=lambda x: x.end_ns):
+            at = int(np.searchsorted(out.time, loss.end_ns, "right"))
+            if at > start:
+                yield out.take(np.arange(start, at))
+            same_cpu = np.flatnonzero(out.cpu[:at] == loss.cpu)
+            begin = int(out.time[same_cpu[-1]]) if same_cpu.size else loss.end_ns
+            yield LostEvents(loss.cpu, begin, loss.end_ns, loss.count)
+            start = at
+        if start < len(out):
+            yield out.take(np.arange(start, len(out)))
+
+    def flush_all(self) -> Iterator[SchedEvents | LostEvents]:
+        yield from self._release(None)
+
+
+class PerfDataReader:
+    FORMAT = FormatInfo("perf-data", "perf.data from perf record -e sched:... (read directly)",
+                        100)
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        return head[:8] == MAGIC
+
+    def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
+             ) -> PerfDataSource:
+        if stream is not None:
+            raise InputError(path, "perf.data cannot be read from stdin; give the file path")
+        return PerfDataSource(path, options)
+
+
+PERF_DATA_READER = PerfDataReader()

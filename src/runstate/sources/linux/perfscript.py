@@ -1,0 +1,280 @@
+"""``perf script`` text (default output) as a scheduler trace, plus the text-reader machinery.
+
+Lines look like ``comm [pid/]tid [cpu] secs.frac: sched:NAME: fields``.  A
+comm may contain spaces (``CPU 0/TCG``), so every pattern is anchored on what
+follows the comm and matched greedily from the right.  The fields of the sched
+tracepoints (``prev_comm=... ==> next_comm=...`` and the ``trace-cmd`` plugin
+forms) are parsed here for the ftrace text reader too.
+
+Text inputs are decoded once into an in-memory column table (about 30 bytes
+per event) while thread names are collected; conversion then streams over it.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import IO
+
+from runstate.errors import InputError
+from runstate.model.events import EventBatch
+from runstate.model.registry import Registry
+from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.linux.sched import LostEvents, sched_batches
+from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+
+PERF_LINE = re.compile(
+    r"^\s*(?P<comm>.*\S)\s+(?:(?P<tgid>-?\d+)/)?(?P<tid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
+    r"(?P<secs>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?P<event>[\w-]+):(?P<name>[\w-]+):\s?"
+    r"(?P<args>.*)$"
+)
+
+_SWITCH = re.compile(
+    r"prev_comm=(?P<pc>.*) prev_pid=(?P<pp>-?\d+) prev_prio=-?\d+ prev_state=(?P<ps>\S+) "
+    r"==> next_comm=(?P<nc>.*) next_pid=(?P<np>-?\d+) next_prio=-?\d+\s*$"
+)
+#: trace-cmd's sched plugin: ``prev:pid [prio] S ==> next:pid [prio]``
+_SWITCH_PLUGIN = re.compile(
+    r"^\s*(?P<pc>.*):(?P<pp>-?\d+) \[-?\d+\] (?P<ps>\S+) ==> (?P<nc>.*):(?P<np>-?\d+) \[-?\d+\]"
+)
+_WAKE = re.compile(r"comm=(?P<comm>.*) pid=(?P<pid>-?\d+) prio=-?\d+")
+_WAKE_PLUGIN = re.compile(r"^\s*(?P<comm>.*):(?P<pid>-?\d+) \[-?\d+\]")
+_FORK = re.compile(r"comm=(?P<pcomm>.*) pid=(?P<ppid>-?\d+) child_comm=(?P<comm>.*) "
+                   r"child_pid=(?P<pid>-?\d+)")
+_LOST = re.compile(r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[LOST (?P<n>\d+) EVENTS\]")
+
+#: prev_state letters as the 6.x print format writes them (linux-tracing.md §1.2)
+_STATE_BITS = {"S": 0x01, "D": 0x02, "T": 0x04, "t": 0x08, "X": 0x10, "Z": 0x20, "P": 0x40,
+               "I": 0x80, "R": 0x00, "W": 0x00, "K": 0x02, "N": 0x00}
+
+_KINDS = {"sched_switch": SchedKind.SWITCH, "sched_wakeup": SchedKind.WAKEUP,
+          "sched_wakeup_new": SchedKind.WAKEUP_NEW, "sched_process_exit": SchedKind.EXIT,
+          "sched_process_fork": SchedKind.FORK}
+
+
+def parse_prev_state(text: str) -> int | None:
+    """The raw prev_state value of a printed one (``S``, ``R+``, ``S|D``, ``0x1``)."""
+    value = 0
+    if text.endswith("+"):
+        value, text = 0x100, text[:-1]
+    if text[:1].isdigit():
+        try:
+            return value | int(text, 0)
+        except ValueError:
+            return None
+    for letter in text.split("|"):
+        bit = _STATE_BITS.get(letter)
+        if bit is None:
+            return None
+        value |= bit
+    return value
+
+
+def time_ns(secs: str, frac: str) -> int:
+    """Exact ns of a printed ``secs.frac`` timestamp (µs or ns precision)."""
+    return int(secs) * 1_000_000_000 + int((frac + "000000000")[:9])
+
+
+@dataclass(slots=True)
+class TextTable:
+    """Columns of a decoded text trace, filled line by line."""
+
+    time: list[int] = field(default_factory=list)
+    cpu: list[int] = field(default_factory=list)
+    kind: list[int] = field(default_factory=list)
+    pid: list[int] = field(default_factory=list)
+    other: list[int] = field(default_factory=list)
+    pstate: list[int] = field(default_factory=list)
+    #: (index of the next event, loss) for each lost-events line
+    losses: list[tuple[int, LostEvents]] = field(default_factory=list)
+    names: TaskNames = field(default_factory=TaskNames)
+    cpus: set[int] = field(default_factory=set)
+
+    def add(self, t: int, cpu: int, kind: int, pid: int, other: int, pstate: int) -> None:
+        self.time.append(t)
+        self.cpu.append(cpu)
+        self.kind.append(kind)
+        self.pid.append(pid)
+        self.other.append(other)
+        self.pstate.append(pstate)
+        self.cpus.add(cpu)
+
+    def chunks(self, rows: int) -> Iterator[SchedEvents | LostEvents]:
+        losses = iter(self.losses)
+        pending = next(losses, None)
+        start, n = 0, len(self.time)
+        while start < n or pending is not None:
+            stop = min(n, start + rows)
+            if pending is not None and pending[0] < stop:
+                stop = pending[0]
+            if stop > start:
+                yield SchedEvents.from_columns(
+                    self.time[start:stop], self.cpu[start:stop], self.kind[start:stop],
+                    self.pid[start:stop], self.other[start:stop], self.pstate[start:stop])
+            if pending is not None and pending[0] <= stop:
+                yield pending[1]
+                pending = next(losses, None)
+            if stop >= n and pending is None:
+                break
+            start = stop
+
+
+class TextParseError(Exception):
+    """A line's fields do not parse; the caller adds file and line."""
+
+
+def add_fields(table: TextTable, t: int, cpu: int, name: str, args: str) -> None:
+    """Decode the fields of one sched tracepoint line into the table."""
+    kind = _KINDS.get(name)
+    if kind is None:
+        return
+    names = table.names.comm
+    if kind is SchedKind.SWITCH:
+        m = _SWITCH.search(args) or _SWITCH_PLUGIN.match(args)
+        if m is None:
+            raise TextParseError("sched_switch fields not understood")
+        pstate = parse_prev_state(m["ps"])
+        if pstate is None:
+            raise TextParseError(f"unknown prev_state {m['ps']!r}")
+        prev, nxt = int(m["pp"]), int(m["np"])
+        names[prev] = m["pc"]
+        names[nxt] = m["nc"]
+        table.add(t, cpu, int(kind), prev, nxt, pstate)
+    elif kind is SchedKind.FORK:
+        m = _FORK.search(args)
+        if m is None:
+            raise TextParseError("sched_process_fork fields not understood")
+        names[int(m["pid"])] = m["comm"]
+        table.add(t, cpu, int(kind), int(m["pid"]), int(m["ppid"]), 0)
+    else:
+        m = _WAKE.search(args) or _WAKE_PLUGIN.match(args)
+        if m is None:
+            raise TextParseError(f"{name} fields not understood")
+        names[int(m["pid"])] = m["comm"]
+        table.add(t, cpu, int(kind), int(m["pid"]), -1, 0)
+
+
+def add_lost(table: TextTable, line: str) -> bool:
+    """Handle a ``CPU:N [LOST K EVENTS]`` line; False if it is not one."""
+    m = _LOST.match(line)
+    if m is None:
+        return False
+    t = table.time[-1] if table.time else 0
+    table.losses.append((len(table.time), LostEvents(int(m["cpu"]), t, t, int(m["n"]))))
+    return True
+
+
+class TextSchedSource:
+    """A text scheduler trace: decoded once, then converted on every ``batches()``."""
+
+    format_name = "text"
+
+    def __init__(self, path: str, stream: IO[bytes] | None, options: ReadOptions) -> None:
+        self.path = path
+        self._stream = stream
+        self._options = options
+        self.registry = Registry()
+        self.info = SourceInfo(format=self.format_name, path=path, clock="trace")
+        self.rereadable = stream is None
+        self._table: TextTable | None = None
+
+    def batches(self) -> Iterator[EventBatch]:
+        table = self._load()
+        self.info.anomalies.clear()
+        self.info.initial_states.clear()
+        yield from sched_batches(self.path, table.chunks(self._options.chunk_rows),
+                                 table.names, self.registry, self.info, self._options,
+                                 n_cpus=None)
+
+    def _load(self) -> TextTable:
+        if self._table is None:
+            table = TextTable()
+            with self._open() as text:
+                self._parse(text, table)
+            self._table = table
+            self._stream = None
+        return self._table
+
+    def _open(self) -> IO[str]:
+        if self._stream is not None:
+            return io.TextIOWrapper(self._stream, encoding="utf-8",  # type: ignore[arg-type]
+                                    errors="replace")
+        try:
+            return open(self.path, encoding="utf-8", errors="replace")
+        except OSError as err:
+            raise InputError(self.path, err.strerror or str(err)) from None
+
+    def _parse(self, text: IO[str], table: TextTable) -> None:
+        raise NotImplementedError
+
+    def _fail(self, line_no: int, reason: str, line: str) -> InputError:
+        return InputError(self.path, reason, line=line_no, record=line.strip()[:120])
+
+
+class PerfScriptSource(TextSchedSource):
+    """``perf script`` default text output of the sched tracepoints."""
+
+    format_name = "perf-script"
+
+    def _parse(self, text: IO[str], table: TextTable) -> None:
+        match = PERF_LINE.match
+        last = -1
+        for line_no, line in enumerate(text, start=1):
+            m = match(line)
+            if m is None:
+                if line.strip() and not line.lstrip().startswith("#") \
+                        and not add_lost(table, line):
+                    raise self._fail(line_no, "not a perf script event line", line)
+                continue
+            t = time_ns(m["secs"], m["frac"])
+            if t < last:
+                raise self._fail(line_no, "time goes backwards", line)
+            last = t
+            tid = int(m["tid"])
+            if m["tgid"] is not None and tid > 0:
+                table.names.tgid[tid] = int(m["tgid"])
+            if m["event"] != "sched":
+                continue
+            try:
+                add_fields(table, t, int(m["cpu"]), m["name"], m["args"])
+            except TextParseError as err:
+                raise self._fail(line_no, str(err), line) from None
+        if not table.names.tgid:
+            self.info.notes.append("perf script text without pids (use -F comm,pid,tid,...): "
+                                   "each thread counts as its own process")
+
+
+def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:
+    """True if the first event-looking lines of ``head`` match ``pattern`` and mention ``needle``."""
+    lines = head.decode("utf-8", "replace").splitlines()[:-1] or \
+        head.decode("utf-8", "replace").splitlines()
+    checked = 0
+    for line in lines[:200]:
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        m = pattern.match(line)
+        if m is None:
+            return False
+        checked += 1
+        if needle in line:
+            return True
+        if checked >= 50:
+            return False
+    return False
+
+
+class PerfScriptReader:
+    FORMAT = FormatInfo("perf-script", "perf script text output of sched tracepoints "
+                        "(perf script -i perf.data [--ns])", 700)
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        return sniff_lines(head, PERF_LINE, " sched:sched_")
+
+    def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
+             ) -> PerfScriptSource:
+        return PerfScriptSource(path, stream, options)
+
+
+PERF_SCRIPT_READER = PerfScriptReader()

@@ -1,0 +1,472 @@
+"""The recording directory written by ``runstate record``, and its reader.
+
+Layout (version 1)::
+
+    DIR/
+      meta.json           what the events alone do not say (below)
+      formats/            the tracefs format files the pages were written with:
+        header_page, header_event, sched/<event>/format
+      cpu<N>.raw          CPU N's ring-buffer pages as read from
+                          per_cpu/cpu<N>/trace_pipe_raw, concatenated; each page
+                          is ``page_size`` bytes (short reads are zero-padded)
+
+``meta.json``::
+
+    {"format": "runstate-tracefs-recording", "version": 1,
+     "clock": "mono",                  # tracefs trace_clock: CLOCK_MONOTONIC ns
+     "start_ns": ..., "stop_ns": ...,  # CLOCK_MONOTONIC when tracing was switched on/off
+     "page_size": 4096, "byte_order": "little",
+     "cpus": [0, 1], "events": ["sched_switch", ...],
+     "pid_filter": [tid, ...] or null, # set_event_pid (forks followed); null: every task
+     "tasks": {"<tid>": {"comm": ..., "tgid": ..., "cgroup": ..., "state": "R"}, ...},
+     "vms": {"<tgid>": "guest name"},  # QEMU processes and their -name guest=
+     "cpu_stats": {"<cpu>": {"entries": ..., "overrun": ..., "commit_overrun": ...,
+                             "dropped": ..., "read_events": ...}},
+     "kernel": "6.18.44 ...", "host": "..."}
+
+``tasks`` is /proc at the start (a thread that never switches is known only
+from it).  ``meta.json`` is written last, so a directory without it is not a
+finished recording.
+
+Lost data: a page flagged by the kernel as following overwritten events
+becomes a lost window on that CPU; if the kernel's counters report more
+losses than the pages locate, the whole recording is marked lost on that CPU
+(never a silently wrong number).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import numpy as np
+
+from runstate.errors import InputError
+from runstate.model.events import EventBatch
+from runstate.model.registry import Registry
+from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.linux.grouping import Assignment, Grouping
+from runstate.sources.linux.sched import HOST_IDLE_KEY, LostEvents, SchedConverter
+from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
+from runstate.sources.linux.tracefs_raw import (
+    LossWindow,
+    PageLayout,
+    PageStreamDecoder,
+    SchedDecoder,
+    merge_streams,
+    parse_header_page,
+)
+
+META_FILE = "meta.json"
+FORMAT_NAME = "runstate-tracefs-recording"
+VERSION = 1
+#: pages decoded at a time per CPU (1 MiB of 4 KiB pages)
+CHUNK_PAGES = 256
+
+
+@dataclass(slots=True)
+class RecordingMeta:
+    """The contents of ``meta.json``."""
+
+    start_ns: int
+    stop_ns: int
+    page_size: int
+    cpus: list[int]
+    events: list[str]
+    pid_filter: list[int] | None
+    tasks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    vms: dict[int, str] = field(default_factory=dict)
+    cpu_stats: dict[int, dict[str, int]] = field(default_factory=dict)
+    clock: str = "mono"
+    byte_order: str = "little"
+    kernel: str = ""
+    host: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME, "version": VERSION, "clock": self.clock,
+            "start_ns": self.start_ns, "stop_ns": self.stop_ns, "page_size": self.page_size,
+            "byte_order": self.byte_order, "cpus": self.cpus, "events": self.events,
+            "pid_filter": self.pid_filter,
+            "tasks": {str(k): v for k, v in sorted(self.tasks.items())},
+            "vms": {str(k): v for k, v in sorted(self.vms.items())},
+            "cpu_stats": {str(k): v for k, v in sorted(self.cpu_stats.items())},
+            "kernel": self.kernel, "host": self.host,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, path: str) -> RecordingMeta:
+        """Validate and load; every problem is an InputError naming ``meta.json``."""
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+            raise InputError(path, f"not a {FORMAT_NAME} metadata file")
+        if obj.get("version") != VERSION:
+            raise InputError(path, f"unsupported recording version {obj.get('version')!r} "
+                             f"(this runstate reads version {VERSION})")
+        try:
+            meta = cls(
+                start_ns=_int(obj["start_ns"]), stop_ns=_int(obj["stop_ns"]),
+                page_size=_int(obj["page_size"]),
+                cpus=[_int(c) for c in obj["cpus"]],
+                events=[str(e) for e in obj["events"]],
+                pid_filter=None if obj.get("pid_filter") is None
+                else [_int(p) for p in obj["pid_filter"]],
+                tasks={_int(k): dict(v) for k, v in obj.get("tasks", {}).items()},
+                vms={_int(k): str(v) for k, v in obj.get("vms", {}).items()},
+                cpu_stats={_int(k): {str(a): _int(b) for a, b in v.items()}
+                           for k, v in obj.get("cpu_stats", {}).items()},
+                clock=str(obj.get("clock", "mono")),
+                byte_order=str(obj.get("byte_order", "little")),
+                kernel=str(obj.get("kernel", "")), host=str(obj.get("host", "")),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
+            raise InputError(path, f"bad recording metadata: {type(err).__name__} {err}") \
+                from None
+        if meta.byte_order != "little":
+            raise InputError(path, "big-endian recordings are not supported")
+        if meta.page_size <= 16 or meta.page_size > (1 << 24):
+            raise InputError(path, f"bad page_size {meta.page_size}")
+        if meta.stop_ns < meta.start_ns:
+            raise InputError(path, "stop_ns is before start_ns")
+        return meta
+
+    def task_names(self) -> TaskNames:
+        names = TaskNames()
+        for tid, task in self.tasks.items():
+            if isinstance(task.get("comm"), str):
+                names.comm[tid] = task["comm"]
+            if isinstance(task.get("tgid"), int):
+                names.tgid[tid] = task["tgid"]
+            if isinstance(task.get("cgroup"), str):
+                names.cgroup[tid] = task["cgroup"]
+            if isinstance(task.get("state"), str) and task["state"]:
+                names.start_state[tid] = task["state"]
+        names.vm_name.update(self.vms)
+        return names
+
+
+def _int(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"not an integer: {value!r}")
+    return int(value)
+
+
+# ---- writing ------------------------------------------------------------------
+
+class RecordingWriter:
+    """Creates a recording directory and appends raw pages per CPU."""
+
+    def __init__(self, directory: str | os.PathLike[str], cpus: Iterable[int],
+                 page_size: int) -> None:
+        self.path = Path(directory)
+        self.page_size = page_size
+        self.pages_written = 0
+        self.bytes_written = 0
+        if self.path.exists() and any(self.path.iterdir()):
+            raise FileExistsError(f"{self.path} exists and is not empty")
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._files: dict[int, IO[bytes]] = {
+            cpu: open(self.path / f"cpu{cpu}.raw", "wb")  # noqa: SIM115 - closed in close()
+            for cpu in cpus}
+
+    def write_page(self, cpu: int, page: bytes) -> None:
+        if len(page) != self.page_size:
+            raise ValueError("page of the wrong size")
+        self._files[cpu].write(page)
+        self.pages_written += 1
+        self.bytes_written += len(page)
+
+    def write_formats(self, texts: dict[str, str]) -> None:
+        """Save format files by their tracefs path relative to ``events/``."""
+        for relative, text in texts.items():
+            target = self.path / "formats" / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+
+    def finish(self, meta: RecordingMeta) -> None:
+        """Close the page files and write ``meta.json`` (atomically, last)."""
+        self.close()
+        meta.kernel = meta.kernel or " ".join(platform.uname()[2:4])
+        meta.host = meta.host or platform.node()
+        tmp = self.path / (META_FILE + ".tmp")
+        tmp.write_text(json.dumps(meta.to_json(), indent=1) + "\n")
+        os.replace(tmp, self.path / META_FILE)
+
+    def close(self) -> None:
+        for f in self._files.values():
+            f.close()
+
+
+# ---- reading ------------------------------------------------------------------
+
+def load_meta(directory: str) -> RecordingMeta:
+    path = os.path.join(directory, META_FILE)
+    try:
+        with open(path, encoding="utf-8") as f:
+            obj = json.load(f)
+    except FileNotFoundError:
+        raise InputError(directory, f"not a runstate recording (no {META_FILE})") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read: {err}") from None
+    except json.JSONDecodeError as err:
+        raise InputError(path, f"not valid JSON: {err.msg}", line=err.lineno) from None
+    return RecordingMeta.from_json(obj, path)
+
+
+def load_formats(directory: str, events: Iterable[str]
+                 ) -> tuple[PageLayout, dict[str, EventFormat]]:
+    """The page layout and the sched event formats saved in ``formats/``."""
+    base = os.path.join(directory, "formats")
+    header = os.path.join(base, "header_page")
+    try:
+        layout = parse_header_page(_read_text(header))
+    except ValueError as err:
+        raise InputError(header, str(err)) from None
+    formats = {}
+    for event in events:
+        path = os.path.join(base, "sched", event, "format")
+        try:
+            formats[event] = parse_format(_read_text(path), "sched")
+        except FormatError as err:
+            raise InputError(path, f"bad format file: {err}") from None
+    return layout, formats
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        raise InputError(path, "missing from the recording") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise InputError(path, f"cannot read: {err}") from None
+
+
+class RecordingSource:
+    """A recording directory as a re-readable source of member state changes."""
+
+    def __init__(self, path: str, options: ReadOptions) -> None:
+        self.path = path
+        self._options = options
+        self.meta = load_meta(path)
+        layout, formats = load_formats(path, self.meta.events)
+        if layout.page_size != self.meta.page_size:
+            raise InputError(os.path.join(path, META_FILE),
+                             f"page_size {self.meta.page_size} disagrees with "
+                             f"formats/header_page ({layout.page_size})")
+        try:
+            self._decoder = SchedDecoder(formats)
+        except (KeyError, ValueError) as err:
+            raise InputError(os.path.join(path, "formats"), str(err)) from None
+        self.registry = Registry()
+        self.info = SourceInfo(format=RECORDING_READER.FORMAT.name, path=path,
+                               clock=self.meta.clock, start_ns=self.meta.start_ns,
+                               end_ns=self.meta.stop_ns)
+        self.rereadable = True
+        self._names: TaskNames | None = None
+        self._losses: list[LossWindow] = []
+        self._unknown = 0
+        #: with a pid filter: the filtered threads and their forked descendants
+        self._keep: set[int] | None = None
+
+    def cpu_file(self, cpu: int) -> str:
+        return os.path.join(self.path, f"cpu{cpu}.raw")
+
+    def batches(self) -> Iterator[EventBatch]:
+        names = self._scan()
+        # a fresh info per pass, so anomaly counts are not doubled by the two passes
+        self.info = SourceInfo(format=self.info.format, path=self.path, clock=self.meta.clock,
+                               start_ns=self.meta.start_ns, end_ns=self.meta.stop_ns)
+        self._note_losses()
+        converter = SchedConverter(self.path, self.registry, self.info, names, self._options)
+        if self._keep is not None:
+            converter.grouping = _FilteredGrouping(converter.grouping, self._keep)
+        for item in self.items():
+            if isinstance(item, LostEvents):
+                converter.lost(item)
+            else:
+                yield self._filtered(converter.feed(item))
+        yield self._filtered(converter.finish())
+
+    def _filtered(self, batch: EventBatch) -> EventBatch:
+        """Without host idleness when a pid filter hid most of the CPUs' switches."""
+        idle = self.registry.find_domain(HOST_IDLE_KEY)
+        if self._keep is None or idle is None or not len(batch):
+            return batch
+        domains = self.registry.member_domains()
+        member = batch.member
+        hide = (member >= 0) & (domains[np.maximum(member, 0)] == idle)
+        if not hide.any():
+            return batch
+        keep = np.flatnonzero(~hide)
+        return EventBatch(batch.time[keep], batch.member[keep], batch.old_state[keep],
+                          batch.new_state[keep])
+
+    def items(self) -> Iterator[SchedEvents | LostEvents]:
+        """Merged events with each loss placed where it begins."""
+        self._scan()
+        return _interleave(merge_streams(self._cpu_events(cpu) for cpu in self.meta.cpus),
+                           [LostEvents(w.cpu, w.start_ns, w.end_ns,
+                                       w.count if w.count >= 0 else None)
+                            for w in self._losses])
+
+    def events(self) -> Iterator[SchedEvents]:
+        """The decoded events alone, merged by time (no loss markers)."""
+        return merge_streams(self._cpu_events(cpu) for cpu in self.meta.cpus)
+
+    def _cpu_events(self, cpu: int) -> Iterator[SchedEvents]:
+        stream = PageStreamDecoder(self._decoder, self.meta.page_size, cpu, self.cpu_file(cpu),
+                                   self.meta.start_ns)
+        for offset, pages in self._chunks(cpu):
+            chunk = stream.decode(pages, offset)
+            if len(chunk.events):
+                yield chunk.events
+
+    def _chunks(self, cpu: int) -> Iterator[tuple[int, bytes]]:
+        path = self.cpu_file(cpu)
+        size = CHUNK_PAGES * self.meta.page_size
+        try:
+            with open(path, "rb") as f:
+                offset = 0
+                while True:
+                    data = f.read(size)
+                    if not data:
+                        return
+                    yield offset, data
+                    offset += len(data)
+        except FileNotFoundError:
+            raise InputError(path, "missing from the recording") from None
+        except OSError as err:
+            raise InputError(path, f"cannot read: {err.strerror}") from None
+
+    def _scan(self) -> TaskNames:
+        """First pass (once): thread names from the events and the loss windows."""
+        if self._names is not None:
+            return self._names
+        names = self.meta.task_names()
+        seen: dict[int, str] = {}
+        forks: list[tuple[int, int]] = []
+        losses: list[LossWindow] = []
+        for cpu in self.meta.cpus:
+            stream = PageStreamDecoder(self._decoder, self.meta.page_size, cpu,
+                                       self.cpu_file(cpu), self.meta.start_ns)
+            located = 0
+            for offset, pages in self._chunks(cpu):
+                chunk = stream.decode(pages, offset)
+                for tid, comm in chunk.comms.items():
+                    seen.setdefault(tid, comm)
+                fork = chunk.events.kind == int(SchedKind.FORK)
+                forks.extend(zip(chunk.events.other_pid[fork].tolist(),
+                                 chunk.events.pid[fork].tolist(), strict=True))
+                losses.extend(chunk.losses)
+                located += sum(w.count for w in chunk.losses if w.count > 0)
+                self._unknown += chunk.unknown
+            losses.extend(self._unlocated(cpu, located, losses))
+        for tid, comm in seen.items():
+            names.comm.setdefault(tid, comm)
+        self._losses = sorted(losses, key=lambda w: (w.start_ns, w.cpu))
+        if self.meta.pid_filter is not None:
+            self._keep = _descendants(set(self.meta.pid_filter), forks)
+        self._names = names
+        return names
+
+    def _unlocated(self, cpu: int, located: int,
+                   found: list[LossWindow]) -> list[LossWindow]:
+        """A whole-recording loss on ``cpu`` if the kernel lost more than the pages say."""
+        stats = self.meta.cpu_stats.get(cpu, {})
+        reported = stats.get("overrun", 0) + stats.get("commit_overrun", 0) \
+            + stats.get("dropped", 0)
+        unknown_counts = any(w.cpu == cpu and w.count < 0 for w in found)
+        if reported > located and not unknown_counts:
+            return [LossWindow(cpu, self.meta.start_ns, self.meta.stop_ns, reported - located)]
+        return []
+
+    def _note_losses(self) -> None:
+        if self._unknown:
+            self.info.count("unknown_event_ids", self._unknown)
+        for cpu, stats in sorted(self.meta.cpu_stats.items()):
+            lost = stats.get("overrun", 0) + stats.get("commit_overrun", 0) \
+                + stats.get("dropped", 0)
+            if lost:
+                self.info.notes.append(f"kernel reported {lost} events lost on cpu {cpu}")
+        if self.meta.pid_filter is not None:
+            self.info.notes.append(f"recorded with a pid filter ({len(self.meta.pid_filter)} "
+                                   "threads, forks followed)")
+
+
+def _descendants(roots: set[int], forks: list[tuple[int, int]]) -> set[int]:
+    """``roots`` and every task forked from them (the kernel's event-fork rule)."""
+    keep = set(roots)
+    grew = True
+    while grew:
+        grew = False
+        for parent, child in forks:
+            if parent in keep and child not in keep:
+                keep.add(child)
+                grew = True
+    return keep
+
+
+class _FilteredGrouping(Grouping):
+    """A grouping restricted to the recorded threads.
+
+    With ``set_event_pid`` the trace shows other tasks only when they switch
+    with a recorded one, so their timelines are partial; they are no member.
+    """
+
+    def __init__(self, inner: Grouping, keep: set[int]) -> None:
+        super().__init__(inner.mode, inner.names)
+        self._inner = inner
+        self._keep = keep
+
+    def assign(self, tid: int) -> Assignment | None:
+        return self._inner.assign(tid) if tid in self._keep else None
+
+
+def _interleave(chunks: Iterator[SchedEvents], losses: list[LostEvents]
+                ) -> Iterator[SchedEvents | LostEvents]:
+    """Place each loss before the first event at or after its start."""
+    pending = sorted(losses, key=lambda w: w.begin_ns)
+    i = 0
+    for chunk in chunks:
+        while i < len(pending) and len(chunk) and pending[i].begin_ns <= int(chunk.time[-1]):
+            cut = int(np.searchsorted(chunk.time, pending[i].begin_ns, side="left"))
+            if cut:
+                yield chunk.take(np.arange(cut))
+                chunk = chunk.take(np.arange(cut, len(chunk)))
+            yield pending[i]
+            i += 1
+        if len(chunk):
+            yield chunk
+    yield from pending[i:]
+
+
+class _RecordingReader:
+    FORMAT = FormatInfo("tracefs-recording",
+                        "a directory written by 'runstate record' (tracefs raw pages)", 50)
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        meta = os.path.join(path, META_FILE)
+        if head or not os.path.isfile(meta):
+            return False
+        try:
+            with open(meta, "rb") as f:
+                return FORMAT_NAME.encode() in f.read(4096)
+        except OSError:
+            return False
+
+    def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
+             ) -> RecordingSource:
+        if stream is not None or not os.path.isdir(path):
+            if os.path.basename(path) == META_FILE and stream is None:
+                return RecordingSource(os.path.dirname(path) or ".", options)
+            raise InputError(path, "a tracefs recording is a directory (runstate record -o DIR)")
+        return RecordingSource(path, options)
+
+
+RECORDING_READER = _RecordingReader()

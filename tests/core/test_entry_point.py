@@ -1,0 +1,51 @@
+"""The installed ``runstate`` command: stdin, exit codes, data on stdout only."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA
+
+TWO_VMS = DATA / "core" / "two_vms.csv"
+
+
+def _runstate() -> list[str]:
+    exe = shutil.which("runstate")
+    return [exe] if exe else [sys.executable, "-m", "runstate"]
+
+
+def test_stdin_gives_the_same_figures_as_the_file_when_read_once():
+    from_file = subprocess.run([*_runstate(), "report", str(TWO_VMS), "--one-pass",
+                                "--format", "json"], capture_output=True, text=True, check=True)
+    from_stdin = subprocess.run([*_runstate(), "report", "-", "--format", "json"],
+                                input=TWO_VMS.read_text(), capture_output=True, text=True,
+                                check=True)
+    a, b = json.loads(from_file.stdout), json.loads(from_stdin.stdout)
+    assert a["domains"] == b["domains"]
+    assert b["source"]["provisional"] is True
+    assert from_stdin.stderr == ""
+
+
+def test_stdin_stream_prints_intervals_as_they_complete():
+    proc = subprocess.run([*_runstate(), "report", "-", "--interval", "5us", "--format", "csv"],
+                          input=TWO_VMS.read_text(), capture_output=True, text=True, check=True)
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith("scope,start_ns")
+    assert sum(1 for line in lines if line.startswith("interval,")) >= 4
+
+
+@pytest.mark.parametrize(("argv", "code"), [
+    (["report", "/no/such/file"], 1),
+    (["report", "--no-such-option"], 2),
+    (["frobnicate"], 2),
+])
+def test_exit_codes_and_no_traceback(argv, code):
+    proc = subprocess.run([*_runstate(), *argv], capture_output=True, text=True)
+    assert proc.returncode == code
+    assert proc.stdout == ""
+    assert "Traceback" not in proc.stderr

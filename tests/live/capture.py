@@ -1,0 +1,72 @@
+"""Capture one tracefs buffer twice: the kernel's text rendering, then the raw pages.
+
+Used by the live tests and, run as a script, to make the small fixture under
+tests/data/linux/tracefs/ (``python -m tests.live.capture DIR SECONDS``).
+Tracing is switched off before either read, so both see the same events.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from runstate.live.tracefs import SCHED_EVENTS, TraceInstance, Tracefs, find_tracefs
+from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
+
+#: a few threads that spin and sleep, so switches, wakeups, forks and exits all occur
+WORKLOAD = """
+import threading, time
+def work(n):
+    end = time.time() + {secs}
+    while time.time() < end:
+        x = 0
+        for i in range(20000 * n):
+            x += i
+        time.sleep(0.0005 * n)
+ts = [threading.Thread(target=work, args=(n,)) for n in (1, 2, 3)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+
+def capture(out: Path, seconds: float, *, buffer_kb: int = 1024,
+            tracefs: Tracefs | None = None) -> str:
+    """Record the workload (pid-filtered) into ``out``; returns the kernel's text rendering."""
+    tracefs = find_tracefs() if tracefs is None else tracefs
+    with TraceInstance.create(tracefs) as inst:
+        proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(0.2)\n"
+                                 + WORKLOAD.format(secs=seconds)])
+        try:
+            inst.configure(pids=[proc.pid], buffer_kb=buffer_kb)
+            writer = RecordingWriter(out, inst.cpus(), inst.page_size())
+            start = time.monotonic_ns()
+            inst.start()
+            proc.wait(timeout=seconds + 30)
+        finally:
+            proc.kill()
+            proc.wait()
+        inst.stop()
+        stop = time.monotonic_ns()
+        text = inst.read_file("trace")
+        reader = inst.page_reader()
+        for cpu, page in reader.drain():
+            writer.write_page(cpu, page)
+        stats = {cpu: inst.stats(cpu).as_dict() for cpu in inst.cpus()}
+        reader.close()
+        writer.close()
+        formats = {"header_page": inst.format_text("events/header_page"),
+                   "header_event": inst.format_text("events/header_event")}
+        for event in SCHED_EVENTS:
+            formats[f"sched/{event}/format"] = inst.format_text(f"events/sched/{event}/format")
+        writer.write_formats(formats)
+        writer.finish(RecordingMeta(start_ns=start, stop_ns=stop, page_size=writer.page_size,
+                                    cpus=inst.cpus(), events=list(SCHED_EVENTS),
+                                    pid_filter=[proc.pid], cpu_stats=stats))
+    (out / "trace.txt").write_text(text)
+    return text
+
+
+if __name__ == "__main__":
+    capture(Path(sys.argv[1]), float(sys.argv[2]))
