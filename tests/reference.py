@@ -119,7 +119,7 @@ def nearest_rank(values: Sequence[int], percent: int) -> int:
     if not values:
         return 0
     ordered = sorted(values)
-    rank = max(1, percent * len(ordered) // 100)
+    rank = max(1, -(-percent * len(ordered) // 100))
     return ordered[rank - 1]
 
 
@@ -327,8 +327,8 @@ def _domain(
                 ns[bucket] += seg.end - seg.start
         if sum(ns.values()) > 0 or replay.states[m] in (RUNNING, RUNNABLE, BLOCKED, OFFLINE):
             seen += 1
-        info = registry.members[m]
-        member_results.append(MemberResult(key=info.key, name=info.name, ns=ns))
+        member = registry.members[m]
+        member_results.append(MemberResult(key=member.key, name=member.name, ns=ns))
     info = registry.domains[d]
     return DomainResult(
         index=d,

@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from hypothesis import strategies as st
-from reference import Row
 
 from runstate.engine.results import RunResult
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import SourceInfo
+from tests.reference import Row
 
 
 def batch_of(rows: Sequence[Row]) -> EventBatch:
@@ -165,3 +165,35 @@ def assert_conserved(result: RunResult) -> None:
             assert a.end_ns == b.start_ns
         for key, domain in totals.items():
             assert summed[key].tolist() == [s.ns for s in domain.states.values()]
+
+
+@dataclass
+class GrowingSource:
+    """Registers members as its rows meet them, like a reader does (indices by first use)."""
+
+    stream: Stream
+    rereadable: bool = True
+    registry: Registry = field(default_factory=Registry)
+    info: SourceInfo = field(default_factory=lambda: SourceInfo(format="memory", path="<memory>"))
+
+    def _index(self, m: int) -> int:
+        info = self.stream.registry.members[m]
+        domain = self.stream.registry.domains[info.domain]
+        index = self.registry.member(domain.key, info.key, info.name)
+        self.registry.domains[self.registry.find_domain(domain.key) or 0].name = domain.name
+        return index
+
+    def mapped_rows(self, end: int | None = None) -> list[Row]:
+        """The rows in this source's indices (rows after ``end`` are left out: a one-pass
+        run stops reading there, so their members may not be registered)."""
+        return [r if r.member < 0 else Row(r.time, self._index(r.member), r.old, r.new)
+                for r in self.stream.rows if end is None or r.time <= end]
+
+    def batches(self) -> Iterator[EventBatch]:
+        rows = self.stream.rows
+        bounds = [0, *sorted(c for c in self.stream.cuts if 0 < c < len(rows)), len(rows)]
+        for lo, hi in zip(bounds, bounds[1:], strict=False):
+            if hi > lo:
+                yield batch_of([r if r.member < 0 else Row(r.time, self._index(r.member),
+                                                           r.old, r.new)
+                                for r in rows[lo:hi]])

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from reference import run_reference
-from streams import Stream, assert_conserved, assert_matches, batch_of, streams
 
 from runstate.analysis.pipeline import Window, analyze
 from runstate.engine import Engine, Resolver
 from runstate.engine.results import RunResult
+from tests.engine.streams import (
+    GrowingSource,
+    Stream,
+    assert_conserved,
+    assert_matches,
+    batch_of,
+    streams,
+)
+from tests.reference import run_reference
 
-SETTINGS = settings(max_examples=400, deadline=None,
+SETTINGS = settings(max_examples=800, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
 
@@ -41,7 +48,7 @@ def test_one_pass_matches_reference(stream: Stream) -> None:
     assert_conserved(result)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(streams(), st.lists(st.integers(1, 80), max_size=12), st.booleans())
 def test_chunking_does_not_change_anything(stream: Stream, cuts: list[int],
                                            one_pass: bool) -> None:
@@ -51,7 +58,7 @@ def test_chunking_does_not_change_anything(stream: Stream, cuts: list[int],
     assert singles == whole
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(streams(), st.lists(st.integers(0, 6000), min_size=1, max_size=5), st.booleans())
 def test_snapshots_equal_fresh_runs_and_change_nothing(stream: Stream, offsets: list[int],
                                                        one_pass: bool) -> None:
@@ -87,3 +94,15 @@ def test_snapshots_equal_fresh_runs_and_change_nothing(stream: Stream, offsets: 
     want = run_reference(stream.registry, rows, start=s, interval=stream.interval,
                          two_pass=not one_pass, initial=stream.initial)
     assert_matches(final, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(streams(), st.booleans())
+def test_members_registered_while_reading(stream: Stream, one_pass: bool) -> None:
+    source = GrowingSource(stream, rereadable=not one_pass)
+    result = analyze(source, Window(stream.start, stream.end, stream.interval),
+                     one_pass=one_pass)
+    rows = source.mapped_rows(stream.end if one_pass else None)
+    want = run_reference(source.registry, rows, start=stream.start,
+                         end=stream.end, interval=stream.interval, two_pass=not one_pass)
+    assert_matches(result, want)

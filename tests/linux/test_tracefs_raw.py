@@ -36,6 +36,11 @@ def formats():
     return load_formats(str(FIXTURE), EVENTS)[1]
 
 
+def _kernel_text() -> str:
+    with gzip.open(FIXTURE / "trace.txt.gz", "rt") as f:
+        return f.read()
+
+
 def _switch(formats, prev, nxt, state=1):
     return payload(formats["sched_switch"], prev_pid=prev, next_pid=nxt, prev_state=state,
                    prev_comm=f"t{prev}", next_comm=f"t{nxt}")
@@ -142,7 +147,7 @@ def test_short_payload_is_an_error(formats):
 
 
 def test_real_recording_matches_the_kernels_text_rendering():
-    text = gzip.open(FIXTURE / "trace.txt.gz", "rt").read()
+    text = _kernel_text()
     source = RecordingSource(str(FIXTURE), ReadOptions())
     events = SchedEvents.concat(list(source.events()))
     expected = kernel_text.parse(text)
@@ -153,7 +158,7 @@ def test_real_recording_matches_the_kernels_text_rendering():
 
 
 def test_thread_names_come_from_the_events():
-    text = gzip.open(FIXTURE / "trace.txt.gz", "rt").read()
+    text = _kernel_text()
     source = RecordingSource(str(FIXTURE), ReadOptions())
     names = source._scan()
     for line in text.splitlines():
@@ -170,7 +175,7 @@ def _random_streams(rng, n_cpus, n):
                                       np.arange(n) + cpu * n, np.full(n, -1), np.zeros(n))
         cuts = sorted(rng.choice(np.arange(1, n), size=rng.integers(0, 6), replace=False))
         bounds = [0, *cuts, n]
-        streams.append([ev.take(np.arange(a, b)) for a, b in zip(bounds, bounds[1:])])
+        streams.append([ev.take(np.arange(a, b)) for a, b in zip(bounds, bounds[1:], strict=False)])
     return streams
 
 

@@ -12,7 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from runstate.live.tracefs import SCHED_EVENTS, TraceInstance, Tracefs, find_tracefs
+from runstate.live import procinfo
+from runstate.live.tracefs import SCHED_EVENTS, Tracefs, TraceInstance, find_tracefs
 from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 
 #: a few threads that spin and sleep, so switches, wakeups, forks and exits all occur
@@ -43,6 +44,10 @@ def capture(out: Path, seconds: float, *, buffer_kb: int = 1024,
             writer = RecordingWriter(out, inst.cpus(), inst.page_size())
             start = time.monotonic_ns()
             inst.start()
+            tasks = procinfo.snapshot([proc.pid])
+            time.sleep(0.3)  # the workload's threads exist now
+            for tid, info in procinfo.snapshot([proc.pid]).items():
+                tasks.setdefault(tid, info)
             proc.wait(timeout=seconds + 30)
         finally:
             proc.kill()
@@ -63,7 +68,8 @@ def capture(out: Path, seconds: float, *, buffer_kb: int = 1024,
         writer.write_formats(formats)
         writer.finish(RecordingMeta(start_ns=start, stop_ns=stop, page_size=writer.page_size,
                                     cpus=inst.cpus(), events=list(SCHED_EVENTS),
-                                    pid_filter=[proc.pid], cpu_stats=stats))
+                                    pid_filter=[proc.pid], cpu_stats=stats,
+                                    tasks={t: i.as_json() for t, i in tasks.items()}))
     (out / "trace.txt").write_text(text)
     return text
 

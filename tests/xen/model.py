@@ -14,6 +14,8 @@ the file, and follows SPEC's exact rules directly, time slice by time slice:
 
 from __future__ import annotations
 
+import bisect
+
 from runstate.model.states import DomainState, classify
 from runstate.sources.xentrace.synth import Scenario
 
@@ -39,6 +41,10 @@ def expected(sc: Scenario) -> dict[str, dict[DomainState, int]]:
     losses = _loss_windows(sc)
     bounds = sorted(set(times) | {a for a, _ in losses} | {b for _, b in losses})
     vcpus = sorted({(e.dom, e.vcpu) for e in kept})
+    per: dict[tuple[int, int], list] = {v: [] for v in vcpus}
+    for e in kept:
+        per[(e.dom, e.vcpu)].append(e)
+    stamps = {v: [e.tsc for e in es] for v, es in per.items()}
     out: dict[str, dict[DomainState, int]] = {}
     for a, b in zip(bounds, bounds[1:], strict=False):
         if b <= t0 or a >= t1:
@@ -51,10 +57,10 @@ def expected(sc: Scenario) -> dict[str, dict[DomainState, int]]:
         for v in vcpus:
             if lost:
                 # during lost data a vCPU counts once it has been seen at all
-                if any(e.tsc <= a for e in kept if (e.dom, e.vcpu) == v):
+                if stamps[v][0] <= a:
                     by_dom.setdefault(v[0], []).append(None)
                 continue
-            s = _state(kept, v, a, epoch_start, epoch_end, not ended)
+            s = _state(per[v], stamps[v], a, epoch_start, epoch_end, not ended)
             if s == "absent":
                 continue
             by_dom.setdefault(v[0], []).append(s)
@@ -73,17 +79,15 @@ def expected(sc: Scenario) -> dict[str, dict[DomainState, int]]:
     return out
 
 
-def _state(kept: list, v: tuple[int, int], t: int, e0: int, e1: int,
+def _state(mine: list, stamps: list[int], t: int, e0: int, e1: int,
            first_epoch: bool) -> int | None | str:
-    """State of vCPU v during [t, next bound): int, None (unknown) or "absent"."""
-    mine = [e for e in kept if (e.dom, e.vcpu) == v]
-    in_epoch = [e for e in mine if e0 <= e.tsc < e1]
-    before = [e for e in in_epoch if e.tsc <= t]
-    if before:
-        return before[-1].new
-    after = [e for e in in_epoch if e.tsc > t]
-    if after:
-        return after[0].old
-    if first_epoch or not any(e.tsc < e0 for e in mine):
+    """State of a vCPU (its records ``mine``) during [t, next bound): int, None
+    (unknown) or "absent"."""
+    i = bisect.bisect_right(stamps, t)
+    if i > 0 and stamps[i - 1] >= e0:
+        return mine[i - 1].new
+    if i < len(stamps) and stamps[i] < e1:
+        return mine[i].old
+    if first_epoch or stamps[0] >= e0:
         return "absent"
     return None

@@ -50,12 +50,16 @@ def analyze(
         initial=source.info.initial_states,
         on_interval=on_interval,
     )
-    for batch in _clipped(source.batches(), window.end_ns):
+    # a source's own end (a recording's stop time) clips events like a user-given one;
+    # events after the end would otherwise be accounted past the reported window
+    end = window.end_ns if window.end_ns is not None else source.info.end_ns
+    for batch in _clipped(source.batches(), end):
         engine.feed(batch)
     if engine.start_ns is None:
         raise InputError(source.info.path, "no member events in the input"
                          + (" within the window" if window.start_ns is not None else ""))
-    end = window.end_ns if window.end_ns is not None else source.info.end_ns
+    if end is None:
+        end = source.info.end_ns  # a one-pass source may learn its end while reading
     result = engine.finish(end)
     anomalies = {**source.info.anomalies, **result.anomalies}
     return replace(result, anomalies=anomalies)

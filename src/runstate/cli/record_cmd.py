@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -57,6 +58,8 @@ def run_record(args: argparse.Namespace, out: TextIO | None = None,
         raise UsageError("--buffer-kb must be positive")
     if args.all and (args.pid or args.vm):
         raise UsageError("--all records everything; do not combine it with --pid or --vm")
+    if os.path.isdir(args.output) and os.listdir(args.output) or os.path.isfile(args.output):
+        raise UsageError(f"{args.output} already exists (choose a new recording directory)")
     pids, vms = select_pids(args.pid, args.vm, args.all)
     stop = threading.Event()
     with _stop_on_signals(stop):

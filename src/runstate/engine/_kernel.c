@@ -31,7 +31,9 @@ enum {
 #define SUB_BITS 5
 #define SUB (1 << SUB_BITS)          /* buckets per octave: 32, so <= 1/32 relative width */
 #define LINEAR (2 * SUB)             /* values below 64 ns get exact buckets */
-#define N_BUCKETS (LINEAR + SUB * 40) /* up to 2^46 ns (about 19.5 h) */
+/* every positive int64 length: 57 octaves from 2^6 to 2^63 (a day of TSC cycles
+ * exceeds 2^46, and a lumped last bucket would void the 1.6 % promise) */
+#define N_BUCKETS (LINEAR + SUB * 57)
 
 /* category of a member state in a domain's counts: run, runnable, blocked, unknown */
 static const int8_t CATEGORY[7] = {0, 1, 2, 2, -1, 3, -1};
@@ -309,6 +311,12 @@ static PyObject *py_feed(PyObject *self, PyObject *args)
         k.n_epochs = k.n_members ? nr / k.n_members : 0;
     }
     for (Py_ssize_t i = 0; i < n; i++) {
+        if (i > 0 && time[i] < time[i - 1]) {
+            /* unsorted rows would be accounted silently wrong: refuse them */
+            PyErr_Format(PyExc_ValueError, "events go back in time at row %zd: %lld after %lld",
+                         i, (long long)time[i], (long long)time[i - 1]);
+            goto fail;
+        }
         if (member[i] >= k.n_members) {
             PyErr_Format(PyExc_IndexError, "event %zd names member %d of %zd", i,
                          (int)member[i], k.n_members);

@@ -240,8 +240,11 @@ class Engine:
                 f"events go back in time: {first} ns after "
                 f"{int(self._s.g[G_LAST_TIME])} ns"
             )
-        _kernel.feed(self._s.as_tuple(), batch.time, batch.member, batch.old_state,
-                     batch.new_state, self._resolve_table())
+        try:
+            _kernel.feed(self._s.as_tuple(), batch.time, batch.member, batch.old_state,
+                         batch.new_state, self._resolve_table())
+        except ValueError as exc:  # rows out of order or bad state codes: a caller's bug
+            raise UsageError(str(exc)) from None
 
     def _cross_boundary(self) -> None:
         assert self._next_boundary is not None and self._interval_ns is not None
@@ -282,6 +285,7 @@ class Engine:
         if self._start is None:
             raise UsageError("no events yet")
         t = int(self._s.g[G_LAST_TIME]) if t_ns is None else t_ns
+        self._check_not_before_last(t, "snapshot")
         self.advance(t)
         return self._result(t, tuple(self._intervals))
 
@@ -290,6 +294,7 @@ class Engine:
         if self._start is None:
             raise UsageError("no events to analyse")
         end = int(self._s.g[G_LAST_TIME]) if end_ns is None else end_ns
+        self._check_not_before_last(end, "window end")
         self.advance(end)
         if self._next_boundary is not None and self._interval_ns is not None:
             begin = self._next_boundary - self._interval_ns
@@ -297,6 +302,15 @@ class Engine:
                 self._emit_interval(begin, end)
                 self._next_boundary = None
         return self._result(end, tuple(self._intervals))
+
+    def _check_not_before_last(self, t: int, what: str) -> None:
+        """Figures up to ``t`` cannot be given once time past ``t`` has been accounted."""
+        last = int(self._s.g[G_LAST_TIME])
+        if t < last:
+            raise UsageError(f"{what} {t} ns is before the last event or snapshot ({last} ns)"
+                             if t >= int(self._s.g[G_WINDOW_START]) else
+                             f"{what} {t} ns is before the window start "
+                             f"({int(self._s.g[G_WINDOW_START])} ns)")
 
     def anomalies(self) -> dict[str, int]:
         g = self._s.g

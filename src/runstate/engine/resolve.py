@@ -65,9 +65,12 @@ class Resolver:
             return
         members = batch.member[start:stop]
         table = self._grown(int(members.max()) + 1)
-        unique, first = np.unique(members, return_index=True)
-        unset = table[unique] < 0
-        table[unique[unset]] = batch.old_state[start:stop][first[unset]]
+        # most rows belong to members already resolved in this epoch: sort only the rest
+        pending = np.flatnonzero(table[members] < 0)
+        if pending.size == 0:
+            return
+        unique, first = np.unique(members[pending], return_index=True)
+        table[unique] = batch.old_state[start:stop][pending[first]]
 
     def _grown(self, size: int) -> npt.NDArray[np.int8]:
         table = self._epochs[-1]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.live import procinfo
-from runstate.live.tracefs import SCHED_EVENTS, TraceInstance, Tracefs, find_tracefs
+from runstate.live.tracefs import SCHED_EVENTS, Tracefs, TraceInstance, find_tracefs
 from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 
 #: per-CPU buffer: enough for ~1 s of a busy host (about 30 B per sched event)

@@ -14,6 +14,8 @@ from typing import IO, Any, cast
 from runstate.errors import InputError, UnknownFormat, UsageError
 from runstate.sources.base import Reader, ReadOptions, Source
 from runstate.sources.generic import CSV_READER, JSONL_READER
+from runstate.sources.linux.ftrace_text import FTRACE_TEXT_READER
+from runstate.sources.linux.perfdata import PERF_DATA_READER
 from runstate.sources.linux.perfscript import PERF_SCRIPT_READER
 from runstate.sources.linux.recording import RECORDING_READER
 from runstate.sources.xentrace.reader import XENTRACE_READER
@@ -22,7 +24,9 @@ from runstate.sources.xentrace.reader import XENTRACE_READER
 READERS: tuple[Reader, ...] = (
     XENTRACE_READER,
     RECORDING_READER,
+    PERF_DATA_READER,
     PERF_SCRIPT_READER,
+    FTRACE_TEXT_READER,
     JSONL_READER,
     CSV_READER,
 )

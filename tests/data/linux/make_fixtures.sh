@@ -6,11 +6,20 @@ cd "$(dirname "$0")"
 gcc -O2 -pthread -o /tmp/rs_load load.c
 EV=sched:sched_switch,sched:sched_wakeup,sched:sched_wakeup_new,sched:sched_process_exit,sched:sched_process_fork
 # 4 busy threads on 2 cores for 1 s
-perf record -q -k mono -e $EV -a -o busy4.perf.data -- /tmp/rs_load 4 1 0 > busy4.pid
+perf record -q -k mono -e $EV -a -o busy4.perf.data -- /tmp/rs_load 4 1 0 | head -1 > busy4.pid
 # 3 threads that spin 1 ms and sleep 2 ms, for 1 s
-perf record -q -k mono -e $EV -a -o sleepy3.perf.data -- /tmp/rs_load 3 1 2000 > sleepy3.pid
+perf record -q -k mono -e $EV -a -o sleepy3.perf.data -- /tmp/rs_load 3 1 2000 | head -1 > sleepy3.pid
 for f in busy4 sleepy3; do
   perf script -i $f.perf.data --ns > $f.perf-script.txt
   perf script -i $f.perf.data -F comm,pid,tid,cpu,time,event,trace --ns > $f.perf-script-pid.txt
   perf sched timehist -i $f.perf.data -s > $f.timehist.txt 2>/dev/null || true
 done
+# ftrace text from a private tracefs instance (record-tgid on), 2 threads, 0.3 s
+I=/sys/kernel/tracing/instances/rs_fixture
+mkdir $I
+echo 1 > $I/options/record-tgid
+for e in sched_switch sched_wakeup sched_wakeup_new sched_process_exit sched_process_fork; do
+  echo 1 > $I/events/sched/$e/enable; done
+/tmp/rs_load 2 0.3 2000 > /dev/null
+cat $I/trace > sleepy2.ftrace.txt
+echo 0 > $I/tracing_on; echo 0 > $I/events/enable; rmdir $I

@@ -1,3 +1,5 @@
-from collections.abc import Buffer
+from typing import Any
+
+Buffer = Any
 
 def walk(buffer: Buffer, pos: int, offsets: Buffer, types: Buffer, /) -> tuple[int, int, int]: ...

@@ -47,6 +47,8 @@ from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_form
 MAGIC = b"PERFILE2"
 HEADER_SIZE = 104
 BLOCK = 8 << 20
+#: decoded events kept in memory between the two passes, at most (about 29 B/event)
+CACHE_BYTES = 96 << 20
 
 # record types
 REC_LOST, REC_COMM, REC_EXIT, REC_FORK, REC_SAMPLE = 2, 3, 4, 7, 9
@@ -273,20 +275,43 @@ class Layout:
         return cls(time, cpu, pos, bool(sample_type & S_CALLCHAIN))
 
 
+def _gather(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], dtype: str
+            ) -> npt.NDArray[np.int64]:
+    """Values of ``dtype`` at byte offsets ``at``.
+
+    perf pads records to 8 bytes, so a field's offset modulo its size is
+    nearly always one value: then one strided view of the buffer serves all
+    records; otherwise the bytes are gathered one by one.
+    """
+    dt = np.dtype(dtype)
+    size = dt.itemsize
+    if at.size == 0:
+        return np.zeros(0, np.int64)
+    rem = at % size
+    r = int(rem[0])
+    if np.all(rem == r):
+        view = np.frombuffer(buf, dt, count=(buf.shape[0] - r) // size, offset=r)
+        out: npt.NDArray[np.int64] = view[(at - r) // size].astype(np.int64)
+        return out
+    raw = buf[at[:, None] + np.arange(size)].copy()
+    gathered: npt.NDArray[np.int64] = raw.view(dt).ravel().astype(np.int64)
+    return gathered
+
+
 def _u64(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return buf[at[:, None] + np.arange(8)].copy().view("<i8").ravel()
+    return _gather(buf, at, "<i8")
 
 
 def _u32(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return buf[at[:, None] + np.arange(4)].copy().view("<u4").ravel().astype(np.int64)
+    return _gather(buf, at, "<u4")
 
 
 def _field(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], size: int,
            signed: bool) -> npt.NDArray[np.int64]:
-    raw = buf[at[:, None] + np.arange(size)].copy()
-    dtype = {1: "i1", 2: "i2", 4: "i4", 8: "i8"}[size] if signed else \
-        {1: "u1", 2: "u2", 4: "u4", 8: "i8"}[size]
-    return raw.view("<" + dtype).ravel().astype(np.int64)
+    if size not in (1, 2, 4, 8):
+        raise ValueError(f"field size {size}")
+    kind = "i" if signed or size == 8 else "u"
+    return _gather(buf, at, f"<{kind}{size}")
 
 
 # ---- the reader -------------------------------------------------------------------
@@ -302,6 +327,7 @@ class PerfDataSource:
         self.info = SourceInfo(format="perf-data", path=path)
         self.rereadable = True
         self._names: TaskNames | None = None
+        self._cache: list[SchedEvents | LostEvents] | None = None
         try:
             with open(path, "rb") as f:
                 self.header = read_header(path, f)
@@ -353,8 +379,23 @@ class PerfDataSource:
         names = self._task_names()
         self.info.anomalies.clear()
         self.info.initial_states.clear()
-        yield from sched_batches(self.path, self._items(), names, self.registry, self.info,
+        items = iter(self._cache) if self._cache is not None else self._caching(self._items())
+        yield from sched_batches(self.path, items, names, self.registry, self.info,
                                  self._options, n_cpus=self.header.n_cpus)
+
+    def _caching(self, items: Iterator[SchedEvents | LostEvents]
+                 ) -> Iterator[SchedEvents | LostEvents]:
+        """Keep the decoded stream for the second pass while it fits CACHE_BYTES."""
+        kept: list[SchedEvents | LostEvents] | None = []
+        size = 0
+        for item in items:
+            if kept is not None:
+                kept.append(item)
+                size += 29 * len(item) if isinstance(item, SchedEvents) else 0
+                if size > CACHE_BYTES:
+                    kept = None
+            yield item
+        self._cache = kept
 
     # ---- records ---------------------------------------------------------------
 
@@ -408,6 +449,25 @@ class PerfDataSource:
         return names
 
     def _items(self) -> Iterator[SchedEvents | LostEvents]:
+        """Time-ordered chunks of about ``chunk_rows`` events, with losses between them."""
+        held: list[SchedEvents] = []
+        n = 0
+        for item in self._ordered():
+            if isinstance(item, LostEvents):
+                if held:
+                    yield SchedEvents.concat(held)
+                    held, n = [], 0
+                yield item
+                continue
+            held.append(item)
+            n += len(item)
+            if n >= self._options.chunk_rows:
+                yield SchedEvents.concat(held)
+                held, n = [], 0
+        if held:
+            yield SchedEvents.concat(held)
+
+    def _ordered(self) -> Iterator[SchedEvents | LostEvents]:
         order = _RoundOrder()
         for buf, offs, types, base in self._records():
             if np.any(types == REC_COMPRESSED):
@@ -425,29 +485,59 @@ class PerfDataSource:
                 ) -> tuple[SchedEvents, npt.NDArray[np.int64]]:
         lay = self._layout
         body = offs + 8
+        end = offs + _field(buf, offs + 6, 2, False)
+        ok = body + lay.before_callchain + 4 <= end
+        if lay.callchain:
+            ok &= body + lay.before_callchain + 8 <= end
+        body, offs, end = body[ok], offs[ok], end[ok]
+        bad = int(ok.size - np.count_nonzero(ok))
         if self._multi and offs.size:
             ids = _u64(buf, body)
             keep = np.isin(ids, np.array(list(self._raw_ids()), dtype=np.int64))
-            body, offs = body[keep], offs[keep]
-        time = _u64(buf, body + lay.time)
-        cpu = _u32(buf, body + lay.cpu)
+            body, offs, end = body[keep], offs[keep], end[keep]
         raw_at = body + lay.before_callchain
         if lay.callchain:
-            raw_at = raw_at + 8 + 8 * _u64(buf, raw_at)
+            nr = _u64(buf, raw_at)
+            fits = (nr >= 0) & (nr < 1 << 16)
+            raw_at = raw_at + 8 + 8 * np.where(fits, nr, 1 << 40)
+        fits = raw_at + 4 <= end
+        raw_at = np.where(fits, raw_at, body)
+        fits &= raw_at + 4 + _u32(buf, raw_at) <= end
+        fits &= _u32(buf, raw_at) >= 8
+        bad += int(fits.size - np.count_nonzero(fits))
+        body, offs, end, raw_at = body[fits], offs[fits], end[fits], raw_at[fits]
         raw = raw_at + 4
+        raw_end = raw + _u32(buf, raw_at)
+        time = _u64(buf, body + lay.time)
+        cpu = _u32(buf, body + lay.cpu)
         etype = _field(buf, raw, 2, False)
         parts = []
         pos_parts = []
         for kind, fid in self._id_of_kind.items():
             sel = np.flatnonzero(etype == fid)
+            need = max(f.offset + f.size for f in self._formats[fid].fields.values())
+            short = raw[sel] + need > raw_end[sel]
+            if short.any():
+                bad += int(np.count_nonzero(short))
+                sel = sel[~short]
             if sel.size == 0:
                 continue
             parts.append(self._fields(buf, raw[sel], kind, self._formats[fid], time[sel],
                                       cpu[sel]))
             pos_parts.append(offs[sel])
+        if bad:
+            self._bad_samples(bad, int(offs[0]) if offs.size else 0)
         if not parts:
             return SchedEvents.concat([]), np.zeros(0, np.int64)
         return SchedEvents.concat(parts), np.concatenate(pos_parts)
+
+    def _bad_samples(self, n: int, near: int) -> None:
+        """Samples too short for their declared layout: a damaged file."""
+        if self._options.lenient or self.header.truncated:
+            self.info.count("malformed_samples", n)
+            return
+        raise InputError(self.path, f"{n} sample records too short for their layout "
+                         "(damaged file; --lenient skips them)", offset=near)
 
     def _raw_ids(self) -> set[int]:
         return {i for i, a in self._sample_id.items()
@@ -470,7 +560,7 @@ class PerfDataSource:
                 pid, other, state = get("child_pid"), get("parent_pid"), zero
             else:
                 pid, other, state = get("pid"), minus, zero
-        except KeyError as err:
+        except (KeyError, ValueError) as err:
             raise InputError(self.path, f"unknown tracepoint format: {err.args[0]}") from None
         return SchedEvents.from_columns(time, cpu, np.full(n, kind, np.int8), pid, other,
                                         state)
@@ -513,8 +603,16 @@ def _side_band(buf: npt.NDArray[np.uint8], o: int, kind: int, names: TaskNames) 
         names.comm[tid] = comm
         names.tgid[tid] = pid
     elif kind == REC_FORK and len(body) >= 16:
-        pid, _, tid, _ = struct.unpack_from("<IIII", body)
+        pid, _, tid, ptid = struct.unpack_from("<IIII", body)
         names.tgid[tid] = pid
+        parent = names.comm.get(ptid)
+        if parent is not None:
+            names.comm.setdefault(tid, parent)
+
+
+def _slice(ev: SchedEvents, start: int, stop: int) -> SchedEvents:
+    return SchedEvents(ev.time[start:stop], ev.cpu[start:stop], ev.kind[start:stop],
+                       ev.pid[start:stop], ev.other_pid[start:stop], ev.prev_state[start:stop])
 
 
 class _RoundOrder:
@@ -529,25 +627,19 @@ class _RoundOrder:
     def add(self, events: SchedEvents, pos: npt.NDArray[np.int64],
             rounds: npt.NDArray[np.int64], losses: list[LostEvents]
             ) -> Iterator[SchedEvents | LostEvents]:
+        """Take one block's samples (file positions ``pos``) and round boundaries."""
         self._losses.extend(losses)
-        if not rounds.size:
-            self._hold(events)
-            return
-        # samples before the last round boundary of this block are complete up to it
-        last_round = int(rounds[-1])
-        before = pos < last_round
-        prev_rounds = rounds[:-1]
-        cut_prev = int(prev_rounds[-1]) if prev_rounds.size else None
-        if cut_prev is not None:
-            self._hold(events.take(np.flatnonzero(pos < cut_prev)))
-            self._limit = self._max_time
-        self._hold(events.take(np.flatnonzero(before & ~(pos < cut_prev)
-                                              if cut_prev is not None else before)))
-        limit = self._limit
-        self._limit = self._max_time
-        if limit is not None:
-            yield from self._release(limit)
-        self._hold(events.take(np.flatnonzero(~before)))
+        by_pos = np.argsort(pos, kind="stable")
+        events, pos = events.take(by_pos), pos[by_pos]
+        cuts = np.searchsorted(pos, rounds).tolist()
+        start = 0
+        for cut in cuts:
+            self._hold(_slice(events, start, cut))
+            start = cut
+            limit, self._limit = self._limit, self._max_time
+            if limit is not None:
+                yield from self._release(limit)
+        self._hold(_slice(events, start, len(events)))
 
     def _hold(self, events: SchedEvents) -> None:
         if len(events):
@@ -558,25 +650,25 @@ class _RoundOrder:
     def _release(self, limit: int | None) -> Iterator[SchedEvents | LostEvents]:
         if not self._held and not self._losses:
             return
-        allev = SchedEvents.concat(self._held)
-        order = np.argsort(allev.time, kind="stable")
-        allev = allev.take(order)
-        cut = len(allev) if limit is None else int(np.searchsorted(allev.time, limit, "right"))
-        self._held = [allev.take(np.arange(cut, len(allev)))] if cut < len(allev) else []
-        out = allev.take(np.arange(cut))
+        allev = self._held[0] if len(self._held) == 1 else SchedEvents.concat(self._held)
+        if len(allev) > 1 and bool(np.any(allev.time[1:] < allev.time[:-1])):
+            allev = allev.take(np.argsort(allev.time, kind="stable"))
+        n = len(allev)
+        cut = n if limit is None else int(np.searchsorted(allev.time, limit, "right"))
+        self._held = [_slice(allev, cut, n)] if cut < n else []
         due = [x for x in self._losses if limit is None or x.end_ns <= limit]
         self._losses = [x for x in self._losses if not (limit is None or x.end_ns <= limit)]
         start = 0
         for loss in sorted(due, key=lambda x: x.end_ns):
-            at = int(np.searchsorted(out.time, loss.end_ns, "right"))
+            at = int(np.searchsorted(allev.time[:cut], loss.end_ns, "right"))
             if at > start:
-                yield out.take(np.arange(start, at))
-            same_cpu = np.flatnonzero(out.cpu[:at] == loss.cpu)
-            begin = int(out.time[same_cpu[-1]]) if same_cpu.size else loss.end_ns
+                yield _slice(allev, start, at)
+            same_cpu = np.flatnonzero(allev.cpu[:at] == loss.cpu)
+            begin = int(allev.time[same_cpu[-1]]) if same_cpu.size else loss.end_ns
             yield LostEvents(loss.cpu, begin, loss.end_ns, loss.count)
             start = at
-        if start < len(out):
-            yield out.take(np.arange(start, len(out)))
+        if start < cut:
+            yield _slice(allev, start, cut)
 
     def flush_all(self) -> Iterator[SchedEvents | LostEvents]:
         yield from self._release(None)

@@ -199,8 +199,7 @@ class TextSchedSource:
 
     def _open(self) -> IO[str]:
         if self._stream is not None:
-            return io.TextIOWrapper(self._stream, encoding="utf-8",  # type: ignore[arg-type]
-                                    errors="replace")
+            return io.TextIOWrapper(self._stream, encoding="utf-8", errors="replace")
         try:
             return open(self.path, encoding="utf-8", errors="replace")
         except OSError as err:
@@ -247,7 +246,7 @@ class PerfScriptSource(TextSchedSource):
 
 
 def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:
-    """True if the first event-looking lines of ``head`` match ``pattern`` and mention ``needle``."""
+    """True if the first lines of ``head`` match ``pattern`` and one mentions ``needle``."""
     lines = head.decode("utf-8", "replace").splitlines()[:-1] or \
         head.decode("utf-8", "replace").splitlines()
     checked = 0

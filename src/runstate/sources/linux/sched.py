@@ -33,19 +33,22 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.linux import _schedwalk
 from runstate.sources.linux.grouping import Grouping, make_grouping
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 
 Row = tuple[int, int, int, int] | list[int]
-#: rows held back while a deferred switch-out is open, at most this many chunks' worth
+#: rows are held back while a deferred switch-out is open for at most this many chunks
 MAX_HELD_CHUNKS = 4
 
 RUNNING = int(MemberState.RUNNING)
@@ -66,6 +69,7 @@ ANOMALIES = (
     "switch_chain_breaks",     # a switch's prev is not the CPU's current task
     "chain_repairs",           # missing switch-ins inserted
     "chain_repairs_unproven",  # ... where the switched-out member's state stays unknown
+    "switch_in_time_unknown",  # ... where the switched-in member's wakeup was lost too (lost)
     "switch_out_not_running",  # prev was believed runnable/blocked/gone elsewhere
     "switch_in_not_runnable",  # next was believed blocked or running
     "wakeup_of_running",       # legal (ttwu_runnable) but a health signal
@@ -100,8 +104,11 @@ def prev_state_after(prev_state: int) -> int:
     return BLOCKED
 
 
-class SchedConverter:
+class ReferenceConverter:
     """Streaming conversion of :class:`SchedEvents` chunks into member state changes.
+
+    The plain-Python statement of the rules; :class:`SchedConverter` runs the
+    same state machine in C and is checked against this one.
 
     Args:
         path: the input, for error messages.
@@ -133,6 +140,8 @@ class SchedConverter:
         self._seen: set[int] = set()
         self._exiting: set[int] = set()        # pids seen in sched_process_exit
         self._deferred: dict[int, list[int]] = {}  # task -> its switch-out row, new state open
+        self._held = 0                          # chunks the open deferred rows were held for
+        self._first_time: int | None = None     # first event's time
         for key, n in self.grouping.expected_members.items():
             self.registry.domain(key)
             self.registry.domains[self.registry.find_domain(key) or 0].expected_members = n
@@ -141,10 +150,13 @@ class SchedConverter:
 
     def feed(self, events: SchedEvents) -> EventBatch:
         """Convert one time-sorted chunk; returns the member rows it produces."""
+        if self._first_time is None and len(events):
+            self._first_time = int(events.time[0])
         rows = self._pending
         self._pending = []
         self._walk(events, rows)
-        if self._deferred and len(rows) <= MAX_HELD_CHUNKS * max(len(events), 1 << 16):
+        self._held = self._held + 1 if self._deferred else 0
+        if self._deferred and self._held <= MAX_HELD_CHUNKS:
             cut = min(row[0] for row in self._deferred.values())
             self._pending = [r for r in rows if r[0] >= cut]
             rows = [r for r in rows if r[0] < cut]
@@ -166,9 +178,19 @@ class SchedConverter:
         if self._switches == 0:
             raise InputError(self.path, "no sched_switch events in the trace; runstate needs "
                              + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
-        self._silent_members()
+        self._silent_members(self._seen, set(self._last_switch))
         self._give_up_deferred()
+        self._set_window(self._first_time, self._last_time)
         return self._emit(self._pending)
+
+    def _set_window(self, first: int | None, last: int) -> None:
+        """The trace window is [first event, last event] unless the source defines it."""
+        if first is None:
+            return
+        if self.info.start_ns is None:
+            self.info.start_ns = first
+        if self.info.end_ns is None:
+            self.info.end_ns = last
 
     def _give_up_deferred(self) -> None:
         """Deferred switch-outs still open after a long silence: assume the task blocked.
@@ -181,6 +203,7 @@ class SchedConverter:
             self._count("chain_repairs_unproven", 1, row[0])
             self._state[task] = BLOCKED
         self._deferred.clear()
+        self._held = 0
 
     # ---- the per-event state machine --------------------------------------------
 
@@ -219,11 +242,11 @@ class SchedConverter:
                 transition(pkey, t, RUNNING, after, rows)
                 if nkey >= 0 and self._state.get(nkey) == RUNNING:
                     self._vacate(nkey, c, t)
-                transition(nkey, t, RUNNABLE, RUNNING, rows)
+                transition(nkey, t, BLOCKED if nkey < 0 else RUNNABLE, RUNNING, rows)
                 curr[c] = nkey
                 last_switch[c] = t
                 self._switches += 1
-            elif kind == wakeup or kind == wakeup_new:
+            elif kind in (wakeup, wakeup_new):
                 pid = pids[i]
                 if pid <= 0:
                     continue
@@ -264,7 +287,7 @@ class SchedConverter:
     def _wake(self, pid: int, t: int, new_task: bool,
               rows: list[Row]) -> None:
         old = self._state.get(pid, _UNKNOWN)
-        if old == RUNNING or old == RUNNABLE:
+        if old in (RUNNING, RUNNABLE):
             if old == RUNNING and not new_task:
                 self._count("wakeup_of_running", 1, t)
             return
@@ -287,7 +310,7 @@ class SchedConverter:
         at = self._last_switch.get(cpu, t - 1) + 1
         if prev >= 0:
             at = max(at, self._wakeup.get(prev, at - 1) + 1)
-        at = min(max(at, self._floor + 1), t)
+        at = min(max(at, self._floor), t)
         if cur == _VACATED:
             self._count("chain_repairs", 1, t)
         elif cur < 0:
@@ -298,7 +321,12 @@ class SchedConverter:
             self._transition(cur, at, RUNNING, ABSENT, rows)
         else:
             self._defer(cur, at, rows)
-        self._transition(prev, at, RUNNABLE, RUNNING, rows)
+        if prev >= 0 and self._state.get(prev) == BLOCKED and self._member_of(prev) >= 0:
+            # its wakeup was lost too: when it began to run is unknown
+            self._count("switch_in_time_unknown", 1, t)
+            rows.append((at, -1, 0, LOSS_BEGIN))
+            rows.append((t, -1, 0, LOSS_END))
+        self._transition(prev, at, BLOCKED if prev < 0 else RUNNABLE, RUNNING, rows)
 
     def _vacate(self, task: int, cpu: int, t: int) -> None:
         """``task`` switches in on ``cpu`` while current elsewhere: it left that CPU unseen."""
@@ -352,7 +380,7 @@ class SchedConverter:
         self.registry.domain(where.domain_key, where.domain_name)
         return self.registry.member(where.domain_key, where.member_key, where.member_name)
 
-    def _silent_members(self) -> None:
+    def _silent_members(self, seen: set[int], cpus_switched: set[int]) -> None:
         """Members with no event: their /proc start state, where the source knows it.
 
         ``R`` (running or runnable) for a task that never switched: it cannot have
@@ -361,9 +389,9 @@ class SchedConverter:
         the member is left out and counted (``silent_runnable_unresolved``).
         """
         all_cpus = set(range(self.n_cpus)) if self.n_cpus is not None else set()
-        idle_cpus = all_cpus - set(self._last_switch)
+        idle_cpus = all_cpus - cpus_switched
         for tid in sorted(self.names.start_state):
-            if tid in self._seen or tid <= 0:
+            if tid in seen or tid <= 0:
                 continue
             letter = self.names.start_state[tid][:1]
             if letter == "R" and not idle_cpus:
@@ -400,14 +428,290 @@ class SchedConverter:
                              "anomalies fatal)")
 
 
+#: counter names in the order of ``_schedwalk``'s counter array
+COUNTERS = ("switch_chain_breaks", "chain_repairs", "chain_repairs_unproven",
+            "switch_out_not_running", "switch_in_not_runnable", "wakeup_of_running",
+            "event_after_exit", "time_backwards", "switch_in_time_unknown")
+_G_LAST, _G_FLOOR, _G_SWITCHES, _G_OPEN = 0, 1, 2, 3
+#: Linux's PID_MAX_LIMIT and a generous CPU count: anything beyond is damage
+PID_LIMIT = 1 << 22
+MAX_CPUS = 1 << 14
+_NO_TIME = np.iinfo(np.int64).min
+
+
+class SchedConverter(ReferenceConverter):
+    """The converter used by the readers: :class:`ReferenceConverter`'s rules, run in C.
+
+    Python maps pids (and each CPU's idle task) to dense task indices and keeps
+    the per-task and per-CPU state in numpy arrays; ``_schedwalk.walk`` runs the
+    state machine over a chunk and appends rows keyed by task.  Members are
+    registered here, in order of their first row, exactly as the reference does.
+    """
+
+    def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
+                 options: ReadOptions, n_cpus: int | None = None) -> None:
+        super().__init__(path, registry, info, names, options, n_cpus)
+        self._dense: dict[int, int] = {}          # task key -> dense index
+        self._pid_table = np.full(0, -1, np.int32)  # pid -> dense index
+        self._keys: list[int] = []                # dense index -> task key
+        self._t_state = np.zeros(0, np.int8)
+        self._t_grouped = np.zeros(0, np.uint8)
+        self._t_exiting = np.zeros(0, np.uint8)
+        self._t_wakeup = np.zeros(0, np.int64)
+        self._t_deferred = np.zeros(0, np.int64)
+        self._t_member = np.zeros(0, np.int32)
+        self._c_curr = np.zeros(0, np.int64)
+        self._c_last = np.zeros(0, np.int64)
+        self._c_idle = np.zeros(0, np.int64)
+        self._counts = np.zeros(len(COUNTERS), np.int64)
+        self._first = np.zeros(len(COUNTERS), np.int64)
+        self._g = np.array([self._floor, self._floor, 0, 0], np.int64)
+        self._carry = _Rows.empty()
+        self._held_chunks = 0
+        self._extra: dict[str, int] = {}
+
+    # ---- public API ------------------------------------------------------------
+
+    def feed(self, events: SchedEvents) -> EventBatch:
+        if self._first_time is None and len(events):
+            self._first_time = int(events.time[0])
+        a, b = self._task_columns(events)
+        n_carry = len(self._carry)
+        cap = n_carry + 6 * len(events) + 16  # a repaired switch makes up to 6 rows
+        out = _Rows.alloc(cap)
+        out.copy_in(self._carry)
+        n = _schedwalk.walk(
+            (events.time, events.cpu, events.kind, a, b, events.prev_state),
+            (self._t_state, self._t_grouped, self._t_exiting, self._t_wakeup,
+             self._t_deferred),
+            (self._c_curr, self._c_last, self._c_idle),
+            out.columns(), n_carry, (self._counts, self._first, self._g))
+        rows = out.head(n)
+        self._register_rows(rows)
+        self._sync_counts()
+        return self._split_and_emit(rows, len(events))
+
+    def lost(self, loss: LostEvents) -> None:
+        self._count("lost_events", loss.count if loss.count is not None else 1, loss.end_ns)
+        self._give_up_open(self._carry)
+        begin = max(loss.begin_ns, int(self._g[_G_FLOOR]))
+        end = max(loss.end_ns, begin)
+        markers = _Rows.from_lists([begin, end], [-1, -1], [0, 0], [LOSS_BEGIN, LOSS_END])
+        self._carry = _Rows.concat([self._carry, markers])
+        self._t_state[:] = _UNKNOWN
+        self._c_curr[:] = -1
+
+    def finish(self) -> EventBatch:
+        if int(self._g[_G_SWITCHES]) == 0:
+            raise InputError(self.path, "no sched_switch events in the trace; runstate needs "
+                             + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
+        switched = {c for c, t in enumerate(self._c_last.tolist()) if t != _NO_TIME}
+        self._silent_members(self._seen, switched)
+        self._give_up_open(self._carry)
+        self._set_window(self._first_time, int(self._g[_G_LAST]))
+        rows, self._carry = self._carry, _Rows.empty()
+        return self._emit_rows(rows)
+
+    # ---- tasks -----------------------------------------------------------------
+
+    def _task_columns(self, ev: SchedEvents) -> tuple[npt.NDArray[np.int32],
+                                                      npt.NDArray[np.int32]]:
+        """Dense task indices for the pid and other_pid columns (-1: no task)."""
+        if len(ev) == 0:
+            return np.zeros(0, np.int32), np.zeros(0, np.int32)
+        _check_range(self.path, "cpu", ev.cpu, MAX_CPUS)
+        _check_range(self.path, "pid", ev.pid, PID_LIMIT)
+        _check_range(self.path, "pid", ev.other_pid, PID_LIMIT)
+        switch = ev.kind == int(SchedKind.SWITCH)
+        self._grow_cpus(int(ev.cpu.max()) + 1)
+        pa = ev.pid
+        pb = np.where(switch, ev.other_pid, -1)
+        top = int(max(pa.max(), pb.max())) + 1
+        if top > self._pid_table.shape[0]:
+            table = np.full(max(top, 2 * self._pid_table.shape[0]), -1, np.int32)
+            table[: self._pid_table.shape[0]] = self._pid_table
+            self._pid_table = table
+        table = self._pid_table
+        for col in (pa, pb):
+            pos = col[col > 0]
+            new = pos[table[pos] < 0]
+            for pid in np.unique(new).tolist():
+                table[pid] = self._task(pid)
+        idle = self._c_idle[ev.cpu].astype(np.int32)
+        a = np.where(pa > 0, table[np.maximum(pa, 0)], -1).astype(np.int32)
+        a = np.where(switch & (pa == 0), idle, a)
+        b = np.where(pb > 0, table[np.maximum(pb, 0)], -1).astype(np.int32)
+        b = np.where(switch & (pb == 0), idle, b)
+        return np.ascontiguousarray(a), np.ascontiguousarray(b)
+
+    def _task(self, key: int) -> int:
+        index = self._dense.get(key)
+        if index is None:
+            index = len(self._keys)
+            self._dense[key] = index
+            self._keys.append(key)
+            if index >= self._t_state.shape[0]:
+                self._grow_tasks(max(64, 2 * index))
+            self._t_grouped[index] = key < 0 or self.grouping.assign(key) is not None
+        return index
+
+    def _grow_tasks(self, n: int) -> None:
+        def grown(a: npt.NDArray[Any], fill: int) -> npt.NDArray[Any]:
+            out = np.full(n, fill, a.dtype)
+            out[: a.shape[0]] = a
+            return out
+        self._t_state = grown(self._t_state, _UNKNOWN)
+        self._t_grouped = grown(self._t_grouped, 0)
+        self._t_exiting = grown(self._t_exiting, 0)
+        self._t_wakeup = grown(self._t_wakeup, _NO_TIME)
+        self._t_deferred = grown(self._t_deferred, -1)
+        self._t_member = grown(self._t_member, -1)
+
+    def _grow_cpus(self, n: int) -> None:
+        old = self._c_curr.shape[0]
+        if n <= old:
+            return
+        self._c_curr = np.concatenate([self._c_curr, np.full(n - old, -1, np.int64)])
+        self._c_last = np.concatenate([self._c_last, np.full(n - old, _NO_TIME, np.int64)])
+        self._c_idle = np.concatenate([self._c_idle, np.full(n - old, -1, np.int64)])
+        for cpu in range(old, n):
+            self._c_idle[cpu] = self._task(-1 - cpu)
+
+    def _register_rows(self, rows: _Rows) -> None:
+        """Register members in order of their first row, as the reference does."""
+        tasks = rows.task[rows.task >= 0]
+        new = tasks[self._t_member[tasks] < 0]
+        if new.size == 0:
+            return
+        uniq, first = np.unique(new, return_index=True)
+        for task in uniq[np.argsort(first)].tolist():
+            self._t_member[task] = self._member_of(self._keys[task])
+
+    # ---- output ----------------------------------------------------------------
+
+    def _split_and_emit(self, rows: _Rows, n_events: int) -> EventBatch:
+        """Hold back rows from the earliest open deferred switch-out on, within limits."""
+        open_rows = self._t_deferred[self._t_deferred >= 0]
+        self._held_chunks = self._held_chunks + 1 if open_rows.size else 0
+        if open_rows.size and self._held_chunks <= MAX_HELD_CHUNKS:
+            cut = int(rows.time[open_rows].min())
+            keep = rows.time >= cut
+            new_index = np.cumsum(keep) - 1
+            tasks = np.flatnonzero(self._t_deferred >= 0)
+            self._t_deferred[tasks] = new_index[self._t_deferred[tasks]]
+            self._carry = rows.take(keep)
+            return self._emit_rows(rows.take(~keep))
+        self._give_up_open(rows)
+        self._carry = _Rows.empty()
+        return self._emit_rows(rows)
+
+    def _give_up_open(self, rows: _Rows) -> None:
+        tasks = np.flatnonzero(self._t_deferred >= 0)
+        if tasks.size == 0:
+            return
+        rows.new[self._t_deferred[tasks]] = BLOCKED
+        self._t_state[tasks] = BLOCKED
+        self._t_deferred[tasks] = -1
+        self._g[_G_OPEN] = 0
+        self._held_chunks = 0
+        self._count("chain_repairs_unproven", int(tasks.size), None)
+
+    def _emit_rows(self, rows: _Rows) -> EventBatch:
+        if len(rows) == 0:
+            return EventBatch.empty()
+        floor = int(self._g[_G_FLOOR])
+        time = np.maximum(rows.time, floor)
+        order = np.argsort(time, kind="stable")
+        member = np.where(rows.task >= 0, self._t_member[np.maximum(rows.task, 0)], -1)
+        keep = (rows.task < 0) | (member >= 0)
+        order = order[keep[order]]
+        batch = EventBatch.from_columns(time[order], member[order], rows.old[order],
+                                        rows.new[order])
+        if len(batch):
+            self._g[_G_FLOOR] = int(batch.time[-1])
+            self._floor = int(batch.time[-1])
+        return batch
+
+    def _sync_counts(self) -> None:
+        for i in np.flatnonzero(self._counts).tolist():
+            name = COUNTERS[i]
+            self.info.anomalies[name] = int(self._counts[i]) + self._extra.get(name, 0)
+            if self.strict:
+                raise InputError(self.path, f"trace anomaly {name} at t={int(self._first[i])} "
+                                 "ns (--strict makes anomalies fatal)")
+
+    def _count(self, name: str, n: int, t: int | None) -> None:
+        self._extra[name] = self._extra.get(name, 0) + n
+        super()._count(name, n, t)
+
+
+@dataclass(slots=True)
+class _Rows:
+    """Output rows keyed by dense task (``task == -1``: a loss marker)."""
+
+    time: npt.NDArray[np.int64]
+    task: npt.NDArray[np.int32]
+    old: npt.NDArray[np.int8]
+    new: npt.NDArray[np.int8]
+
+    def __len__(self) -> int:
+        return int(self.time.shape[0])
+
+    @classmethod
+    def alloc(cls, n: int) -> _Rows:
+        return cls(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int8),
+                   np.empty(n, np.int8))
+
+    @classmethod
+    def empty(cls) -> _Rows:
+        return cls.alloc(0)
+
+    @classmethod
+    def from_lists(cls, time: list[int], task: list[int], old: list[int], new: list[int]
+                   ) -> _Rows:
+        return cls(np.array(time, np.int64), np.array(task, np.int32),
+                   np.array(old, np.int8), np.array(new, np.int8))
+
+    @staticmethod
+    def concat(parts: list[_Rows]) -> _Rows:
+        return _Rows(*(np.concatenate([getattr(p, c) for p in parts])
+                       for c in ("time", "task", "old", "new")))
+
+    def copy_in(self, other: _Rows) -> None:
+        n = len(other)
+        self.time[:n], self.task[:n], self.old[:n], self.new[:n] = \
+            other.time, other.task, other.old, other.new
+
+    def columns(self) -> tuple[npt.NDArray[Any], ...]:
+        return (self.time, self.task, self.old, self.new)
+
+    def head(self, n: int) -> _Rows:
+        return _Rows(self.time[:n], self.task[:n], self.old[:n], self.new[:n])
+
+    def take(self, mask: npt.NDArray[np.bool_]) -> _Rows:
+        return _Rows(self.time[mask], self.task[mask], self.old[mask], self.new[mask])
+
+
+
+def _check_range(path: str, what: str, column: npt.NDArray[np.int32], limit: int) -> None:
+    """Values a damaged file may carry must not size arrays: refuse them."""
+    if column.size and (int(column.min()) < -1 or int(column.max()) >= limit):
+        bad = int(column.max()) if int(column.max()) >= limit else int(column.min())
+        raise InputError(path, f"{what} {bad} out of range (damaged trace?)")
+
+
 Item = SchedEvents | LostEvents
 
 
 def sched_batches(path: str, items: Iterable[Item], names: TaskNames, registry: Registry,
-                  info: SourceInfo, options: ReadOptions, n_cpus: int | None = None
-                  ) -> Iterator[EventBatch]:
-    """Convert a reader's stream of event chunks and losses into member batches."""
-    converter = SchedConverter(path, registry, info, names, options, n_cpus)
+                  info: SourceInfo, options: ReadOptions, n_cpus: int | None = None,
+                  reference: bool = False) -> Iterator[EventBatch]:
+    """Convert a reader's stream of event chunks and losses into member batches.
+
+    ``reference=True`` runs the plain-Python :class:`ReferenceConverter`.
+    """
+    cls = ReferenceConverter if reference else SchedConverter
+    converter = cls(path, registry, info, names, options, n_cpus)
     for item in items:
         if isinstance(item, LostEvents):
             converter.lost(item)

@@ -46,7 +46,7 @@ enum { K_CHANGE, K_CONTINUE, K_LOST, K_WRAP, K_OTHER };
 /* stats slots */
 enum {
     S_WINDOWS, S_CHANGE, S_CONTINUE, S_LOST, S_LOST_COUNT, S_WRAP, S_OTHER, S_BAD,
-    S_RESYNC, S_FIRST_TSC, S_LAST_TSC, S_RECORDS, N_STATS
+    S_RESYNC, S_FIRST_TSC, S_LAST_TSC, S_RECORDS, S_ROUNDS, S_PREV_PCPU, N_STATS
 };
 /* flags */
 enum { F_LENIENT = 1, F_OTHER_ROWS = 2 };
@@ -121,6 +121,10 @@ static int enter_window(Walk *w)
     w->cur[C_WEND] = off + 12 + (int64_t)size;
     w->cur[C_PCPU] = pcpu;
     w->stats[S_WINDOWS] += 1;
+    /* xentrace writes pcpus in increasing order each polling round */
+    if (w->stats[S_WINDOWS] > 1 && pcpu <= w->stats[S_PREV_PCPU])
+        w->stats[S_ROUNDS] += 1;
+    w->stats[S_PREV_PCPU] = pcpu;
     return 0;
 }
 
@@ -136,7 +140,9 @@ static void emit(Out *o, int64_t tsc, int64_t key, int kind, int old, int new, i
 {
     Py_ssize_t i = o->n++;
     o->tsc[i] = tsc;
-    o->key[i] = key;
+    /* packed: ids in bits 0-31, kind 32-39, old 40-47, new 48-55 (see walk.py) */
+    o->key[i] = (key & 0xffffffffLL) | (int64_t)kind << 32 | (int64_t)old << 40 |
+                (int64_t)new << 48;
     o->kind[i] = (int8_t)kind;
     o->old[i] = (int8_t)old;
     o->new[i] = (int8_t)new;
@@ -266,7 +272,7 @@ static void run(Walk *w, Out *o)
 /* ---- argument plumbing ------------------------------------------------- */
 
 typedef struct {
-    Py_buffer v[16];
+    Py_buffer v[24];
     int n;
 } Views;
 
@@ -430,59 +436,169 @@ static PyObject *py_index(PyObject *self, PyObject *args)
     return PyLong_FromSsize_t(n);
 }
 
-/* keep(member, kind, seen, depth) -> None
- * Exact mode drops CONTINUE_RUNNING rows (no state change) except a member's
- * first row of an epoch (the window start or the end of a lost-data window),
- * whose old state "running" tells the engine what the member was doing.
- * kind on input: 0 change, 1 continue, 10/11 loss markers; on output
- * kind[i] = -1 marks rows to drop. */
-static PyObject *py_keep(PyObject *self, PyObject *args)
+/* lookup(keys, out, tkeys, tvals) -> misses
+ * Member index of each key from an open-addressing table (size a power of 2,
+ * empty slots hold key -1, linear probing).  Keys < 0 (markers) map to -1;
+ * unknown keys map to -2 and are counted so the caller can register them. */
+static PyObject *py_lookup(PyObject *self, PyObject *args)
 {
-    PyObject *m_o, *k_o, *s_o, *d_o;
-    if (!PyArg_ParseTuple(args, "OOOO", &m_o, &k_o, &s_o, &d_o))
+    PyObject *k_o, *o_o, *tk_o, *tv_o;
+    if (!PyArg_ParseTuple(args, "OOOO", &k_o, &o_o, &tk_o, &tv_o))
         return NULL;
     Views vs = {.n = 0};
-    Py_ssize_t n, n2, n_seen, nd;
-    int32_t *member;
-    int8_t *kind;
-    uint8_t *seen;
-    int64_t *depth;
-    if (!(member = view(&vs, m_o, 4, &n, 0)) || !(kind = view(&vs, k_o, 1, &n2, 1)) ||
-        !(seen = view(&vs, s_o, 1, &n_seen, 1)) || !(depth = view(&vs, d_o, 8, &nd, 1))) {
+    Py_ssize_t n, n2, nt, nt2;
+    const int64_t *keys, *tkeys;
+    int32_t *out;
+    const int32_t *tvals;
+    if (!(keys = view(&vs, k_o, 8, &n, 0)) || !(out = view(&vs, o_o, 4, &n2, 1)) ||
+        !(tkeys = view(&vs, tk_o, 8, &nt, 0)) || !(tvals = view(&vs, tv_o, 4, &nt2, 0))) {
         release(&vs);
         return NULL;
     }
-    if (n2 != n || nd < 1) {
+    if (n2 < n || nt2 < nt || nt == 0 || (nt & (nt - 1)) != 0) {
         release(&vs);
-        PyErr_SetString(PyExc_ValueError, "keep: bad array lengths");
+        PyErr_SetString(PyExc_ValueError, "lookup: bad array sizes");
         return NULL;
     }
+    Py_ssize_t misses = 0;
+    uint64_t mask = (uint64_t)nt - 1;
     for (Py_ssize_t i = 0; i < n; i++) {
-        int32_t m = member[i];
-        if (m < 0) {
-            if (kind[i] == 10)
-                depth[0] += 1;
-            else if (kind[i] == 11 && depth[0] > 0 && --depth[0] == 0)
-                memset(seen, 0, (size_t)n_seen);
+        int64_t k = keys[i];
+        if (k < 0) {
+            out[i] = -1;
             continue;
         }
-        if (m >= n_seen)
-            continue;
-        if (kind[i] == 1 && (depth[0] > 0 || seen[m]))
-            kind[i] = -1;
-        if (depth[0] == 0)
-            seen[m] = 1;
+        uint64_t h = ((uint64_t)k * 0x9E3779B97F4A7C15ull) >> 20;
+        for (;;) {
+            int64_t t = tkeys[h & mask];
+            if (t == k) {
+                out[i] = tvals[h & mask];
+                break;
+            }
+            if (t < 0) {
+                out[i] = -2;
+                misses++;
+                break;
+            }
+            h++;
+        }
     }
     release(&vs);
-    Py_RETURN_NONE;
+    return PyLong_FromSsize_t(misses);
+}
+
+static inline int32_t probe(const int64_t *tkeys, const int32_t *tvals, uint64_t mask, int64_t k)
+{
+    uint64_t h = ((uint64_t)k * 0x9E3779B97F4A7C15ull) >> 20;
+    for (;;) {
+        int64_t t = tkeys[h & mask];
+        if (t == k)
+            return tvals[h & mask];
+        if (t < 0)
+            return -2;
+        h++;
+    }
+}
+
+/* emit(rows(time, packed), table(tkeys,tvals), seen, state, out(time,member,old,new))
+ *   -> rows written, or -1 if some vCPU is not in the table yet (nothing changed).
+ * packed: ids (dom << 16 | vcpu; 0xffffffff for loss markers) in bits 0-31,
+ * flag in 32-39 (0 change, 1 continue, 10/11 loss begin/end), old 40-47, new 48-55.
+ * state[0]: loss depth, state[1]: last released time, state[2]: late rows.
+ * Fuses member lookup, the late-row clamp and the continue filter: a continue
+ * row is kept only as a member's first row of an epoch (the trace start or
+ * the end of a lost-data window), where its old state "running" matters. */
+#define MARKER_IDS 0xffffffffLL
+static PyObject *py_emit(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *table, *seen_o, *state_o, *outs;
+    if (!PyArg_ParseTuple(args, "OOOOO", &rows, &table, &seen_o, &state_o, &outs))
+        return NULL;
+    if (!PyTuple_Check(rows) || PyTuple_GET_SIZE(rows) != 2 || !PyTuple_Check(table) ||
+        PyTuple_GET_SIZE(table) != 2 || !PyTuple_Check(outs) || PyTuple_GET_SIZE(outs) != 4) {
+        PyErr_SetString(PyExc_TypeError, "emit: expected 2 rows, 2 table and 4 out arrays");
+        return NULL;
+    }
+    Views vs = {.n = 0};
+    Py_ssize_t n, d, nt, n_seen, cap;
+    const int64_t *time, *packed, *tkeys;
+    const int32_t *tvals;
+    uint8_t *seen;
+    int64_t *st, *ot;
+    int32_t *om;
+    int8_t *oo, *on;
+#define G(tup, i) PyTuple_GET_ITEM(tup, i)
+    if (!(time = view(&vs, G(rows, 0), 8, &n, 0)) || !(packed = view(&vs, G(rows, 1), 8, &d, 0)) ||
+        !(tkeys = view(&vs, G(table, 0), 8, &nt, 0)) ||
+        !(tvals = view(&vs, G(table, 1), 4, &d, 0)) ||
+        !(seen = view(&vs, seen_o, 1, &n_seen, 1)) || !(st = view(&vs, state_o, 8, &d, 1)) ||
+        !(ot = view(&vs, G(outs, 0), 8, &cap, 1)) || !(om = view(&vs, G(outs, 1), 4, &d, 1)) ||
+        !(oo = view(&vs, G(outs, 2), 1, &d, 1)) || !(on = view(&vs, G(outs, 3), 1, &d, 1))) {
+        release(&vs);
+        return NULL;
+    }
+#undef G
+    if (cap < n || nt == 0 || (nt & (nt - 1)) != 0) {
+        release(&vs);
+        PyErr_SetString(PyExc_ValueError, "emit: bad array sizes");
+        return NULL;
+    }
+    uint64_t mask = (uint64_t)nt - 1;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t ids = packed[i] & MARKER_IDS;
+        if (ids != MARKER_IDS) {
+            int32_t m = probe(tkeys, tvals, mask, ids);
+            if (m < 0 || m >= n_seen) {
+                release(&vs);
+                return PyLong_FromLong(-1);
+            }
+        }
+    }
+    Py_ssize_t w = 0;
+    int64_t depth = st[0], released = st[1], late = st[2];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t t = time[i];
+        int64_t p = packed[i];
+        int64_t ids = p & MARKER_IDS;
+        int flag = (int)((p >> 32) & 0xff);
+        int8_t old = (int8_t)((p >> 40) & 0xff), new = (int8_t)((p >> 48) & 0xff);
+        if (t < released) {
+            late++;
+            t = released;
+        }
+        released = t;
+        if (ids == MARKER_IDS) {
+            if (flag == 10)
+                depth++;
+            else if (flag == 11 && depth > 0 && --depth == 0)
+                memset(seen, 0, (size_t)n_seen);
+            ot[w] = t; om[w] = -1; oo[w] = 0; on[w] = (int8_t)flag;
+            w++;
+            continue;
+        }
+        int32_t m = probe(tkeys, tvals, mask, ids);
+        int drop = flag == 1 && (depth > 0 || seen[m]);
+        if (depth == 0)
+            seen[m] = 1;
+        if (drop)
+            continue;
+        ot[w] = t; om[w] = m; oo[w] = old; on[w] = new;
+        w++;
+    }
+    st[0] = depth;
+    st[1] = released;
+    st[2] = late;
+    release(&vs);
+    return PyLong_FromSsize_t(w);
 }
 
 static PyMethodDef methods[] = {
+    {"emit", py_emit, METH_VARARGS, "emit(rows, table, seen, state, out) -> rows or -1"},
+    {"lookup", py_lookup, METH_VARARGS, "lookup(keys, out, tkeys, tvals) -> unknown keys"},
     {"decode", py_decode, METH_VARARGS,
      "decode(buf, base, limit, cursor, stats, pcpu_tsc, cols, flags) -> rows written"},
     {"index", py_index, METH_VARARGS,
      "index(buf, base, cursor, out_off, out_pcpu, out_first, flags) -> windows indexed"},
-    {"keep", py_keep, METH_VARARGS, "keep(member, kind, seen, depth): mark dropped continues"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -48,10 +48,22 @@ from runstate.sources.xentrace.constants import (
     MAX_PCPUS,
     MAX_WINDOW_BYTES,
 )
-from runstate.sources.xentrace.walk import Kind, PcpuIndex, Records, Stat, Walker
+from runstate.sources.xentrace.walk import (
+    IDS_MASK,
+    MARKER_IDS,
+    Kind,
+    PcpuIndex,
+    Records,
+    Stat,
+    Walker,
+    packed_marker,
+)
 
 #: stream mode: most rows held back waiting for slow pcpus
 MAX_PENDING = 1 << 21
+#: stream mode: a pcpu with no records for this many polling rounds no longer
+#: holds back the others
+STALE_ROUNDS = 4
 #: how many windows a sniff validates
 SNIFF_WINDOWS = 4
 
@@ -71,77 +83,80 @@ def register_vcpu(registry: Registry, dom: int, vcpu: int) -> int:
 
 
 class _Members:
-    """Maps ``dom << 16 | vcpu`` keys to member indices with a sorted lookup table."""
+    """Maps ``dom << 16 | vcpu`` keys to member indices (hash table probed in C)."""
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.keys = np.zeros(0, np.int64)
-        self.index = np.zeros(0, np.int32)
+        self.tkeys = np.full(64, -1, np.int64)
+        self.tvals = np.full(64, -1, np.int32)
+        self.n = 0
 
-    def lookup(self, keys: npt.NDArray[np.int64]) -> npt.NDArray[np.int32]:
-        pos, hit = self._find(keys)
-        if not bool(hit.all()):
-            missing = keys[~hit]
-            unique, first = np.unique(missing, return_index=True)
-            for key in unique[np.argsort(first)].tolist():
-                register_vcpu(self.registry, key >> 16, key & 0xFFFF)
-            self._rebuild(unique)
-            pos, hit = self._find(keys)
-        return self.index[pos]
+    def register(self, packed: npt.NDArray[np.int64]) -> None:
+        """Register the vCPUs of unknown packed keys (markers skipped), in order of
+        appearance."""
+        keys = packed & IDS_MASK
+        keys[keys == MARKER_IDS] = -1
+        out = np.empty(keys.shape[0], np.int32)
+        if _walk.lookup(keys, out, self.tkeys, self.tvals) == 0:
+            return
+        missing = keys[out == -2]
+        unique, first = np.unique(missing, return_index=True)
+        for key in unique[np.argsort(first)].tolist():
+            self._insert(key, register_vcpu(self.registry, key >> 16, key & 0xFFFF))
 
-    def _find(self, keys: npt.NDArray[np.int64]) -> tuple[npt.NDArray[np.intp],
-                                                          npt.NDArray[np.bool_]]:
-        if self.keys.shape[0] == 0:
-            return np.zeros(keys.shape[0], np.intp), np.zeros(keys.shape[0], bool)
-        pos = np.minimum(np.searchsorted(self.keys, keys), self.keys.shape[0] - 1)
-        return pos, self.keys[pos] == keys
-
-    def _rebuild(self, new: npt.NDArray[np.int64]) -> None:
-        keys = np.concatenate([self.keys, new])
-        index = np.array([self.registry.find_member(str(k >> 16), str(k & 0xFFFF))
-                          for k in keys.tolist()], np.int32)
-        order = np.argsort(keys, kind="stable")
-        self.keys, self.index = keys[order], index[order]
+    def _insert(self, key: int, member: int) -> None:
+        if 2 * (self.n + 1) > self.tkeys.shape[0]:
+            old = [(int(k), int(v)) for k, v in zip(self.tkeys, self.tvals, strict=True)
+                   if k >= 0]
+            self.tkeys = np.full(2 * self.tkeys.shape[0], -1, np.int64)
+            self.tvals = np.full(self.tkeys.shape[0], -1, np.int32)
+            self.n = 0
+            for k, v in old:
+                self._insert(k, v)
+        mask = self.tkeys.shape[0] - 1
+        h = ((key * 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF) >> 20
+        while int(self.tkeys[h & mask]) >= 0:
+            h += 1
+        self.tkeys[h & mask] = key
+        self.tvals[h & mask] = member
+        self.n += 1
 
 
 class _Pending:
-    """Rows waiting for the watermark, as columns."""
+    """Rows waiting for the watermark: time and packed key (see ``walk.Records``)."""
 
     def __init__(self) -> None:
         self.time = np.zeros(0, np.int64)
-        self.key = np.zeros(0, np.int64)
-        self.kind = np.zeros(0, np.int8)
-        self.old = np.zeros(0, np.int8)
-        self.new = np.zeros(0, np.int8)
+        self.packed = np.zeros(0, np.int64)
 
     def __len__(self) -> int:
         return int(self.time.shape[0])
 
     def add(self, rec: Records) -> None:
-        """Append a chunk's member rows and loss markers, then re-sort by time."""
+        """Add a chunk's member rows and loss markers, keeping the rows sorted by time.
+
+        A stable sort: equal times keep file order.  Each pcpu's rows form long
+        sorted runs, which numpy's stable sort (timsort) merges in linear time.
+        """
         sel = rec.kind <= Kind.CONTINUE
         lost = np.flatnonzero(rec.kind == Kind.LOST)
         n_lost = lost.shape[0]
-        marks_t = np.concatenate([rec.aux[lost], rec.tsc[lost]])
-        marks_k = np.concatenate([np.full(n_lost, LOSS_BEGIN, np.int8),
-                                  np.full(n_lost, LOSS_END, np.int8)])
-        zeros = np.zeros(2 * n_lost, np.int8)
-        self.time = np.concatenate([self.time, rec.tsc[sel], marks_t])
-        self.key = np.concatenate([self.key, rec.key[sel], np.full(2 * n_lost, -1, np.int64)])
-        self.kind = np.concatenate([self.kind, rec.kind[sel], marks_k])
-        self.old = np.concatenate([self.old, rec.old[sel], zeros])
-        self.new = np.concatenate([self.new, rec.new[sel], zeros])
+        time = [self.time, rec.tsc[sel]]
+        packed = [self.packed, rec.key[sel]]
+        if n_lost:
+            time += [rec.aux[lost], rec.tsc[lost]]
+            packed += [np.full(n_lost, packed_marker(LOSS_BEGIN), np.int64),
+                       np.full(n_lost, packed_marker(LOSS_END), np.int64)]
+        self.time = np.concatenate(time)
+        self.packed = np.concatenate(packed)
         order = np.argsort(self.time, kind="stable")
-        if not bool((order[1:] > order[:-1]).all()):
-            self.time, self.key, self.kind = self.time[order], self.key[order], self.kind[order]
-            self.old, self.new = self.old[order], self.new[order]
+        self.time, self.packed = self.time[order], self.packed[order]
 
-    def take(self, upto: int) -> tuple[npt.NDArray[np.generic], ...]:
+    def take(self, upto: int) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
         """Remove and return the rows with ``time <= upto``."""
         cut = int(np.searchsorted(self.time, upto, side="right"))
-        cols = (self.time, self.key, self.kind, self.old, self.new)
-        out = tuple(c[:cut] for c in cols)
-        self.time, self.key, self.kind, self.old, self.new = (c[cut:] for c in cols)
+        out = self.time[:cut], self.packed[:cut]
+        self.time, self.packed = self.time[cut:], self.packed[cut:]
         return out
 
 
@@ -207,12 +222,11 @@ class _Merge:
         self.pending = _Pending()
         self.members = _Members(source.registry)
         self.seen = np.zeros(0, np.uint8)
-        self.depth = np.zeros(1, np.int64)
-        self.released = np.iinfo(np.int64).min
+        #: loss depth, last released time, late rows (updated by _walk.emit)
+        self.state = np.array([0, np.iinfo(np.int64).min, 0], np.int64)
         self.first_time: int | None = None
         self.last_time: int | None = None
-        self.late = 0
-        #: stream mode: window count at which each pcpu last had records
+        #: stream mode: polling round in which each pcpu last had records
         self.last_window = np.full(MAX_PCPUS, -1, np.int64)
 
     def add(self, rec: Records) -> None:
@@ -224,7 +238,7 @@ class _Merge:
             self.first_time = lo if self.first_time is None else min(self.first_time, lo)
             self.last_time = hi if self.last_time is None else max(self.last_time, hi)
         if self.index is None and len(rec):
-            self.last_window[np.unique(rec.pcpu)] = int(self.walker.stats[Stat.WINDOWS])
+            self.last_window[np.unique(rec.pcpu)] = int(self.walker.stats[Stat.ROUNDS])
         self.pending.add(rec)
 
     def _watermark(self) -> int:
@@ -235,10 +249,11 @@ class _Merge:
                       for p, end in self.index.last_end.items() if end > pos]
             return min(bounds) if bounds else _I64_MAX
         seen = np.flatnonzero(self.last_window >= 0)
-        if seen.shape[0] == 0:
+        rounds = int(self.walker.stats[Stat.ROUNDS])
+        if rounds == 0 and len(self.pending) <= MAX_PENDING:
+            # still in the first polling round: pcpus not seen yet may hold older records
             return np.iinfo(np.int64).min
-        windows = int(self.walker.stats[Stat.WINDOWS])
-        recent = seen[self.last_window[seen] >= windows - 2 * seen.shape[0]]
+        recent = seen[self.last_window[seen] >= rounds - STALE_ROUNDS]
         mark = int(ptsc[recent].min()) if recent.shape[0] else _I64_MAX
         if len(self.pending) > MAX_PENDING:
             mark = max(mark, int(self.pending.time[len(self.pending) // 2]))
@@ -248,35 +263,36 @@ class _Merge:
         mark = _I64_MAX if final else self._watermark()
         if len(self.pending) == 0 or int(self.pending.time[0]) > mark:
             return
-        time, key, kind, old, new = self.pending.take(mark)
-        yield from self._batches(time, key, kind, old, new)  # type: ignore[arg-type]
+        yield from self._batches(*self.pending.take(mark))
 
-    def _batches(self, time: npt.NDArray[np.int64], key: npt.NDArray[np.int64],
-                 kind: npt.NDArray[np.int8], old: npt.NDArray[np.int8],
-                 new: npt.NDArray[np.int8]) -> Iterator[EventBatch]:
-        late = time < self.released
-        if bool(late.any()):
-            self.late += int(late.sum())
-            time = np.maximum(time, self.released)
-        self.released = int(time[-1])
-        marker = key < 0
-        member = np.full(time.shape[0], -1, np.int32)
-        if not bool(marker.all()):
-            member[~marker] = self.members.lookup(key[~marker])
+    def _batches(self, time: npt.NDArray[np.int64],
+                 packed: npt.NDArray[np.int64]) -> Iterator[EventBatch]:
+        n = time.shape[0]
+        out = (np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int8),
+               np.empty(n, np.int8))
+        rows = (time, packed)
+        while True:
+            self._grow_seen()
+            table = (self.members.tkeys, self.members.tvals)
+            k = _walk.emit(rows, table, self.seen, self.state, out)
+            if k >= 0:
+                break
+            self.members.register(packed)
+        batch = EventBatch(*(c[:k] for c in out))  # type: ignore[arg-type]
+        chunk = self.source._options.chunk_rows
+        for start in range(0, len(batch), chunk):
+            yield batch.slice(start, start + chunk)
+
+    def _grow_seen(self) -> None:
         n_members = self.source.registry.n_members
         if self.seen.shape[0] < n_members:
             grown = np.zeros(max(n_members, 2 * self.seen.shape[0]), np.uint8)
             grown[: self.seen.shape[0]] = self.seen
             self.seen = grown
-        new = np.where(marker, kind, new).astype(np.int8)
-        flag = np.where(marker, kind, np.minimum(kind, 1)).astype(np.int8)
-        _walk.keep(member, flag, self.seen, self.depth)
-        sel = flag >= 0
-        batch = EventBatch(np.ascontiguousarray(time[sel]), np.ascontiguousarray(member[sel]),
-                           np.ascontiguousarray(old[sel]), np.ascontiguousarray(new[sel]))
-        chunk = self.source._options.chunk_rows
-        for start in range(0, len(batch), chunk):
-            yield batch.slice(start, start + chunk)
+
+    @property
+    def late(self) -> int:
+        return int(self.state[2])
 
 
 class _XentraceReader:

@@ -55,6 +55,9 @@ class Stat(IntEnum):
     FIRST_TSC = 9
     LAST_TSC = 10
     RECORDS = 11
+    #: window headers whose pcpu is not above the previous one's: new polling rounds
+    ROUNDS = 12
+    PREV_PCPU = 13
 
 
 _ERRORS = {
@@ -76,8 +79,8 @@ class Records:
     """Decoded records of one chunk, in file order (one pcpu's rows are time-sorted)."""
 
     tsc: npt.NDArray[np.int64]
-    #: runstate/continue: dom << 16 | vcpu; lost: the same for the payload's vcpu;
-    #: other: the event id
+    #: packed: bits 0-31 ids (runstate/continue/lost: dom << 16 | vcpu, for lost
+    #: the payload's vCPU; other: the event id), 32-39 kind, 40-47 old, 48-55 new
     key: npt.NDArray[np.int64]
     kind: npt.NDArray[np.int8]
     old: npt.NDArray[np.int8]
@@ -90,6 +93,17 @@ class Records:
 
     def __len__(self) -> int:
         return int(self.tsc.shape[0])
+
+
+#: ``Records.key & IDS_MASK``: the ids part of the packed key
+IDS_MASK = 0xFFFFFFFF
+#: packed key of a loss marker row: ids all ones
+MARKER_IDS = 0xFFFFFFFF
+
+
+def packed_marker(flag: int) -> int:
+    """Packed key of a loss marker row (flag/new = LOSS_BEGIN or LOSS_END)."""
+    return MARKER_IDS | flag << 32 | flag << 48
 
 
 def _columns(cap: int) -> tuple[npt.NDArray[np.generic], ...]:
@@ -120,6 +134,19 @@ def describe_error(path: str, cursor: npt.NDArray[np.int64]) -> InputError:
         if code == 5:
             record += f", {aux} bytes left in the window"
     return InputError(path, reason, offset=int(cursor[C_ERR_OFF]), record=record)
+
+
+def _release_pages(data: mmap.mmap, start: int, upto: int) -> int:
+    """Drop the mapped pages before ``upto`` from this process's resident set.
+
+    The file stays mapped; the pages are file cache and come back on access.
+    Without this, the resident size grows with the file even though the
+    reader only looks at each byte once.  Returns the new start."""
+    end = upto - upto % mmap.PAGESIZE
+    if end > start and hasattr(data, "madvise"):
+        data.madvise(mmap.MADV_DONTNEED, start, end - start)
+        return end
+    return start
 
 
 @dataclass(slots=True)
@@ -174,7 +201,11 @@ class Walker:
             yield from self._stream_chunks(self.stream)
             return
         with self._map() as data:
-            yield from self._decode_all(data, 0, True)
+            done = 0
+            for rec in self._decode_all(data, 0, True):
+                yield rec
+                done = _release_pages(data, done, self.position)
+
 
     def index(self) -> PcpuIndex:
         """Scan the window headers of a file (not a stream): where each pcpu's data ends."""
@@ -191,6 +222,7 @@ class Walker:
                 if int(cur[C_STATUS]) == ST_ERROR:
                     raise describe_error(self.path, cur)
                 self._index_rows(offs[:n], pcpus[:n], firsts[:n], last_end, first)
+                _release_pages(data, 0, len(data))
                 if int(cur[C_STATUS]) != ST_FULL:
                     return PcpuIndex(last_end, first)
 
@@ -231,7 +263,8 @@ class Walker:
             if n:
                 yield Records(*(c[:n] for c in cols))  # type: ignore[arg-type]
             if status == ST_MORE:
-                if at_eof and self.position < base + len(data):
+                inside = int(self.cursor[C_WEND]) > self.position
+                if at_eof and (self.position < base + len(data) or inside):
                     self.truncated_at = self.position
                 return
 

@@ -1,0 +1,59 @@
+"""Live cross-check: a fresh perf recording against the threads' own schedstat counters.
+
+Each workload thread reads ``/proc/thread-self/schedstat`` (sum_exec_runtime,
+run_delay) just before it ends; its running and runnable totals from the
+trace must agree within 2 % (widened by the member's lost time, where the
+trace lost a wakeup together with a switch).  Needs root, perf and a C compiler.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from .helpers import domain, run
+
+pytestmark = pytest.mark.live
+
+EVENTS = ("sched:sched_switch,sched:sched_wakeup,sched:sched_wakeup_new,"
+          "sched:sched_process_exit,sched:sched_process_fork")
+
+
+@pytest.fixture(scope="module")
+def load_binary(tmp_path_factory) -> Path:
+    if os.geteuid() != 0 or shutil.which("perf") is None or shutil.which("gcc") is None:
+        pytest.skip("needs root, perf and gcc")
+    out = tmp_path_factory.mktemp("load") / "load"
+    src = Path(__file__).resolve().parent.parent / "data" / "linux" / "load.c"
+    subprocess.run(["gcc", "-O2", "-pthread", "-o", str(out), str(src)], check=True)
+    return out
+
+
+@pytest.mark.parametrize("threads,sleep_us", [(4, 0), (3, 2000)])
+def test_trace_totals_match_schedstat(load_binary, tmp_path, threads, sleep_us):
+    data = tmp_path / "live.perf.data"
+    proc = subprocess.run(["perf", "record", "-q", "-k", "mono", "-e", EVENTS, "-a", "-o",
+                           str(data), "--", str(load_binary), str(threads), "1",
+                           str(sleep_us)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.skip(f"perf record failed: {proc.stderr.strip()[:200]}")
+    lines = proc.stdout.split("\n")
+    pid = int(lines[0])
+    stats = {int(f[0]): (int(f[1]), int(f[2]))
+             for f in (ln.split() for ln in lines[1:] if ln.strip())}
+    result, _ = run(data, group="process")  # a VM running on the host would make vm the default
+    d = domain(result, f"load[{pid}]")
+    members = {int(m.key): m.ns for m in d.members}
+    assert set(stats) <= set(members)
+    for tid, (exec_ns, delay_ns) in stats.items():
+        ns = members[tid]
+        life = ns["running"] + ns["runnable"] + ns["blocked"] + ns["lost"]
+        slack = 0.02 * max(exec_ns, delay_ns) + 0.002 * life
+        # a switch whose wakeup was lost too leaves a lost window: the truth lies
+        # between the known time and the known time plus the lost time
+        for ours, truth in ((ns["running"], exec_ns), (ns["runnable"], delay_ns)):
+            assert ours - slack <= truth <= ours + ns["lost"] + slack, (tid, ns, truth)

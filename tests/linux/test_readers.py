@@ -1,0 +1,218 @@
+"""perf.data, perf script and ftrace text readers on real traces recorded on the test VM."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import pytest
+
+from runstate.errors import InputError, RunstateError
+from runstate.model.states import DomainState
+from runstate.sources.registry import SNIFF_BYTES, detect
+
+from .helpers import domain, run, timehist_runtime_ms
+
+
+def figures(result):
+    return {(d.key, m.key): dict(m.ns) for d in result.domains for m in d.members}
+
+
+def test_sniffing(data):
+    for name, fmt in [("busy4.perf.data", "perf-data"),
+                      ("busy4.perf-script.txt", "perf-script"),
+                      ("busy4.perf-script-pid.txt", "perf-script"),
+                      ("sleepy2.ftrace.txt", "ftrace-text")]:
+        head = (data / name).read_bytes()[:SNIFF_BYTES]
+        assert detect(str(data / name), head).FORMAT.name == fmt
+
+
+@pytest.mark.parametrize("case", ["busy4", "sleepy3"])
+def test_perf_data_and_perf_script_agree_exactly(data, case):
+    a, src_a = run(data / f"{case}.perf.data")
+    b, src_b = run(data / f"{case}.perf-script-pid.txt")
+    assert src_a.info.clock == "mono"
+    assert figures(a) == figures(b)
+    assert {d.key: {s: v.ns for s, v in d.states.items()} for d in a.domains} == \
+        {d.key: {s: v.ns for s, v in d.states.items()} for d in b.domains}
+    assert a.anomalies == b.anomalies
+
+
+def test_default_perf_script_without_pids_groups_by_thread_equally(data):
+    a, _ = run(data / "busy4.perf.data", group="thread")
+    b, src = run(data / "busy4.perf-script.txt", group="thread")
+    assert figures(a) == figures(b)
+    c, src = run(data / "busy4.perf-script.txt")
+    assert any("without pids" in n for n in src.info.notes)
+
+
+@pytest.mark.parametrize("case", ["busy4", "sleepy3"])
+def test_running_time_agrees_with_perf_sched_timehist(data, case):
+    result, _ = run(data / f"{case}.perf.data")
+    pid = int((data / f"{case}.pid").read_text())
+    reference = timehist_runtime_ms(data / f"{case}.timehist.txt")
+    d = domain(result, f"rs_load[{pid}]")
+    checked = 0
+    for m in d.members:
+        tid = int(m.key)
+        if tid == pid:
+            continue  # the main thread mostly waits in join; tiny totals
+        # switches whose wakeup was lost too make a lost window: the truth lies
+        # between what is known running and that plus the lost time
+        low, high = m.ns["running"] / 1e6, (m.ns["running"] + m.ns["lost"]) / 1e6
+        assert low * 0.98 <= reference[tid] <= high * 1.02, (tid, low, high)
+        checked += 1
+    assert checked >= 3
+
+
+def test_four_busy_threads_on_two_cores_are_a_concurrency_hazard(data):
+    """Four spinning threads on two cores: two run while two wait and none sleeps.
+
+    running>0, runnable>0, blocked=0 is concurrency_hazard; full_contention would
+    need both cores taken by others for the whole time, full_run would need
+    spare cores.  The main thread sleeping in join does not change the class.
+    """
+    result, _ = run(data / "busy4.perf.data")
+    pid = int((data / "busy4.pid").read_text())
+    d = domain(result, f"rs_load[{pid}]")
+    total = sum(s.ns for s in d.states.values())
+    assert total == d.lifetime_ns
+    hazard = d.states[DomainState.CONCURRENCY_HAZARD].ns
+    assert hazard / total > 0.95
+    for m in d.members:
+        if int(m.key) != pid:
+            assert m.ns["runnable"] / (m.ns["running"] + m.ns["runnable"]) == \
+                pytest.approx(0.5, abs=0.05)
+
+
+def test_sleepy_threads_are_mostly_partial_run(data):
+    result, _ = run(data / "sleepy3.perf.data")
+    pid = int((data / "sleepy3.pid").read_text())
+    d = domain(result, f"rs_load[{pid}]")
+    known = {s: v.ns for s, v in d.states.items() if s is not DomainState.LOST}
+    assert max(known, key=known.__getitem__) is DomainState.PARTIAL_RUN
+
+
+def test_host_idle_domain_is_tagged(data):
+    result, _ = run(data / "sleepy3.perf.data")
+    idle = [d for d in result.domains if d.tags.get("kind") == "host-idle"]
+    assert len(idle) == 1
+    assert {m.key for m in idle[0].members} == {"cpu0", "cpu1"}
+
+
+def test_ftrace_text(data):
+    result, src = run(data / "sleepy2.ftrace.txt")
+    procs = [d for d in result.domains if d.name.startswith("rs_load[")]
+    assert len(procs) == 1
+    d = procs[0]
+    assert len(d.members) == 3
+    assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+    assert src.info.anomalies.get("switch_chain_breaks", 0) >= 0
+
+
+def test_conservation_every_domain(data):
+    result, _ = run(data / "sleepy3.perf.data")
+    for d in result.domains:
+        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
+# ---- bad input ----------------------------------------------------------------------
+
+
+def test_truncated_perf_data_at_many_points_never_crashes(data, tmp_path):
+    blob = (data / "busy4.perf.data").read_bytes()
+    for cut in list(range(0, 400, 37)) + list(range(400, len(blob), len(blob) // 23)):
+        f = tmp_path / "cut.data"
+        f.write_bytes(blob[:cut])
+        try:
+            result, _ = run(f, fmt="perf-data")
+        except RunstateError as err:
+            assert "cut.data" in str(err)
+            continue
+        for d in result.domains:
+            assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
+def test_killed_writer_reads_up_to_last_record(data, tmp_path):
+    """perf killed mid-write: header data size 0, no feature sections."""
+    blob = bytearray((data / "busy4.perf.data").read_bytes())
+    d_off = int.from_bytes(blob[40:48], "little")
+    d_size = int.from_bytes(blob[48:56], "little")
+    blob[48:56] = (0).to_bytes(8, "little")
+    blob[72:104] = bytes(32)
+    cut = d_off + d_size * 2 // 3
+    f = tmp_path / "killed.data"
+    f.write_bytes(bytes(blob[:cut]))
+    result, src = run(f)
+    assert any("not finished" in n for n in src.info.notes)
+    for d in result.domains:
+        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
+def test_bit_flips_give_errors_or_sane_results(data, tmp_path):
+    blob = (data / "busy4.perf.data").read_bytes()
+    import random
+    rng = random.Random(7)
+    for _ in range(25):
+        b = bytearray(blob)
+        pos = rng.randrange(len(b))
+        b[pos] ^= 1 << rng.randrange(8)
+        f = tmp_path / "flip.data"
+        f.write_bytes(bytes(b))
+        try:
+            result, _ = run(f, fmt="perf-data")
+        except RunstateError as err:
+            assert "flip.data" in str(err)
+            continue
+        for d in result.domains:
+            assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
+def test_perf_data_without_sched_events(tmp_path):
+    if shutil.which("perf") is None:
+        pytest.skip("perf not installed")
+    f = tmp_path / "nosched.data"
+    proc = subprocess.run(["perf", "record", "-q", "-e", "task-clock", "-o", str(f), "--",
+                           "true"], capture_output=True)
+    if proc.returncode != 0 or not f.exists():
+        pytest.skip("perf record not permitted here")
+    with pytest.raises(InputError, match="sched:sched_switch.*perf record"):
+        run(f)
+
+
+def test_bad_text_line_names_the_line(data, tmp_path):
+    lines = (data / "busy4.perf-script-pid.txt").read_text().splitlines(keepends=True)
+    i = next(i for i, ln in enumerate(lines) if i >= 10 and "prev_state=" in ln)
+    lines[i] = lines[i].replace("prev_state=", "prev_stat=")
+    f = tmp_path / "bad.txt"
+    f.write_text("".join(lines))
+    with pytest.raises(InputError, match=rf"bad.txt:{i + 1}: .*sched_switch"):
+        run(f)
+
+
+def test_unknown_prev_state_letter(data, tmp_path):
+    lines = (data / "busy4.perf-script-pid.txt").read_text().splitlines(keepends=True)
+    i = next(i for i, ln in enumerate(lines) if "prev_state=S " in ln)
+    lines[i] = lines[i].replace("prev_state=S ", "prev_state=Q ")
+    f = tmp_path / "badstate.txt"
+    f.write_text("".join(lines))
+    with pytest.raises(InputError, match="unknown prev_state 'Q'"):
+        run(f)
+
+
+def test_text_truncated_mid_line(data, tmp_path):
+    text = (data / "sleepy2.ftrace.txt").read_text()
+    f = tmp_path / "cut.txt"
+    f.write_text(text[: len(text) // 2 + 17])
+    try:
+        result, _ = run(f, fmt="ftrace-text")
+    except InputError as err:
+        assert "cut.txt:" in str(err)
+        return
+    for d in result.domains:
+        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
+def test_strict_fails_on_the_chain_breaks_of_this_kernel(data):
+    with pytest.raises(InputError, match="--strict"):
+        run(data / "sleepy3.perf.data", strict=True)

@@ -1,0 +1,207 @@
+"""``runstate record`` on this host: recordings read back, agree with the kernel,
+and no tracefs instance survives a normal end, SIGINT, SIGTERM or SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from runstate.analysis.pipeline import Window, analyze
+from runstate.errors import EnvironmentProblem, UsageError
+from runstate.live.recorder import record, select_pids
+from runstate.live.tracefs import Tracefs, TraceInstance, find_tracefs, list_instances
+from runstate.sources.base import ReadOptions
+from runstate.sources.linux.recording import RecordingSource
+from runstate.sources.linux.schedevents import SchedEvents
+from tests.linux import kernel_text
+from tests.live.capture import capture
+
+pytestmark = pytest.mark.live
+
+#: threads that hash (the GIL is released) and sleep: running, runnable and blocked all occur
+HASHER = """
+import hashlib, threading, time
+data = b"x" * (1 << 20)
+def work(n):
+    while True:
+        for _ in range(n):
+            hashlib.sha256(data).digest()
+        time.sleep(0.002 * n)
+for n in (1, 2, 3):
+    threading.Thread(target=work, args=(n,), daemon=True).start()
+time.sleep(120)
+"""
+
+
+@pytest.fixture(scope="module")
+def tracefs():
+    if os.geteuid() != 0:
+        pytest.skip("needs root")
+    try:
+        fs = find_tracefs()
+    except EnvironmentProblem as err:
+        pytest.skip(f"no tracefs: {err}")
+    before = set(list_instances(fs))
+    yield fs
+    left = set(list_instances(fs)) - before
+    fs.release()
+    assert not left, f"tracefs instances left behind: {left}"
+
+
+@pytest.fixture
+def workload():
+    proc = subprocess.Popen([sys.executable, "-c", HASHER])
+    time.sleep(0.3)
+    yield proc
+    proc.kill()
+    proc.wait()
+
+
+def _record_cmd(out: Path, *extra: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "runstate", "record", "-o", str(out),
+                             *extra], stderr=subprocess.PIPE, text=True)
+
+
+def _wait_recording(proc: subprocess.Popen[str]) -> None:
+    assert proc.stderr is not None
+    line = proc.stderr.readline()
+    assert "Recording" in line, line
+
+
+def _ours(fs: Tracefs, pid: int) -> list[str]:
+    return [n for n in list_instances(fs) if n.startswith(f"runstate_{pid}_")]
+
+
+def _check_readable(out: Path) -> RecordingSource:
+    source = RecordingSource(str(out), ReadOptions())
+    result = analyze(source)
+    assert any(d.members_seen for d in result.domains)
+    return source
+
+
+def test_record_then_report(tracefs, workload, tmp_path):
+    out = tmp_path / "rec"
+    proc = _record_cmd(out, "--pid", str(workload.pid), "-d", "1")
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "Recorded" in err
+    assert not _ours(tracefs, proc.pid)
+    report = subprocess.run([sys.executable, "-m", "runstate", "report", str(out)],
+                            capture_output=True, text=True, timeout=60)
+    assert report.returncode == 0, report.stderr
+    assert f"[{workload.pid}]" in report.stdout
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_ends_cleanly_with_a_valid_recording(tracefs, workload, tmp_path, sig):
+    out = tmp_path / "rec"
+    proc = _record_cmd(out, "--pid", str(workload.pid))
+    _wait_recording(proc)
+    assert _ours(tracefs, proc.pid), "the instance exists while recording"
+    time.sleep(0.5)
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not _ours(tracefs, proc.pid)
+    _check_readable(out)
+
+
+def test_a_killed_runs_instance_is_removed_by_the_next_start(tracefs, workload, tmp_path):
+    proc = _record_cmd(tmp_path / "rec", "--pid", str(workload.pid))
+    _wait_recording(proc)
+    proc.kill()
+    proc.wait()
+    assert proc.stderr is not None
+    proc.stderr.close()
+    assert _ours(tracefs, proc.pid), "SIGKILL leaves the instance behind"
+    with TraceInstance.create(tracefs):
+        assert not _ours(tracefs, proc.pid)
+
+
+def test_decoded_events_match_the_kernels_text_rendering(tracefs, tmp_path):
+    text = capture(tmp_path / "rec", 0.3, tracefs=tracefs)
+    events = SchedEvents.concat(list(RecordingSource(str(tmp_path / "rec"),
+                                                     ReadOptions()).events()))
+    expected = kernel_text.parse(text)
+    assert len(expected) > 100
+    assert kernel_text.rows_of(events) == expected
+
+
+def _schedstat(pid: int) -> dict[int, tuple[int, int]]:
+    stats = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+            run, wait, _ = (int(x) for x in f.read().split())
+        stats[int(tid)] = (run, wait)
+    return stats
+
+
+def test_running_and_runnable_agree_with_schedstat(tracefs, workload, tmp_path):
+    out = tmp_path / "rec"
+    stop = threading.Event()
+    recorder = threading.Thread(target=record, args=(out,), daemon=True,
+                                kwargs={"pids": [workload.pid], "stop": stop,
+                                        "tracefs": tracefs})
+    recorder.start()
+    time.sleep(0.5)
+    t0, before = time.monotonic_ns(), _schedstat(workload.pid)
+    time.sleep(2.0)
+    t1, after = time.monotonic_ns(), _schedstat(workload.pid)
+    time.sleep(0.2)
+    stop.set()
+    recorder.join(timeout=30)
+    assert out.joinpath("meta.json").exists()
+    source = RecordingSource(str(out), ReadOptions(group="thread"))
+    result = analyze(source, Window(start_ns=t0, end_ns=t1))
+    length = t1 - t0
+    checked = 0
+    for domain in result.domains:
+        for member in domain.members:
+            if not member.key.isdigit():
+                continue  # host-idle CPUs
+            tid = int(member.key)
+            if tid not in before or tid not in after:
+                continue
+            run = (after[tid][0] - before[tid][0]) / length
+            wait = (after[tid][1] - before[tid][1]) / length
+            assert member.ns["running"] / length == pytest.approx(run, abs=0.02), member
+            assert member.ns["runnable"] / length == pytest.approx(wait, abs=0.02), member
+            checked += 1
+    assert checked >= 3  # the three workers (the sleeping main thread may have no event)
+
+
+def test_tracefs_is_mounted_when_absent_and_unmounted_after(tracefs, tmp_path):
+    """In a private mount namespace, so the host's own tracefs mount is untouched."""
+    out = tmp_path / "rec"
+    script = (f"umount {tracefs.root} || exit 3; "
+              f"{sys.executable} -m runstate record --all -d 0.3 -o {out} || exit 4; "
+              "grep -c ' tracefs ' /proc/self/mounts; true")
+    done = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                           script], capture_output=True, text=True, timeout=60)
+    if done.returncode == 3:
+        pytest.skip("cannot unmount tracefs in a private namespace")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "0", "the recorder unmounts what it mounted"
+    _check_readable(out)
+
+
+def test_vm_names_find_qemu_processes(tracefs, tmp_path):
+    fake = subprocess.Popen(["qemu-system-x86_64", "-c", "sleep 30; true", "sh",
+                             "-name", "guest=testvm,debug-threads=on"], executable="/bin/sh")
+    try:
+        time.sleep(0.2)
+        pids, vms = select_pids(vms=["testvm"])
+        assert pids == [fake.pid]
+        assert vms == {fake.pid: "testvm"}
+        with pytest.raises(UsageError, match="no QEMU process"):
+            select_pids(vms=["no-such-vm"])
+    finally:
+        fake.kill()
+        fake.wait()
