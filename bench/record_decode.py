@@ -25,9 +25,11 @@ import os, time
 a, b = os.pipe(), os.pipe()
 end = time.time() + {secs}
 if os.fork() == 0:
-    while True:
-        if not os.read(a[0], 1): os._exit(0)
+    os.close(a[1]); os.close(b[0])
+    while os.read(a[0], 1):
         os.write(b[1], b"x")
+    os._exit(0)
+os.close(a[0]); os.close(b[1])
 while time.time() < end:
     os.write(a[1], b"x"); os.read(b[0], 1)
 os.close(a[1])

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import numpy as np
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runstate.analysis.pipeline import Window, analyze
 from runstate.engine import Engine, Resolver
 from runstate.engine.results import RunResult
+from runstate.model.registry import Registry
+from runstate.model.states import LOSS_BEGIN, LOSS_END
 from tests.engine.streams import (
     GrowingSource,
     Stream,
@@ -16,7 +20,7 @@ from tests.engine.streams import (
     batch_of,
     streams,
 )
-from tests.reference import run_reference
+from tests.reference import Row, run_reference
 
 SETTINGS = settings(max_examples=800, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -106,3 +110,44 @@ def test_members_registered_while_reading(stream: Stream, one_pass: bool) -> Non
     want = run_reference(source.registry, rows, start=stream.start,
                          end=stream.end, interval=stream.interval, two_pass=not one_pass)
     assert_matches(result, want)
+
+
+def _long_stream(seed: int, n_rows: int) -> Stream:
+    """A numpy-drawn stream, longer than hypothesis draws: many episodes and epochs."""
+    rng = np.random.default_rng(seed)
+    registry = Registry()
+    for d in range(int(rng.integers(1, 7))):
+        for j in range(int(rng.integers(1, 9))):
+            registry.member(f"vm{d}", f"v{j}")
+    n = registry.n_members
+    truth = rng.integers(0, 5, n).tolist()
+    rows: list[Row] = []
+    t = depth = 0
+    for _ in range(n_rows):
+        t += int(rng.choice([0, int(rng.integers(1, 30)), int(rng.integers(1, 200_000))]))
+        kind = rng.random()
+        if kind < 0.004:
+            rows.append(Row(t, -1, 0, LOSS_BEGIN))
+            depth += 1
+        elif kind < (0.05 if depth else 0.0045):  # mostly matched ends, a few stray ones
+            rows.append(Row(t, -1, 0, LOSS_END))
+            depth = max(0, depth - 1)
+        else:
+            m = int(rng.integers(0, n))
+            new = int(rng.integers(0, 5)) if rng.random() < 0.1 else int(rng.integers(0, 3))
+            old = int(rng.integers(0, 5)) if rng.random() < 0.02 else truth[m]
+            truth[m] = new
+            rows.append(Row(t, m, old, new))
+    cuts = sorted(rng.integers(1, n_rows, 5).tolist())
+    interval = int(rng.integers(1, t + 2)) if t else None
+    return Stream(registry, rows, None, None, interval, {}, cuts)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("one_pass", [False, True])
+def test_long_streams_match_reference(seed: int, one_pass: bool) -> None:
+    stream = _long_stream(seed, 4000)
+    result = _analyze(stream, one_pass=one_pass)
+    assert_matches(result, _reference(stream, two_pass=not one_pass))
+    assert_conserved(result)
+    assert max(d.changes for d in result.domains) > 50  # a rich stream, not a lost one

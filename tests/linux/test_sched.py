@@ -73,8 +73,8 @@ def test_basic_transitions_and_first_event_inference():
 def test_idle_cpu_is_a_host_idle_member():
     rows = [(100, 1, SW, 0, 10, 0), (200, 1, SW, 10, 0, 1)]
     out, _, reg = convert(rows)
-    idle = [r for r in out if r[1] == "cpu1"]
-    assert idle == [(100, "cpu1", R, B), (200, "cpu1", B, R)]
+    idle = [r for r in out if r[1] == "1"]
+    assert idle == [(100, "1", R, B), (200, "1", B, R)]
     d = reg.domains[reg.find_domain("host-idle")]
     assert d.tags == {"kind": "host-idle"}
 
@@ -88,7 +88,7 @@ def test_chain_break_from_idle_is_repaired_after_the_wakeup():
     ]
     out, info, _ = convert(rows)
     assert (151, "10", RB, R) in out
-    assert (151, "cpu1", R, B) in out
+    assert (151, "1", R, B) in out
     assert (400, "10", R, B) in out
     assert info.anomalies["switch_chain_breaks"] == 1
     assert info.anomalies["chain_repairs"] == 1

@@ -32,6 +32,23 @@ for t in ts: t.join()
 """
 
 
+#: two processes bouncing a byte through pipes: two switches and two wakeups per round
+PING_PONG = """
+import os, time
+a, b = os.pipe(), os.pipe()
+end = time.time() + {secs}
+if os.fork() == 0:
+    os.close(a[1]); os.close(b[0])
+    while os.read(a[0], 1):
+        os.write(b[1], b"x")
+    os._exit(0)
+os.close(a[0]); os.close(b[1])
+while time.time() < end:
+    os.write(a[1], b"x"); os.read(b[0], 1)
+os.close(a[1])
+"""
+
+
 def capture(out: Path, seconds: float, *, buffer_kb: int = 1024,
             tracefs: Tracefs | None = None) -> str:
     """Record the workload (pid-filtered) into ``out``; returns the kernel's text rendering."""

@@ -17,11 +17,12 @@ from runstate.analysis.pipeline import Window, analyze
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.live.recorder import record, select_pids
 from runstate.live.tracefs import Tracefs, TraceInstance, find_tracefs, list_instances
+from runstate.model.states import DomainState
 from runstate.sources.base import ReadOptions
 from runstate.sources.linux.recording import RecordingSource
 from runstate.sources.linux.schedevents import SchedEvents
 from tests.linux import kernel_text
-from tests.live.capture import capture
+from tests.live.capture import PING_PONG, capture
 
 pytestmark = pytest.mark.live
 
@@ -205,3 +206,22 @@ def test_vm_names_find_qemu_processes(tracefs, tmp_path):
     finally:
         fake.kill()
         fake.wait()
+
+
+def test_kernel_overruns_become_lost_time(tracefs, tmp_path):
+    """A tiny buffer read rarely under a switch storm: the kernel overwrites events."""
+    load = subprocess.Popen([sys.executable, "-c", PING_PONG.format(secs=2.5)])
+    try:
+        time.sleep(0.2)
+        summary = record(tmp_path / "rec", pids=None, duration_s=1.5, buffer_kb=8,
+                         poll_s=0.5, tracefs=tracefs)
+    finally:
+        load.wait(timeout=30)
+    assert sum(summary.lost.values()) > 0, "the kernel reported overruns"
+    source = RecordingSource(str(tmp_path / "rec"), ReadOptions())
+    result = analyze(source)
+    assert source.info.anomalies.get("lost_events", 0) > 0
+    lost = [d.states[DomainState.LOST].ns for d in result.domains if d.lifetime_ns]
+    assert max(lost) > 0
+    for d in result.domains:
+        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns

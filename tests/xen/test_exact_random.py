@@ -77,3 +77,57 @@ def test_small_chunks_same_result(tmp_path: Path) -> None:
     path.write_bytes(trace_bytes(sc, seed=7, poll=100_000, high_water=128))
     assert cycles(run_exact(str(path), chunk_rows=1024)) == expected(sc)
     write(sc, io.BytesIO())
+
+
+def test_stream_yields_before_end_of_input() -> None:
+    """stdin is read incrementally: batches come out while input is still unread."""
+    sc = generate(11, SynthConfig(n_pcpus=2, steps=3000))
+    data = trace_bytes(sc, seed=11, poll=200_000, high_water=4096)
+    stream = _Trickle(data, 1000)
+    src = XentraceSource("-", stream, ReadOptions(cpu_hz=2.4e9))  # type: ignore[arg-type]
+    positions = [stream._pos for _ in src.batches()]
+    assert len(positions) > 3
+    assert positions[0] < len(data) // 2
+
+
+def test_idle_domain_expects_one_vcpu_per_pcpu(tmp_path: Path) -> None:
+    sc = generate(5, SynthConfig(n_pcpus=4, steps=300))
+    path = tmp_path / "t.trace"
+    path.write_bytes(trace_bytes(sc, seed=5))
+    idle = [d for d in run_exact(str(path)).domains if d.key == "32767"][0]
+    assert idle.members_expected == 4
+    assert idle.tags == {"kind": "host-idle"}
+
+
+def _varied(seed: int) -> tuple[SynthConfig, dict[str, int | bool]]:
+    """A random shape: pcpus, domains, losses, wraps, offline vCPUs, window layout."""
+    import random
+
+    rng = random.Random(seed)
+    doms = tuple((d, rng.randint(1, 5)) for d in rng.sample(range(40), rng.randint(1, 4)))
+    config = SynthConfig(n_pcpus=rng.randint(1, 8), domains=doms, steps=rng.randint(20, 400),
+                         loss=rng.choice([0, 0.3, 0.8]), wrap=rng.choice([0, 0.1]),
+                         offline=rng.choice([0, 0.1, 0.3]))
+    layout: dict[str, int | bool] = {
+        "seed": seed, "poll": rng.choice([50_000, 400_000, 5_000_000]),
+        "high_water": rng.choice([128, 2048, 1 << 20]), "early_cpu": rng.random() < 0.5}
+    return config, layout
+
+
+@pytest.mark.parametrize("seed", range(1000, 1060))
+def test_varied_random_traces(tmp_path: Path, seed: int) -> None:
+    config, layout = _varied(seed)
+    sc = generate(seed, config)
+    path = tmp_path / "t.trace"
+    path.write_bytes(trace_bytes(sc, **layout))
+    assert cycles(run_exact(str(path))) == expected(sc)
+
+
+@pytest.mark.slow
+def test_thousand_varied_random_traces(tmp_path: Path) -> None:
+    path = tmp_path / "t.trace"
+    for seed in range(2000, 3000):
+        config, layout = _varied(seed)
+        sc = generate(seed, config)
+        path.write_bytes(trace_bytes(sc, **layout))
+        assert cycles(run_exact(str(path))) == expected(sc), seed

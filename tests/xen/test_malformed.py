@@ -71,8 +71,8 @@ def _window_starts(data: bytes) -> set[int]:
 
 def test_bit_flips_never_escape_as_other_errors(tmp_path: Path) -> None:
     data = bytearray(_small())
-    for pos in range(0, len(data), 3):
-        for bit in (0, 5, 7):
+    for pos in range(0, len(data), 5):
+        for bit in (0, 7):
             flipped = bytearray(data)
             flipped[pos] ^= 1 << bit
             for lenient in (False, True):
@@ -162,3 +162,21 @@ def test_empty_file(tmp_path: Path) -> None:
     with pytest.raises(InputError) as info:
         _run(tmp_path, b"")
     assert "empty" in str(info.value)
+
+
+def test_xenalyze_mode_bad_input_is_input_error(tmp_path: Path) -> None:
+    from runstate.analysis.xenalyze import run_xenalyze
+
+    body = _good_records()
+    data = _window(0, body) + b"\x00\x11\x22\x33" + _window(0, body[:0])
+    path = tmp_path / "t.trace"
+    path.write_bytes(data)
+    with pytest.raises(InputError):
+        run_xenalyze(str(path), None, ReadOptions(cpu_hz=1))
+    run_xenalyze(str(path), None, ReadOptions(cpu_hz=1, lenient=True))
+    for cut in range(1, len(data)):
+        path.write_bytes(data[:cut])
+        try:
+            run_xenalyze(str(path), None, ReadOptions(cpu_hz=1))
+        except InputError as err:
+            assert "\n" not in str(err)

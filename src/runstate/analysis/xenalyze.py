@@ -33,6 +33,8 @@ from runstate.sources.xentrace.constants import (
     CPU_CHANGE_HEADER,
     DEFAULT_CPU_HZ,
     IDLE_DOMAIN,
+    MAX_PCPUS,
+    MAX_WINDOW_BYTES,
 )
 from runstate.sources.xentrace.walk import Kind, Records, Walker
 
@@ -283,13 +285,18 @@ class _Cursor:
 
 
 def _windows(data: bytes, path: str) -> list[tuple[int, int, int]]:
-    """(offset, pcpu, end) of every window header (the walker has validated them)."""
+    """(offset, pcpu, end) of every window header.
+
+    The walker has already validated them (or, with --lenient, skipped broken
+    headers by searching for the next plausible one); this does the same."""
     out = []
     off = 0
     while len(data) - off >= 12:
         hdr, pcpu, size = struct.unpack_from("<IiI", data, off)
-        if hdr != CPU_CHANGE_HEADER:
-            raise InputError(path, "window header expected", offset=off)
+        if hdr != CPU_CHANGE_HEADER or not 0 <= pcpu < MAX_PCPUS or size % 4 \
+                or size > MAX_WINDOW_BYTES:
+            off += 4
+            continue
         out.append((off, pcpu, min(off + 12 + size, len(data))))
         off += 12 + size
     return out

@@ -72,6 +72,8 @@ def run_record(args: argparse.Namespace, out: TextIO | None = None,
         except PermissionError as error:
             raise EnvironmentProblem(f"runstate record needs root (tracefs): {error}") \
                 from None
+    for name in summary.removed_stale:
+        print(f"removed the tracefs instance {name} left by a killed run", file=err)
     seconds = (summary.stop_ns - summary.start_ns) / 1e9
     print(f"Recorded {seconds:.1f} s, {summary.pages} pages ({summary.bytes / 2**20:.1f} MiB), "
           f"{summary.threads} threads into {summary.path}", file=err)

@@ -163,7 +163,7 @@ class _IntervalPrinter:
         self.fmt = fmt
         self.sink = sink
         self.info = info
-        self.clock = Clock(None if info.cpu_hz is None else int(round(info.cpu_hz)))
+        self.clock = Clock.of(info)
         self.started = False
 
     def emit(self, interval: IntervalResult) -> None:

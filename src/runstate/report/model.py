@@ -23,6 +23,18 @@ class Clock:
     """Converts ticks to ns: ``hz`` None means ticks already are ns."""
 
     hz: int | None = None
+    #: tick shown as time 0 (a TSC trace's first record); ns clocks keep their own zero
+    origin: int = 0
+
+    @classmethod
+    def of(cls, info: SourceInfo) -> Clock:
+        if info.cpu_hz is None:
+            return cls()
+        return cls(int(round(info.cpu_hz)), info.origin if info.origin is not None else 0)
+
+    def at(self, tick: int) -> int:
+        """A point in time, in ns since the clock's zero."""
+        return self.ns(tick - self.origin)
 
     def ns(self, ticks: int) -> int:
         if self.hz is None:
@@ -114,8 +126,9 @@ class Report:
 def build_report(result: RunResult, info: SourceInfo,
                  names: dict[str, str] | None = None) -> Report:
     """Convert an engine result (ticks) and its source's facts into a :class:`Report`."""
-    clock = Clock(None if info.cpu_hz is None else int(round(info.cpu_hz)))
-    rows = [_domain_row(d, clock, info.cpu_hz is not None) for d in result.domains]
+    clock = Clock.of(info)
+    ordered = sorted(result.domains, key=lambda d: _natural(d.key))
+    rows = [_domain_row(d, clock, info.cpu_hz is not None) for d in ordered]
     idle_keys = {d.key for d in result.domains if d.tags.get("kind") == HOST_IDLE}
     notes = list(info.notes)
     if result.provisional:
@@ -126,8 +139,8 @@ def build_report(result: RunResult, info: SourceInfo,
         clock=info.clock,
         cpu_hz=info.cpu_hz,
         cpu_hz_assumed=info.cpu_hz_assumed,
-        start_ns=clock.ns(result.start_ns),
-        end_ns=clock.ns(result.end_ns),
+        start_ns=clock.at(result.start_ns),
+        end_ns=clock.at(result.end_ns),
         domains=tuple(r for r in rows if r.domain not in idle_keys),
         host_idle=tuple(r for r in rows if r.domain in idle_keys),
         intervals=tuple(interval_row(i, clock) for i in result.intervals),
@@ -137,12 +150,17 @@ def build_report(result: RunResult, info: SourceInfo,
     )
 
 
+def _natural(key: str) -> tuple[int, int, str]:
+    """Numeric ids (Xen domids, pids) in numeric order, then names."""
+    return (0, int(key), "") if key.isdigit() else (1, 0, key)
+
+
 def interval_row(interval: IntervalResult, clock: Clock) -> IntervalRow:
     domains = {}
     for key, states in interval.domains.items():
         ns = clock.apportion([states[s] for s in DomainState])
         domains[key] = dict(zip(DomainState, ns, strict=True))
-    return IntervalRow(clock.ns(interval.start_ns), clock.ns(interval.end_ns), domains)
+    return IntervalRow(clock.at(interval.start_ns), clock.at(interval.end_ns), domains)
 
 
 def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool) -> DomainRow:
@@ -163,7 +181,7 @@ def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool) -> DomainRow:
         MemberRow(m.key, m.name,
                   dict(zip(MEMBER_BUCKETS, clock.apportion([m.ns[b] for b in MEMBER_BUCKETS]),
                            strict=True)))
-        for m in d.members
+        for m in sorted(d.members, key=lambda m: _natural(m.key))
     )
     return DomainRow(
         domain=d.key,

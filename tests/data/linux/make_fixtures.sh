@@ -10,7 +10,7 @@ perf record -q -k mono -e $EV -a -o busy4.perf.data -- /tmp/rs_load 4 1 0 | head
 # 3 threads that spin 1 ms and sleep 2 ms, for 1 s
 perf record -q -k mono -e $EV -a -o sleepy3.perf.data -- /tmp/rs_load 3 1 2000 | head -1 > sleepy3.pid
 for f in busy4 sleepy3; do
-  perf script -i $f.perf.data --ns > $f.perf-script.txt
+  [ $f = busy4 ] && perf script -i $f.perf.data --ns > $f.perf-script.txt
   perf script -i $f.perf.data -F comm,pid,tid,cpu,time,event,trace --ns > $f.perf-script-pid.txt
   perf sched timehist -i $f.perf.data -s > $f.timehist.txt 2>/dev/null || true
 done
@@ -23,3 +23,10 @@ for e in sched_switch sched_wakeup sched_wakeup_new sched_process_exit sched_pro
 /tmp/rs_load 2 0.3 2000 > /dev/null
 cat $I/trace > sleepy2.ftrace.txt
 echo 0 > $I/tracing_on; echo 0 > $I/events/enable; rmdir $I
+# 2 threads pinned to CPU 0 (spin 1 ms, sleep 3 ms, 1 s); the threads print their own schedstat
+perf record -q -k mono -e $EV -a -o pinned2.perf.data -- taskset -c 0 /tmp/rs_load 2 1 3000 > pinned2.schedstat.txt
+head -1 pinned2.schedstat.txt > pinned2.pid
+perf script -i pinned2.perf.data -F comm,pid,tid,cpu,time,event,trace --ns > pinned2.perf-script-pid.txt
+perf sched timehist -i pinned2.perf.data -s > pinned2.timehist.txt 2>/dev/null || true
+# ring-buffer loss: a one-page buffer during a context-switch benchmark
+perf record -q -m 1 -k mono -e $EV -a -o lossy.perf.data -- taskset -c 1 perf bench sched pipe -l 6000 > /dev/null

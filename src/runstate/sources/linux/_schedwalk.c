@@ -16,7 +16,7 @@
  *         [3] number of open deferred rows.
  *
  * Returns the number of rows in out, or raises if out is too small (the
- * caller sizes it at carried + 6 rows per event).  The rules and their reasons
+ * caller sizes it at carried + 4 rows per event).  The rules and their reasons
  * are documented in sched.py, which holds the reference implementation.
  */
 #define PY_SSIZE_T_CLEAN
@@ -24,7 +24,6 @@
 #include <stdint.h>
 
 enum { RUNNING = 0, RUNNABLE = 1, BLOCKED = 2, ABSENT = 4, UNKNOWN = -1 };
-enum { LOSS_BEGIN = 10, LOSS_END = 11 };
 enum { K_SWITCH = 0, K_WAKEUP = 1, K_WAKEUP_NEW = 2, K_EXIT = 3, K_FORK = 4 };
 enum { NONE = -1, VACATED = -2 };
 /* counter order: must match sched.py COUNTERS */
@@ -183,11 +182,9 @@ static int repair(W *w, Py_ssize_t c, int64_t cur, Py_ssize_t prev, int64_t t)
     }
     if (rc < 0)
         return rc;
-    if (prev != w->idle[c] && w->state[prev] == BLOCKED && w->grouped[prev]) {
-        /* its wakeup was lost too: when it began to run is unknown */
+    if (prev != w->idle[c] && w->state[prev] == BLOCKED) {
+        /* its wakeup was lost too: it ran from some unknown time after `at` */
         bump(w, C_START_UNKNOWN, t);
-        if (emit(w, at, -1, 0, LOSS_BEGIN) < 0 || emit(w, t, -1, 0, LOSS_END) < 0)
-            return -1;
     }
     return transition(w, prev, at, prev == w->idle[c] ? BLOCKED : RUNNABLE, RUNNING);
 }

@@ -46,11 +46,12 @@ class FtraceTextSource(TextSchedSource):
                 stripped = line.strip()
                 if stripped and not stripped.startswith("#") and not _CPUS.match(stripped) \
                         and not add_lost(table, line) and not stripped.startswith("version ="):
-                    raise self._fail(line_no, "not an ftrace event line", line)
+                    self._raise(line_no, "not an ftrace event line", line)
                 continue
             t = time_ns(m["secs"], m["frac"])
             if t < last:
-                raise self._fail(line_no, "time goes backwards", line)
+                self._raise(line_no, "time goes backwards", line)
+                continue
             last = t
             tid, tgid = int(m["tid"]), m["tgid"]
             if tgid is not None and tgid.lstrip("-").isdigit() and tid > 0:
@@ -58,7 +59,7 @@ class FtraceTextSource(TextSchedSource):
             try:
                 add_fields(table, t, int(m["cpu"]), m["name"], m["args"])
             except TextParseError as err:
-                raise self._fail(line_no, str(err), line) from None
+                self._raise(line_no, str(err), line)
         if not table.names.tgid:
             self.info.notes.append("ftrace text without tgids (enable options/record-tgid): "
                                    "each thread counts as its own process")

@@ -108,14 +108,21 @@ def _count_vcpus(names: TaskNames) -> dict[int, int]:
     return counts
 
 
-def has_vcpu_threads(names: TaskNames) -> bool:
-    return any(VCPU_COMM.fullmatch(c) is not None for c in names.comm.values())
+def has_vcpu_threads(names: TaskNames, active: set[int] | None = None) -> bool:
+    """True if a QEMU vCPU thread is known (and, given ``active``, has events)."""
+    return any(VCPU_COMM.fullmatch(c) is not None for t, c in names.comm.items()
+               if active is None or t in active)
 
 
-def make_grouping(group: str | None, names: TaskNames) -> Grouping:
-    """The grouping for ``--group`` (None: vm if vCPU threads are present, else process)."""
+def make_grouping(group: str | None, names: TaskNames,
+                  active: set[int] | None = None) -> Grouping:
+    """The grouping for ``--group``.
+
+    None: ``vm`` if vCPU threads are present (among ``active``, the threads with
+    events, when the reader knows them), else ``process``.
+    """
     if group is None:
-        mode = GroupMode.VM if has_vcpu_threads(names) else GroupMode.PROCESS
+        mode = GroupMode.VM if has_vcpu_threads(names, active) else GroupMode.PROCESS
         return Grouping(mode, names)
     for mode in (GroupMode.VM, GroupMode.PROCESS, GroupMode.CGROUP, GroupMode.THREAD):
         if group == mode.value:

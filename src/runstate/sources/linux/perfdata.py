@@ -37,6 +37,7 @@ from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
 from runstate.sources.linux import _perfwalk
 from runstate.sources.linux.sched import (
     NEEDED_EVENTS,
+    PID_LIMIT,
     RECORD_HINT,
     LostEvents,
     sched_batches,
@@ -51,7 +52,7 @@ BLOCK = 8 << 20
 CACHE_BYTES = 96 << 20
 
 # record types
-REC_LOST, REC_COMM, REC_EXIT, REC_FORK, REC_SAMPLE = 2, 3, 4, 7, 9
+REC_LOST, REC_COMM, REC_EXIT, REC_FORK, REC_SAMPLE, REC_LOST_SAMPLES = 2, 3, 4, 7, 9, 13
 REC_FINISHED_ROUND, REC_COMPRESSED = 68, 81
 # sample_type bits
 S_IP, S_TID, S_TIME, S_ADDR, S_READ, S_CALLCHAIN, S_ID, S_CPU = 1, 2, 4, 8, 16, 32, 64, 128
@@ -328,6 +329,9 @@ class PerfDataSource:
         self.rereadable = True
         self._names: TaskNames | None = None
         self._cache: list[SchedEvents | LostEvents] | None = None
+        self._active: set[int] | None = None
+        self._untimed = 0
+        self._naming: TaskNames | None = None   # names being completed during the scan
         try:
             with open(path, "rb") as f:
                 self.header = read_header(path, f)
@@ -344,9 +348,12 @@ class PerfDataSource:
                                    "the last whole record")
         if not h.formats:
             h.formats = _host_formats()
-            if h.formats:
-                self.info.notes.append("the file carries no tracepoint formats; used this "
-                                       "host's tracefs formats")
+            if not h.formats:
+                raise InputError(self.path, "the file carries no tracepoint formats (perf "
+                                 "killed before it finished writing?) and this host has no "
+                                 "tracefs sched formats to use instead")
+            self.info.notes.append("the file carries no tracepoint formats; used this "
+                                   "host's tracefs formats")
         wanted = {fid: fmt for fid, fmt in h.formats.items() if fmt.name in _KINDS}
         present = {a.config for a in tp}
         names = {wanted[c].name for c in present if c in wanted}
@@ -379,23 +386,32 @@ class PerfDataSource:
         names = self._task_names()
         self.info.anomalies.clear()
         self.info.initial_states.clear()
-        items = iter(self._cache) if self._cache is not None else self._caching(self._items())
+        if self._untimed:
+            self.info.anomalies["lost_samples_untimed"] = self._untimed
+        items = iter(self._cache) if self._cache is not None else self._items()
         yield from sched_batches(self.path, items, names, self.registry, self.info,
-                                 self._options, n_cpus=self.header.n_cpus)
+                                 self._options, n_cpus=self.header.n_cpus,
+                                 active=self._active)
 
-    def _caching(self, items: Iterator[SchedEvents | LostEvents]
-                 ) -> Iterator[SchedEvents | LostEvents]:
-        """Keep the decoded stream for the second pass while it fits CACHE_BYTES."""
+    def _scan_events(self) -> None:
+        """Decode once: the tids with events, and the stream itself while it fits CACHE_BYTES."""
         kept: list[SchedEvents | LostEvents] | None = []
+        seen = np.zeros(PID_LIMIT, np.bool_)
         size = 0
-        for item in items:
+        for item in self._items():
+            if isinstance(item, LostEvents):
+                if kept is not None:
+                    kept.append(item)
+                continue
+            for col in (item.pid, item.other_pid):
+                seen[col[(col > 0) & (col < PID_LIMIT)]] = True
             if kept is not None:
                 kept.append(item)
-                size += 29 * len(item) if isinstance(item, SchedEvents) else 0
+                size += 29 * len(item)
                 if size > CACHE_BYTES:
                     kept = None
-            yield item
-        self._cache = kept
+        self._cache = None if kept is None else self._place_losses(kept)
+        self._active = set(np.flatnonzero(seen).tolist())
 
     # ---- records ---------------------------------------------------------------
 
@@ -445,6 +461,9 @@ class PerfDataSource:
             for kind in (REC_COMM, REC_FORK):
                 for o in offs[types == kind].tolist():
                     _side_band(buf, o, kind, names)
+        self._naming = names
+        self._scan_events()
+        self._naming = None
         self._names = names
         return names
 
@@ -477,7 +496,9 @@ class PerfDataSource:
             rounds = offs[types == REC_FINISHED_ROUND]
             samples = offs[types == REC_SAMPLE]
             events, sample_pos = self._decode(buf, samples)
-            losses = [self._lost(buf, o) for o in offs[types == REC_LOST].tolist()]
+            losses = [self._lost(buf, o, 16) for o in offs[types == REC_LOST].tolist()]
+            losses += [self._lost(buf, o, 8) for o in offs[types == REC_LOST_SAMPLES].tolist()]
+            losses = self._placed(losses)
             yield from order.add(events, sample_pos, rounds, losses)
         yield from order.flush_all()
 
@@ -556,6 +577,9 @@ class PerfDataSource:
         try:
             if kind == SchedKind.SWITCH:
                 pid, other, state = get("prev_pid"), get("next_pid"), get("prev_state")
+                if self._naming is not None:
+                    self._name_from_raw(buf, raw, pid, fmt, "prev_comm")
+                    self._name_from_raw(buf, raw, other, fmt, "next_comm")
             elif kind == SchedKind.FORK:
                 pid, other, state = get("child_pid"), get("parent_pid"), zero
             else:
@@ -565,9 +589,72 @@ class PerfDataSource:
         return SchedEvents.from_columns(time, cpu, np.full(n, kind, np.int8), pid, other,
                                         state)
 
-    def _lost(self, buf: npt.NDArray[np.uint8], o: int) -> LostEvents:
+    def _place_losses(self, items: list[SchedEvents | LostEvents]
+                      ) -> list[SchedEvents | LostEvents]:
+        """Put each loss where it began: right after the last event its CPU kept.
+
+        While streaming, a LOST record is met only with the first event after
+        the loss; with the whole stream in memory the window can start exactly.
+        """
+        losses = [i for i in items if isinstance(i, LostEvents)]
+        events = [i for i in items if isinstance(i, SchedEvents)]
+        if not losses:
+            return items
+        allev = SchedEvents.concat(events)
+        placed = []
+        for cpu in sorted({x.cpu for x in losses}):
+            times = allev.time[allev.cpu == cpu]
+            for loss in (x for x in losses if x.cpu == cpu):
+                at = int(np.searchsorted(times, loss.end_ns, "left"))
+                begin = int(times[at - 1]) if at > 0 else loss.end_ns
+                placed.append(LostEvents(cpu, begin, loss.end_ns, loss.count))
+        out: list[SchedEvents | LostEvents] = []
+        start = 0
+        step = self._options.chunk_rows
+        for loss in sorted(placed, key=lambda x: x.begin_ns):
+            at = int(np.searchsorted(allev.time, loss.begin_ns, "right"))
+            out.extend(_slice(allev, a, min(a + step, at)) for a in range(start, at, step))
+            out.append(loss)
+            start = max(start, at)
+        n = len(allev)
+        out.extend(_slice(allev, a, min(a + step, n)) for a in range(start, n, step))
+        return out
+
+    def _placed(self, losses: list[LostEvents]) -> list[LostEvents]:
+        """Losses with a time; perf's end-of-run LOST_SAMPLES summaries have none.
+
+        Those repeat what the timed LOST records already said, so they are only
+        counted (``lost_samples_untimed``), never placed in the timeline.
+        """
+        placed = []
+        for loss in losses:
+            if loss.end_ns > 0:
+                placed.append(loss)
+            elif self._names is None:
+                self._untimed += loss.count or 1
+        return placed
+
+    def _name_from_raw(self, buf: npt.NDArray[np.uint8], raw: npt.NDArray[np.int64],
+                       pids: npt.NDArray[np.int64], fmt: EventFormat, field_name: str) -> None:
+        """Name threads no COMM record named (started before perf, never exec'd)."""
+        names = self._naming
+        fld = fmt.fields.get(field_name)
+        if names is None or fld is None or fld.data_loc or fld.size > 64:
+            return
+        known = np.fromiter(names.comm, np.int64, count=len(names.comm))
+        missing = ~np.isin(pids, known) & (pids > 0)
+        if not missing.any():
+            return
+        unique, first = np.unique(pids[missing], return_index=True)
+        at = raw[missing][first] + fld.offset
+        for pid, pos in zip(unique.tolist(), at.tolist(), strict=True):
+            text = bytes(buf[pos:pos + fld.size]).split(b"\0", 1)[0]
+            names.comm[pid] = text.decode("utf-8", "replace")
+
+    def _lost(self, buf: npt.NDArray[np.uint8], o: int, count_at: int) -> LostEvents:
+        """A LOST (count at +16) or LOST_SAMPLES (count at +8) record."""
         size = int(_u32(buf, np.array([o + 4]))[0]) >> 16
-        count = int(_u64(buf, np.array([o + 16]))[0])
+        count = int(_u64(buf, np.array([o + count_at]))[0]) if size >= count_at + 8 else None
         t, cpu = -1, 0
         if self._trailer is not None:
             t_at, cpu_at = self._trailer
@@ -622,6 +709,7 @@ class _RoundOrder:
         self._held: list[SchedEvents] = []
         self._losses: list[LostEvents] = []
         self._limit: int | None = None     # max time seen when the previous round ended
+        self._last_on_cpu: dict[int, int] = {}
         self._max_time: int | None = None
 
     def add(self, events: SchedEvents, pos: npt.NDArray[np.int64],
@@ -660,15 +748,21 @@ class _RoundOrder:
         self._losses = [x for x in self._losses if not (limit is None or x.end_ns <= limit)]
         start = 0
         for loss in sorted(due, key=lambda x: x.end_ns):
-            at = int(np.searchsorted(allev.time[:cut], loss.end_ns, "right"))
+            # the record is written with the first event that made it after the loss
+            at = int(np.searchsorted(allev.time[:cut], loss.end_ns, "left"))
             if at > start:
-                yield _slice(allev, start, at)
-            same_cpu = np.flatnonzero(allev.cpu[:at] == loss.cpu)
-            begin = int(allev.time[same_cpu[-1]]) if same_cpu.size else loss.end_ns
-            yield LostEvents(loss.cpu, begin, loss.end_ns, loss.count)
+                yield self._note_cpus(_slice(allev, start, at))
+            begin = self._last_on_cpu.get(loss.cpu, loss.end_ns)
+            yield LostEvents(loss.cpu, min(begin, loss.end_ns), loss.end_ns, loss.count)
             start = at
         if start < cut:
-            yield _slice(allev, start, cut)
+            yield self._note_cpus(_slice(allev, start, cut))
+
+    def _note_cpus(self, ev: SchedEvents) -> SchedEvents:
+        """Remember each CPU's latest event: a loss there began after it."""
+        for cpu in np.unique(ev.cpu).tolist():
+            self._last_on_cpu[cpu] = int(ev.time[np.flatnonzero(ev.cpu == cpu)[-1]])
+        return ev
 
     def flush_all(self) -> Iterator[SchedEvents | LostEvents]:
         yield from self._release(None)

@@ -44,6 +44,8 @@ _WAKE_PLUGIN = re.compile(r"^\s*(?P<comm>.*):(?P<pid>-?\d+) \[-?\d+\]")
 _FORK = re.compile(r"comm=(?P<pcomm>.*) pid=(?P<ppid>-?\d+) child_comm=(?P<comm>.*) "
                    r"child_pid=(?P<pid>-?\d+)")
 _LOST = re.compile(r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[LOST (?P<n>\d+) EVENTS\]")
+#: lines a trace may carry besides events: lost-event notes, trace-cmd's ``cpus=N``
+_SKIP = re.compile(r"^\s*(?:CPU:\s*\d+\s+\[LOST \d+ EVENTS\]|cpus=\d+\s*$)")
 
 #: prev_state letters as the 6.x print format writes them (linux-tracing.md §1.2)
 _STATE_BITS = {"S": 0x01, "D": 0x02, "T": 0x04, "t": 0x08, "X": 0x10, "Z": 0x20, "P": 0x40,
@@ -184,9 +186,10 @@ class TextSchedSource:
         table = self._load()
         self.info.anomalies.clear()
         self.info.initial_states.clear()
+        active = set(table.pid) | set(table.other)
         yield from sched_batches(self.path, table.chunks(self._options.chunk_rows),
                                  table.names, self.registry, self.info, self._options,
-                                 n_cpus=None)
+                                 n_cpus=None, active=active)
 
     def _load(self) -> TextTable:
         if self._table is None:
@@ -208,7 +211,17 @@ class TextSchedSource:
     def _parse(self, text: IO[str], table: TextTable) -> None:
         raise NotImplementedError
 
-    def _fail(self, line_no: int, reason: str, line: str) -> InputError:
+    def _raise(self, line_no: int, reason: str, line: str) -> None:
+        err = self._fail(line_no, reason, line)
+        if err is not None:
+            raise err
+
+    def _fail(self, line_no: int, reason: str, line: str) -> InputError | None:
+        """The error for a bad line; None for a cut-off last line (counted instead)."""
+        if not line.endswith("\n"):
+            self.info.notes.append(f"line {line_no} is cut off (file still being written?); "
+                                   "ignored")
+            return None
         return InputError(self.path, reason, line=line_no, record=line.strip()[:120])
 
 
@@ -225,11 +238,12 @@ class PerfScriptSource(TextSchedSource):
             if m is None:
                 if line.strip() and not line.lstrip().startswith("#") \
                         and not add_lost(table, line):
-                    raise self._fail(line_no, "not a perf script event line", line)
+                    self._raise(line_no, "not a perf script event line", line)
                 continue
             t = time_ns(m["secs"], m["frac"])
             if t < last:
-                raise self._fail(line_no, "time goes backwards", line)
+                self._raise(line_no, "time goes backwards", line)
+                continue
             last = t
             tid = int(m["tid"])
             if m["tgid"] is not None and tid > 0:
@@ -239,7 +253,7 @@ class PerfScriptSource(TextSchedSource):
             try:
                 add_fields(table, t, int(m["cpu"]), m["name"], m["args"])
             except TextParseError as err:
-                raise self._fail(line_no, str(err), line) from None
+                self._raise(line_no, str(err), line)
         if not table.names.tgid:
             self.info.notes.append("perf script text without pids (use -F comm,pid,tid,...): "
                                    "each thread counts as its own process")
@@ -251,7 +265,7 @@ def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:
         head.decode("utf-8", "replace").splitlines()
     checked = 0
     for line in lines[:200]:
-        if not line.strip() or line.lstrip().startswith("#"):
+        if not line.strip() or line.lstrip().startswith("#") or _SKIP.match(line):
             continue
         m = pattern.match(line)
         if m is None:

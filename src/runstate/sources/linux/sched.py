@@ -69,12 +69,13 @@ ANOMALIES = (
     "switch_chain_breaks",     # a switch's prev is not the CPU's current task
     "chain_repairs",           # missing switch-ins inserted
     "chain_repairs_unproven",  # ... where the switched-out member's state stays unknown
-    "switch_in_time_unknown",  # ... where the switched-in member's wakeup was lost too (lost)
+    "switch_in_time_unknown",  # ... where the switched-in task's wakeup was lost too
     "switch_out_not_running",  # prev was believed runnable/blocked/gone elsewhere
     "switch_in_not_runnable",  # next was believed blocked or running
     "wakeup_of_running",       # legal (ttwu_runnable) but a health signal
     "event_after_exit",        # a task seen again after its X/Z switch (pid reuse?)
     "lost_events",             # events the tracer says it dropped
+    "loss_window_clamped",     # a loss began before rows already yielded: window shortened
     "time_backwards",          # an event older than one already converted
 )
 
@@ -117,17 +118,21 @@ class ReferenceConverter:
         info: receives anomaly counts, notes and initial states of silent members.
         names: complete thread names and groups (readers scan them first).
         options: ``group`` picks the grouping; ``strict`` makes anomalies fatal.
+        n_cpus: the trace's CPU count, if known (places silent runnable tasks).
+        active: the tids that have events, if the reader knows them (picks the
+            default grouping: vm only if a vCPU thread is active).
     """
 
     def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
-                 options: ReadOptions, n_cpus: int | None = None) -> None:
+                 options: ReadOptions, n_cpus: int | None = None,
+                 active: set[int] | None = None) -> None:
         self.path = path
         self.n_cpus = n_cpus
         self.registry = registry
         self.info = info
         self.names = names
         self.strict = options.strict
-        self.grouping: Grouping = make_grouping(options.group, names)
+        self.grouping: Grouping = make_grouping(options.group, names, active)
         self._state: dict[int, int] = {}       # task key -> state (idle of cpu c: -1 - c)
         self._member: dict[int, int] = {}      # task key -> member index or _NO_MEMBER
         self._wakeup: dict[int, int] = {}      # pid -> time of its last sched_wakeup
@@ -167,6 +172,8 @@ class ReferenceConverter:
     def lost(self, loss: LostEvents) -> None:
         """Record a ring-buffer loss; its window goes out with the next output."""
         self._count("lost_events", loss.count if loss.count is not None else 1, loss.end_ns)
+        if loss.begin_ns < self._floor:
+            self._count("loss_window_clamped", 1, loss.begin_ns)
         begin = max(loss.begin_ns, self._floor)
         end = max(loss.end_ns, begin)
         self._pending.append((begin, -1, 0, LOSS_BEGIN))
@@ -321,11 +328,9 @@ class ReferenceConverter:
             self._transition(cur, at, RUNNING, ABSENT, rows)
         else:
             self._defer(cur, at, rows)
-        if prev >= 0 and self._state.get(prev) == BLOCKED and self._member_of(prev) >= 0:
-            # its wakeup was lost too: when it began to run is unknown
+        if prev >= 0 and self._state.get(prev) == BLOCKED:
+            # its wakeup was lost too: it ran from some unknown time after ``at``
             self._count("switch_in_time_unknown", 1, t)
-            rows.append((at, -1, 0, LOSS_BEGIN))
-            rows.append((t, -1, 0, LOSS_END))
         self._transition(prev, at, BLOCKED if prev < 0 else RUNNABLE, RUNNING, rows)
 
     def _vacate(self, task: int, cpu: int, t: int) -> None:
@@ -366,7 +371,7 @@ class ReferenceConverter:
             self.registry.domain(HOST_IDLE_KEY, "host idle")
             self.registry.domains[self.registry.find_domain(HOST_IDLE_KEY) or 0].tags["kind"] = \
                 "host-idle"
-            member = self.registry.member(HOST_IDLE_KEY, f"cpu{cpu}", f"cpu{cpu}")
+            member = self.registry.member(HOST_IDLE_KEY, str(cpu), f"cpu{cpu}")
         else:
             member = self._register(key)
         self._member[key] = member
@@ -449,8 +454,9 @@ class SchedConverter(ReferenceConverter):
     """
 
     def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
-                 options: ReadOptions, n_cpus: int | None = None) -> None:
-        super().__init__(path, registry, info, names, options, n_cpus)
+                 options: ReadOptions, n_cpus: int | None = None,
+                 active: set[int] | None = None) -> None:
+        super().__init__(path, registry, info, names, options, n_cpus, active)
         self._dense: dict[int, int] = {}          # task key -> dense index
         self._pid_table = np.full(0, -1, np.int32)  # pid -> dense index
         self._keys: list[int] = []                # dense index -> task key
@@ -477,7 +483,7 @@ class SchedConverter(ReferenceConverter):
             self._first_time = int(events.time[0])
         a, b = self._task_columns(events)
         n_carry = len(self._carry)
-        cap = n_carry + 6 * len(events) + 16  # a repaired switch makes up to 6 rows
+        cap = n_carry + 4 * len(events) + 16  # a repaired switch makes up to 4 rows
         out = _Rows.alloc(cap)
         out.copy_in(self._carry)
         n = _schedwalk.walk(
@@ -494,6 +500,8 @@ class SchedConverter(ReferenceConverter):
     def lost(self, loss: LostEvents) -> None:
         self._count("lost_events", loss.count if loss.count is not None else 1, loss.end_ns)
         self._give_up_open(self._carry)
+        if loss.begin_ns < int(self._g[_G_FLOOR]):
+            self._count("loss_window_clamped", 1, loss.begin_ns)
         begin = max(loss.begin_ns, int(self._g[_G_FLOOR]))
         end = max(loss.end_ns, begin)
         markers = _Rows.from_lists([begin, end], [-1, -1], [0, 0], [LOSS_BEGIN, LOSS_END])
@@ -705,13 +713,14 @@ Item = SchedEvents | LostEvents
 
 def sched_batches(path: str, items: Iterable[Item], names: TaskNames, registry: Registry,
                   info: SourceInfo, options: ReadOptions, n_cpus: int | None = None,
-                  reference: bool = False) -> Iterator[EventBatch]:
+                  reference: bool = False, active: set[int] | None = None
+                  ) -> Iterator[EventBatch]:
     """Convert a reader's stream of event chunks and losses into member batches.
 
     ``reference=True`` runs the plain-Python :class:`ReferenceConverter`.
     """
     cls = ReferenceConverter if reference else SchedConverter
-    converter = cls(path, registry, info, names, options, n_cpus)
+    converter = cls(path, registry, info, names, options, n_cpus, active)
     for item in items:
         if isinstance(item, LostEvents):
             converter.lost(item)

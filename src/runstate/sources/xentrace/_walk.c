@@ -246,7 +246,7 @@ static int record(Walk *w, Out *o)
     }
     if (event == WRAP_BUFFER) {
         w->stats[S_WRAP] += 1;
-        if (has_tsc)
+        if (has_tsc && (w->flags & F_OTHER_ROWS))
             emit(o, tsc, 0, K_WRAP, 0, 0, 0, pcpu, off);
         return 0;
     }
@@ -506,8 +506,9 @@ static inline int32_t probe(const int64_t *tkeys, const int32_t *tvals, uint64_t
  * flag in 32-39 (0 change, 1 continue, 10/11 loss begin/end), old 40-47, new 48-55.
  * state[0]: loss depth, state[1]: last released time, state[2]: late rows.
  * Fuses member lookup, the late-row clamp and the continue filter: a continue
- * row is kept only as a member's first row of an epoch (the trace start or
- * the end of a lost-data window), where its old state "running" matters. */
+ * row is kept only as a member's first row since the trace start or since a
+ * lost-data window began or ended, where its old state "running" (or the
+ * member's mere presence) matters. */
 #define MARKER_IDS 0xffffffffLL
 static PyObject *py_emit(PyObject *self, PyObject *args)
 {
@@ -568,8 +569,9 @@ static PyObject *py_emit(PyObject *self, PyObject *args)
         }
         released = t;
         if (ids == MARKER_IDS) {
-            if (flag == 10)
-                depth++;
+            /* a lost-data window starts or ends: members are to be seen afresh */
+            if (flag == 10 && depth++ == 0)
+                memset(seen, 0, (size_t)n_seen);
             else if (flag == 11 && depth > 0 && --depth == 0)
                 memset(seen, 0, (size_t)n_seen);
             ot[w] = t; om[w] = -1; oo[w] = 0; on[w] = (int8_t)flag;
@@ -577,9 +579,8 @@ static PyObject *py_emit(PyObject *self, PyObject *args)
             continue;
         }
         int32_t m = probe(tkeys, tvals, mask, ids);
-        int drop = flag == 1 && (depth > 0 || seen[m]);
-        if (depth == 0)
-            seen[m] = 1;
+        int drop = flag == 1 && seen[m];
+        seen[m] = 1;
         if (drop)
             continue;
         ot[w] = t; om[w] = m; oo[w] = old; on[w] = new;

@@ -214,7 +214,8 @@ class Walker:
         with self._map() as data:
             cur = np.zeros(_walk.N_CURSOR, np.int64)
             cur[C_WEND] = -1
-            cap = 1 << 16
+            released = 0
+            cap = 256  # windows per call, so mapped pages can be released as we go
             offs, pcpus, firsts = np.empty(cap, np.int64), np.empty(cap, np.int32), \
                 np.empty(cap, np.int64)
             while True:
@@ -222,7 +223,7 @@ class Walker:
                 if int(cur[C_STATUS]) == ST_ERROR:
                     raise describe_error(self.path, cur)
                 self._index_rows(offs[:n], pcpus[:n], firsts[:n], last_end, first)
-                _release_pages(data, 0, len(data))
+                released = _release_pages(data, released, int(cur[C_OFF]))
                 if int(cur[C_STATUS]) != ST_FULL:
                     return PcpuIndex(last_end, first)
 
