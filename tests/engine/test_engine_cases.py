@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 
+import numpy as np
 import pytest
 
 from runstate.analysis.pipeline import Window, analyze
-from runstate.engine import Engine, RunResult
+from runstate.engine import Engine, RunResult, StateStats
 from runstate.errors import UsageError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
@@ -181,3 +183,45 @@ def test_events_before_the_last_one_are_refused() -> None:
         engine.feed(EventBatch.from_columns([4], [0], [B], [R]))
     assert engine.snapshot().end_ns == 5
     assert engine.snapshot(9).domains[0].lifetime_ns == 9
+
+
+def _blocked_stats(length: int, closed: bool) -> StateStats:
+    registry = Registry()
+    registry.member("x", "a")
+    engine = Engine(registry, start_ns=0, initial={0: B})
+    engine.feed(EventBatch.from_columns([length], [0], [B], [R]))
+    result = engine.finish(length + 1 if closed else length)
+    return result.domains[0].states[D.BLOCKED]
+
+
+LENGTHS = sorted({*range(1, 140), *(1 << k for k in range(6, 63)),
+                  *((1 << k) + 1 for k in range(6, 62)), *((1 << k) - 1 for k in range(7, 63)),
+                  *np.random.default_rng(7).integers(1, 1 << 62, 50).tolist()})
+
+
+def test_closed_and_open_episodes_use_the_same_buckets() -> None:
+    # closed episodes are bucketed by the C kernel, the open one by histogram.bucket_of
+    for length in LENGTHS:
+        closed, still_open = _blocked_stats(length, True), _blocked_stats(length, False)
+        assert closed == still_open, length
+        assert closed.max_ns == length
+        assert length - closed.p50_ns <= length / 64, length
+
+
+def test_snapshot_mid_episode_then_continue() -> None:
+    source = _source([("x", "a"), ("x", "b")], SWITCHES)
+    engine = Engine(source.registry, start_ns=0, initial={0: R, 1: RN}, interval_ns=40)
+    rows = list(source.batches())[0]
+    engine.feed(rows.slice(0, 4))  # rows up to t=30
+    snap = engine.snapshot(35)
+    # [0,10) hazard, [10,20) partial_contention, [20,30) partial_run, [30,35) full_contention
+    assert _ns(snap, "x") == {D.CONCURRENCY_HAZARD: 10, D.PARTIAL_CONTENTION: 10,
+                              D.PARTIAL_RUN: 10, D.FULL_CONTENTION: 5}
+    (x,) = snap.domains
+    assert (x.current_state, x.entered_ns, x.changes) == (D.FULL_CONTENTION, 30, 4)
+    assert snap.intervals == ()  # the first interval [0,40) is still running
+    engine.feed(rows.slice(4, len(rows)))
+    final = engine.finish(100)
+    # same figures as the two-pass pipeline (only the one-pass flag differs)
+    assert replace(final, provisional=False) == analyze(source, Window(0, 100, 40))
+    assert final.domains[0].states[D.FULL_CONTENTION].count == 1  # not split by the snapshot

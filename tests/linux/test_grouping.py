@@ -83,3 +83,18 @@ def test_silent_members_take_their_start_state():
     list(sched_batches("t", [ev], n, reg, info, ReadOptions(), n_cpus=1))
     assert {reg.members[m].key for m in info.initial_states} == {"11"}
     assert info.anomalies["silent_runnable_unresolved"] == 1
+
+
+def test_real_qemu_trace_groups_its_vcpus(data):
+    """vm4: a 4-vCPU TCG guest in its BIOS; vCPU 0 busy-idles, 1-3 never ran."""
+    from .helpers import run
+
+    result, src = run(data / "vm4.perf.data")
+    vms = [d for d in result.domains if d.key.startswith("vm:")]
+    assert len(vms) == 1
+    vm = vms[0]
+    assert vm.name.startswith("qemu:")          # perf.data does not carry -name guest=
+    assert [m.name for m in vm.members] == ["vcpu0"]
+    assert vm.members_seen == 1 and vm.members_expected == 4
+    assert not [d for d in result.domains if d.key.startswith("proc:")]
+    assert sum(s.ns for s in vm.states.values()) == vm.lifetime_ns

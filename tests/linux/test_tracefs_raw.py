@@ -12,7 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from runstate.analysis.pipeline import analyze
 from runstate.errors import InputError
+from runstate.model.states import DomainState
 from runstate.sources.base import ReadOptions
 from runstate.sources.linux.recording import RecordingSource, load_formats
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind
@@ -243,3 +245,53 @@ def test_bit_flips_never_escape_as_anything_but_input_error(tmp_path):
             assert str(err).startswith(str(rec))
             outcomes["error"] += 1
     assert outcomes["ok"] + outcomes["error"] == 60
+
+
+def test_lenient_skips_a_corrupt_page_as_lost_time(formats):
+    pages = []
+    for i, base in enumerate((100, 1000, 2000)):
+        page = PageBuilder(timestamp=base)
+        page.event(1, _switch(formats, 1 + i, 2 + i))
+        pages.append(page.bytes())
+    broken = pages[1][:8] + struct.pack("<Q", 5000) + pages[1][16:]
+    stream = PageStreamDecoder(SchedDecoder(formats), 4096, 0, "cpu0.raw", lenient=True)
+    chunk = stream.decode(pages[0] + broken + pages[2], 0)
+    assert chunk.events.time.tolist() == [101, 2001]
+    assert chunk.corrupt_pages == 1
+    assert [(w.start_ns, w.end_ns, w.count) for w in chunk.losses] == [(101, 2001, -1)]
+
+
+def test_lenient_corrupt_last_page_is_lost_until_the_end(formats):
+    good, bad = PageBuilder(timestamp=100), PageBuilder(timestamp=200)
+    good.event(1, _wakeup(formats, 5))
+    bad.event(1, _wakeup(formats, 6))
+    broken = bad.bytes()[:16] + struct.pack("<II", 0, 2) + bad.bytes()[24:]
+    stream = PageStreamDecoder(SchedDecoder(formats), 4096, 0, "cpu0.raw", lenient=True)
+    assert stream.decode(good.bytes() + broken, 0).losses == []
+    assert [(w.start_ns, w.end_ns) for w in stream.finish(9000)] == [(101, 9000)]
+
+
+def test_lenient_reads_a_truncated_recording_with_the_tail_lost(tmp_path):
+    rec = _copy_fixture(tmp_path)
+    raw = rec / "cpu1.raw"
+    raw.write_bytes(raw.read_bytes()[:4096 * 3 + 100])
+    source = RecordingSource(str(rec), ReadOptions(lenient=True))
+    result = analyze(source)
+    assert source.info.anomalies["truncated_bytes"] == 100
+    domain = next(d for d in result.domains if d.lifetime_ns)
+    assert domain.states[DomainState.LOST].ns > 0
+    assert sum(s.ns for s in domain.states.values()) == domain.lifetime_ns
+
+
+def test_lenient_reading_survives_bit_flips(tmp_path):
+    rec = _copy_fixture(tmp_path)
+    raw = rec / "cpu1.raw"
+    original = raw.read_bytes()
+    rng = random.Random(11)
+    for _ in range(30):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 6)):
+            pos = rng.randrange(len(data))
+            data[pos] ^= 1 << rng.randrange(8)
+        raw.write_bytes(bytes(data))
+        list(RecordingSource(str(rec), ReadOptions(lenient=True)).batches())

@@ -15,7 +15,9 @@ import pytest
 
 from runstate.analysis.pipeline import Window, analyze
 from runstate.errors import EnvironmentProblem, UsageError
+from runstate.live import procinfo
 from runstate.live.recorder import record, select_pids
+from runstate.live.stream import LiveSchedStream
 from runstate.live.tracefs import Tracefs, TraceInstance, find_tracefs, list_instances
 from runstate.model.states import DomainState
 from runstate.sources.base import ReadOptions
@@ -49,9 +51,9 @@ def tracefs():
         fs = find_tracefs()
     except EnvironmentProblem as err:
         pytest.skip(f"no tracefs: {err}")
-    before = set(list_instances(fs))
     yield fs
-    left = set(list_instances(fs)) - before
+    # only this process's own instances: other test runs may trace at the same time
+    left = {n for n in list_instances(fs) if n.startswith(f"runstate_{os.getpid()}_")}
     fs.release()
     assert not left, f"tracefs instances left behind: {left}"
 
@@ -225,3 +227,24 @@ def test_kernel_overruns_become_lost_time(tracefs, tmp_path):
     assert max(lost) > 0
     for d in result.domains:
         assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
+def test_live_stream_returns_sorted_events_incrementally(tracefs, workload):
+    with TraceInstance.create(tracefs) as inst:
+        tids = set(procinfo.snapshot([workload.pid]))
+        inst.configure(pids=tids, buffer_kb=1024)
+        stream = LiveSchedStream(inst, time.monotonic_ns())
+        inst.start()
+        parts = []
+        for _ in range(6):
+            time.sleep(0.1)
+            parts.append(stream.poll())
+        inst.stop()
+        parts.append(stream.drain())
+        text = inst.read_file("trace")  # consumed already: only the header remains
+    events = SchedEvents.concat(parts)
+    assert len(events) > 100
+    assert kernel_text.is_sorted(events)
+    assert sum(1 for p in parts[:-1] if len(p)) >= 3, "events arrive while tracing"
+    assert not kernel_text.parse(text)
+    assert tids & set(events.pid.tolist())

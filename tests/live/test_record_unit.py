@@ -83,6 +83,8 @@ def test_instance_names_and_staleness():
     assert name.startswith(f"runstate_{os.getpid()}_")
     assert not tracefs.is_stale(name)
     assert tracefs.is_stale("runstate_999999999_1")
+    assert tracefs.is_stale("runstate_999999999")
+    assert not tracefs.is_stale("runstate_mine"), "names not made by runstate are left alone"
     start = tracefs.process_start_ticks(os.getpid())
     assert tracefs.is_stale(f"runstate_{os.getpid()}_{(start or 0) + 1}"), "a reused pid"
 

@@ -10,13 +10,14 @@ wants figures; an offline run calls :meth:`Engine.finish` once.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
 from runstate.engine import _kernel
-from runstate.engine.histogram import percentile
+from runstate.engine.histogram import bucket_of, percentiles
 from runstate.engine.resolve import Resolution
 from runstate.engine.results import (
     DomainResult,
@@ -31,6 +32,8 @@ from runstate.model.registry import Registry
 from runstate.model.states import MEMBER_BUCKETS, DomainState, MemberState
 
 N_STATES = len(DomainState)
+_DOMAIN_STATES = tuple(DomainState)
+_QUANTILES = (0.50, 0.95, 0.99)
 N_BUCKETS = _kernel.N_BUCKETS
 _NO_STATE = 7
 _CATEGORY = (0, 1, 2, 2, -1, 3, -1)
@@ -99,7 +102,10 @@ _T = TypeVar("_T", bound=np.generic)
 
 
 def _extend(a: npt.NDArray[_T], n: int, fill: int) -> npt.NDArray[_T]:
-    out = np.full((n, *a.shape[1:]), fill, dtype=a.dtype)
+    # zeros come from calloc: pages of the episode histograms (most buckets of most
+    # domains stay empty) then cost no memory until a length lands in them
+    shape = (n, *a.shape[1:])
+    out = np.zeros(shape, dtype=a.dtype) if fill == 0 else np.full(shape, fill, dtype=a.dtype)
     out[: a.shape[0]] = a
     return out
 
@@ -263,9 +269,10 @@ class Engine:
         delta = self._s.dns - self._interval_base
         self._interval_base = self._s.dns.copy()
         alive = np.flatnonzero(delta.sum(axis=1) > 0)
+        # plain-int rows and zip: iterating the enum per domain cost ~3 ms per interval
         domains = {
-            self.registry.domains[d].key: {s: int(delta[d, s]) for s in DomainState}
-            for d in alive.tolist()
+            self.registry.domains[d].key: dict(zip(_DOMAIN_STATES, row, strict=True))
+            for d, row in zip(alive.tolist(), delta[alive].tolist(), strict=True)
         }
         self._on_interval(IntervalResult(start, end, domains))
 
@@ -325,13 +332,16 @@ class Engine:
     def _result(self, t: int, intervals: tuple[IntervalResult, ...]) -> RunResult:
         assert self._start is not None
         s = self._s
-        count, maxes, hist = self._episodes_with_open()
-        seen = (s.mns.sum(axis=1) > 0) | (s.mstate < int(MemberState.ABSENT))
+        count, maxes, open_bucket = self._episodes_with_open()
+        seen = ((s.mns.sum(axis=1) > 0) | (s.mstate < int(MemberState.ABSENT))).tolist()
         by_domain: list[list[int]] = [[] for _ in range(self.registry.n_domains)]
         for m, info in enumerate(self.registry.members):
             by_domain[info.domain].append(m)
+        # plain Python rows once, not numpy scalars per field: a snapshot of 1000 domains
+        # and 30 k members is then a few tens of ms
+        tables = _Tables(s.dns.tolist(), count.tolist(), maxes.tolist(), s.mns.tolist(), seen)
         domains = tuple(
-            self._domain_result(d, count[d], maxes[d], hist[d], by_domain[d], seen)
+            self._domain_result(d, tables, open_bucket.get(d), by_domain[d])
             for d in range(self.registry.n_domains)
         )
         return RunResult(
@@ -345,63 +355,68 @@ class Engine:
 
     def _episodes_with_open(
         self,
-    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.uint32]]:
-        """Episode tables including each domain's still-open episode."""
-        s = self._s
-        count, maxes, hist = s.ep_count.copy(), s.ep_max.copy(), s.ep_hist.copy()
-        from runstate.engine.histogram import bucket_of
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], dict[int, tuple[int, int]]]:
+        """Episode counts and maxima including each domain's still-open episode.
 
+        The open episode's histogram bucket is returned as ``{domain: (state, bucket)}``
+        rather than added to a copy of the histograms, which would double their memory.
+        """
+        s = self._s
+        count, maxes = s.ep_count.copy(), s.ep_max.copy()
+        open_bucket = {}
         for d in np.flatnonzero(s.ep_state != _NO_STATE).tolist():
             st, length = int(s.ep_state[d]), int(s.ep_len[d])
             count[d, st] += 1
             maxes[d, st] = max(int(maxes[d, st]), length)
-            hist[d, st, bucket_of(length, N_BUCKETS)] += 1
-        return count, maxes, hist
+            open_bucket[d] = (st, bucket_of(length, N_BUCKETS))
+        return count, maxes, open_bucket
 
     def _domain_result(
-        self,
-        d: int,
-        count: npt.NDArray[np.int64],
-        maxes: npt.NDArray[np.int64],
-        hist: npt.NDArray[np.uint32],
-        members: list[int],
-        seen: npt.NDArray[np.bool_],
+        self, d: int, tables: _Tables, open_bucket: tuple[int, int] | None, members: list[int]
     ) -> DomainResult:
         s = self._s
         info = self.registry.domains[d]
-        states = {
-            st: StateStats(
-                ns=int(s.dns[d, st]),
-                count=int(count[st]),
-                p50_ns=percentile(hist[st], 0.50, int(maxes[st])),
-                p95_ns=percentile(hist[st], 0.95, int(maxes[st])),
-                p99_ns=percentile(hist[st], 0.99, int(maxes[st])),
-                max_ns=int(maxes[st]),
-            )
-            for st in DomainState
-        }
+        dns, count, maxes = tables.dns[d], tables.count[d], tables.maxes[d]
+        states = {}
+        for st in _DOMAIN_STATES:
+            hist = s.ep_hist[d, st]
+            if open_bucket is not None and open_bucket[0] == st:
+                hist = hist.copy()
+                hist[open_bucket[1]] += 1
+            p50, p95, p99 = percentiles(hist, _QUANTILES, maxes[st])
+            states[st] = StateStats(ns=dns[st], count=count[st], p50_ns=p50, p95_ns=p95,
+                                    p99_ns=p99, max_ns=maxes[st])
         ep = int(s.ep_state[d])
         current = None if ep == _NO_STATE else DomainState(ep)
         entered = None if current is None else int(s.dlast[d] - s.ep_len[d])
+        registered = self.registry.members
         return DomainResult(
             index=d,
             key=info.key,
             name=info.name,
-            lifetime_ns=int(s.dns[d].sum()),
+            lifetime_ns=sum(dns),
             states=states,
             current_state=current,
             entered_ns=entered,
-            changes=int(count.sum()),
-            lost_intervals=int(count[DomainState.LOST]),
-            members_seen=int(seen[members].sum()) if members else 0,
+            changes=sum(count),
+            lost_intervals=count[DomainState.LOST],
+            members_seen=sum(1 for m in members if tables.seen[m]),
             members_expected=info.expected_members,
             members=tuple(
-                MemberResult(
-                    key=self.registry.members[m].key,
-                    name=self.registry.members[m].name,
-                    ns={b: int(s.mns[m, i]) for i, b in enumerate(MEMBER_BUCKETS)},
-                )
+                MemberResult(key=registered[m].key, name=registered[m].name,
+                             ns=dict(zip(MEMBER_BUCKETS, tables.mns[m], strict=True)))
                 for m in members
             ),
             tags=dict(info.tags),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class _Tables:
+    """The engine's arrays as Python lists, converted once per result."""
+
+    dns: list[list[int]]
+    count: list[list[int]]
+    maxes: list[list[int]]
+    mns: list[list[int]]
+    seen: list[bool]

@@ -36,10 +36,22 @@ def bucket_bounds(index: int) -> tuple[int, int]:
 
 def percentile(hist: npt.NDArray[np.uint32], q: float, max_value: int) -> int:
     """Nearest-rank percentile ``q`` (0..1) of the lengths counted in ``hist``."""
-    total = int(hist.sum())
+    return percentiles(hist, (q,), max_value)[0]
+
+
+def percentiles(
+    hist: npt.NDArray[np.uint32], qs: tuple[float, ...], max_value: int
+) -> tuple[int, ...]:
+    """Several nearest-rank percentiles from one pass over ``hist`` (reports want three)."""
+    if max_value <= 0:
+        return (0,) * len(qs)  # no episode, or only empty ones: nothing to look up
+    cumulative = np.cumsum(hist, dtype=np.int64)
+    total = int(cumulative[-1])
     if total == 0:
-        return 0
-    rank = max(1, int(np.ceil(q * total)))
-    index = int(np.searchsorted(np.cumsum(hist, dtype=np.int64), rank))
-    low, width = bucket_bounds(index)
-    return min(low + (width - 1) // 2, max_value)
+        return (0,) * len(qs)
+    ranks = [max(1, int(np.ceil(q * total))) for q in qs]
+    out = []
+    for index in np.searchsorted(cumulative, ranks).tolist():
+        low, width = bucket_bounds(index)
+        out.append(min(low + (width - 1) // 2, max_value))
+    return tuple(out)

@@ -152,18 +152,17 @@ def instance_name(pid: int | None = None) -> str:
 
 
 def is_stale(name: str) -> bool:
-    """True for one of our instance names whose owning process no longer exists."""
+    """True for one of our instance names whose owning process no longer exists.
+
+    ``runstate_<pid>`` (no start time) counts as stale once that pid is gone;
+    names this tool does not make are never touched.
+    """
     m = _INSTANCE_NAME.match(name)
-    if m is None:
-        return name.startswith(INSTANCE_PREFIX) and not _owner_alive_legacy(name)
-    start = process_start_ticks(int(m.group(1)))
-    return start is None or start != int(m.group(2))
-
-
-def _owner_alive_legacy(name: str) -> bool:
-    """A ``runstate_<pid>`` name without start time: alive if that pid exists."""
-    tail = name[len(INSTANCE_PREFIX):]
-    return tail.isdigit() and process_start_ticks(int(tail)) is not None
+    if m is not None:
+        start = process_start_ticks(int(m.group(1)))
+        return start is None or start != int(m.group(2))
+    tail = name[len(INSTANCE_PREFIX):] if name.startswith(INSTANCE_PREFIX) else ""
+    return tail.isdigit() and process_start_ticks(int(tail)) is None
 
 
 def list_instances(tracefs: Tracefs) -> list[str]:
@@ -195,8 +194,12 @@ def _write_quiet(path: Path, text: str) -> None:
         _write(path, text)
 
 
-def _disable_and_remove(path: Path, attempts: int = 50) -> None:
-    """Stop tracing in an instance and rmdir it, retrying while a reader still holds it."""
+def _disable_and_remove(path: Path, attempts: int = 100) -> None:
+    """Stop tracing in an instance and rmdir it, retrying while a reader still holds it.
+
+    The kernel releases a closed ``trace_pipe_raw`` a little later (tens of ms
+    were measured), so EBUSY right after closing is retried for a few seconds.
+    """
     _write_quiet(path / "tracing_on", "0")
     _write_quiet(path / "events" / "enable", "0")
     for _ in range(attempts):
@@ -209,7 +212,7 @@ def _disable_and_remove(path: Path, attempts: int = 50) -> None:
             if err.errno != errno.EBUSY:
                 raise EnvironmentProblem(f"cannot remove tracefs instance {path}: "
                                          f"{err.strerror}") from None
-            time.sleep(0.02)
+            time.sleep(0.05)
     raise EnvironmentProblem(f"cannot remove tracefs instance {path}: still busy")
 
 
@@ -362,14 +365,25 @@ class PageReader:
 
     def poll(self) -> Iterator[tuple[int, bytes]]:
         """Pages ready now; per CPU, stop at the first page that is not nearly full."""
-        for cpu, fd in self._fds.items():
-            while True:
-                page = self._read(fd)
-                if page is None:
-                    break
+        for cpu in self.cpus:
+            for page in self.poll_cpu(cpu)[0]:
                 yield cpu, page
-                if page_data_length(page) < self._threshold:
-                    break
+
+    def poll_cpu(self, cpu: int) -> tuple[list[bytes], bool]:
+        """One CPU's ready pages, and True if the buffer was empty at the end.
+
+        False means reading stopped at a partly filled page: more events may be
+        buffered, all of them later than the pages returned.
+        """
+        fd = self._fds[cpu]
+        pages: list[bytes] = []
+        while True:
+            page = self._read(fd)
+            if page is None:
+                return pages, True
+            pages.append(page)
+            if page_data_length(page) < self._threshold:
+                return pages, False
 
     def drain(self, max_pages: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
         """Everything still buffered, up to an empty read (tracing must be off)."""

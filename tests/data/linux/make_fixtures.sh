@@ -30,3 +30,9 @@ perf script -i pinned2.perf.data -F comm,pid,tid,cpu,time,event,trace --ns > pin
 perf sched timehist -i pinned2.perf.data -s > pinned2.timehist.txt 2>/dev/null || true
 # ring-buffer loss: a one-page buffer during a context-switch benchmark
 perf record -q -m 1 -k mono -e $EV -a -o lossy.perf.data -- taskset -c 1 perf bench sched pipe -l 6000 > /dev/null
+# a real QEMU/TCG VM (4 vCPUs, no disk: SeaBIOS runs on vCPU 0, the others wait for SIPI)
+qemu-system-x86_64 -name guest=rsvm,debug-threads=on -machine q35 -accel tcg,thread=multi \
+  -smp 4 -m 64 -display none -nodefaults -no-reboot -serial none -monitor none &
+QEMU=$!; sleep 1.5
+perf record -q -k mono -e $EV -a -o vm4.perf.data -- sleep 1
+kill $QEMU; wait $QEMU || true

@@ -44,17 +44,20 @@ static PyObject *failure(Views *v, Py_ssize_t n, Py_ssize_t offset, const char *
     return Py_BuildValue("(nns)", n, offset, msg);
 }
 
-/* walk(pages, page_size, times, offsets, lengths, page_info)
+/* walk(pages, page_size, times, offsets, lengths, page_info, lenient)
  *   -> (n_events, error_offset, error_message)   error_offset -1 on success
  * page_info: int64 [n_pages][3] = page timestamp, missed (0 none, -1 unknown
- * count, else count), index of the page's first event. */
+ * count, -2 page skipped as corrupt (lenient), else count), index of the
+ * page's first event.  With lenient set, a corrupt page loses its events and
+ * the walk goes on; error_offset is then the first corrupt page's offset. */
 static PyObject *walk(PyObject *self, PyObject *args) {
     PyObject *o_pages, *o_times, *o_offsets, *o_lengths, *o_info;
     Py_ssize_t page_size;
+    int lenient = 0;
     Views v;
     memset(&v, 0, sizeof v);
-    if (!PyArg_ParseTuple(args, "OnOOOO", &o_pages, &page_size, &o_times, &o_offsets,
-                          &o_lengths, &o_info))
+    if (!PyArg_ParseTuple(args, "OnOOOO|p", &o_pages, &page_size, &o_times, &o_offsets,
+                          &o_lengths, &o_info, &lenient))
         return NULL;
     if (PyObject_GetBuffer(o_pages, &v.pages, PyBUF_SIMPLE) < 0 ||
         PyObject_GetBuffer(o_times, &v.times, PyBUF_WRITABLE) < 0 ||
@@ -80,7 +83,15 @@ static PyObject *walk(PyObject *self, PyObject *args) {
     int64_t *times = (int64_t *)v.times.buf, *offsets = (int64_t *)v.offsets.buf;
     int32_t *lengths = (int32_t *)v.lengths.buf;
     int64_t *info = (int64_t *)v.info.buf;
-    Py_ssize_t n = 0;
+    Py_ssize_t n = 0, first_bad = -1;
+    const char *first_msg = "";
+
+/* a corrupt page: fail, or (lenient) drop the page's events and go on */
+#define BAD(off, msg) do { \
+        if (!lenient) return failure(&v, n, (off), (msg)); \
+        if (first_bad < 0) { first_bad = (off); first_msg = (msg); } \
+        n = info[3 * p + 2]; info[3 * p + 1] = -2; goto next_page; \
+    } while (0)
 
     for (Py_ssize_t p = 0; p < n_pages; p++) {
         const uint8_t *page = buf + p * page_size;
@@ -88,8 +99,11 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         uint64_t ts = rd64(page);
         uint64_t commit = rd64(page + 8);
         Py_ssize_t size = (Py_ssize_t)(commit & COMMIT_MASK);
+        info[3 * p] = (int64_t)ts;
+        info[3 * p + 1] = 0;
+        info[3 * p + 2] = n;
         if (size > page_size - HEADER)
-            return failure(&v, n, base + 8, "page data length exceeds the page size");
+            BAD(base + 8, "page data length exceeds the page size");
         int64_t missed = 0;
         if (commit & MISSED_EVENTS) {
             missed = -1;
@@ -103,24 +117,24 @@ static PyObject *walk(PyObject *self, PyObject *args) {
         Py_ssize_t pos = HEADER, end = HEADER + size;
         while (pos < end) {
             if (end - pos < 4)
-                return failure(&v, n, base + pos, "event header runs past the page data");
+                BAD(base + pos, "event header runs past the page data");
             uint32_t h = rd32(page + pos);
             uint32_t type_len = h & 31, delta = h >> 5;
             Py_ssize_t payload, length, next;
             if (type_len == 29) {                 /* padding */
                 if (delta == 0) break;            /* rest of the page */
                 if (end - pos < 8)
-                    return failure(&v, n, base + pos, "padding runs past the page data");
+                    BAD(base + pos, "padding runs past the page data");
                 ts += delta;
                 next = pos + 4 + (Py_ssize_t)rd32(page + pos + 4);
                 if (next <= pos || next > end)
-                    return failure(&v, n, base + pos, "bad padding length");
+                    BAD(base + pos, "bad padding length");
                 pos = next;
                 continue;
             }
             if (type_len == 30 || type_len == 31) {  /* time extend / absolute stamp */
                 if (end - pos < 8)
-                    return failure(&v, n, base + pos, "time stamp runs past the page data");
+                    BAD(base + pos, "time stamp runs past the page data");
                 uint64_t value = ((uint64_t)rd32(page + pos + 4) << 27) | delta;
                 ts = (type_len == 30) ? ts + value : (value | (ts & TS_MSB));
                 pos += 8;
@@ -128,10 +142,10 @@ static PyObject *walk(PyObject *self, PyObject *args) {
             }
             if (type_len == 0) {
                 if (end - pos < 8)
-                    return failure(&v, n, base + pos, "event length runs past the page data");
+                    BAD(base + pos, "event length runs past the page data");
                 uint32_t total = rd32(page + pos + 4);
                 if (total < 4 || (total & 3) != 0)
-                    return failure(&v, n, base + pos, "bad event length");
+                    BAD(base + pos, "bad event length");
                 payload = pos + 8;
                 length = (Py_ssize_t)total - 4;
                 next = pos + 4 + (Py_ssize_t)total;
@@ -141,19 +155,21 @@ static PyObject *walk(PyObject *self, PyObject *args) {
                 next = payload + length;
             }
             if (next > end)
-                return failure(&v, n, base + pos, "event runs past the page data");
+                BAD(base + pos, "event runs past the page data");
             ts += delta;
             if (n >= cap)
-                return failure(&v, n, base + pos, "more events than the output can hold");
+                BAD(base + pos, "more events than the output can hold");
             times[n] = (int64_t)ts;
             offsets[n] = base + payload;
             lengths[n] = (int32_t)length;
             n++;
             pos = next;
         }
+    next_page:;
     }
+#undef BAD
     release(&v);
-    return Py_BuildValue("(nns)", n, (Py_ssize_t)-1, "");
+    return Py_BuildValue("(nns)", n, first_bad, first_msg);
 }
 
 static PyMethodDef methods[] = {

@@ -13,10 +13,19 @@ fields are then gathered with numpy.  Records are time-ordered only within
 largest time seen before the previous round ended (perf's own rule), so
 memory stays bounded by about two rounds.
 
+Before conversion one scan collects thread names and thread groups (COMM and
+FORK records in time order; a thread no COMM record names gets the comm its
+switches carry) and the threads that have events (the default grouping is
+``vm`` only if a vCPU thread is among them).  That scan keeps the decoded
+events (up to ``CACHE_BYTES``) for the two passes of the analysis, and with
+them in memory each LOST record's window starts exactly at its CPU's last
+kept event.  perf's untimed end-of-run LOST_SAMPLES summaries are only counted.
+
 A file whose writer was killed keeps a zero data size in its header and no
 feature sections: the data runs to the end of the file (a partial last record
-is dropped and noted), and the formats are taken from this host's tracefs
-when the file has none (noted).
+is dropped and counted), and the formats are taken from this host's tracefs
+when the file has none (noted).  Damage elsewhere is an InputError with the
+byte offset (``--lenient`` skips and counts malformed samples).
 """
 
 from __future__ import annotations
@@ -255,12 +264,14 @@ class Layout:
 
     time: int
     cpu: int
+    #: the sample id (IDENTIFIER, else ID), or -1
+    id: int
     before_callchain: int
     callchain: bool
 
     @classmethod
     def of(cls, sample_type: int, read_format: int) -> Layout:
-        pos, time, cpu = 0, -1, -1
+        pos, time, cpu, ident = 0, -1, -1, -1
         for bit in (S_IDENTIFIER, S_IP, S_TID, S_TIME, S_ADDR, S_ID, S_STREAM_ID, S_CPU,
                     S_PERIOD):
             if sample_type & bit:
@@ -268,12 +279,14 @@ class Layout:
                     time = pos
                 elif bit == S_CPU:
                     cpu = pos
+                elif bit in (S_IDENTIFIER, S_ID) and ident < 0:
+                    ident = pos
                 pos += 8
         if sample_type & S_READ:
             if read_format & 8:
                 raise ValueError("grouped read values in samples are not supported")
             pos += 8 * (1 + bin(read_format & 0x17).count("1"))
-        return cls(time, cpu, pos, bool(sample_type & S_CALLCHAIN))
+        return cls(time, cpu, ident, pos, bool(sample_type & S_CALLCHAIN))
 
 
 def _gather(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], dtype: str
@@ -457,10 +470,15 @@ class PerfDataSource:
             return self._names
         names = TaskNames()
         names.comm.update(self.header.cmdlines)
+        side: list[SideBand] = []
         for buf, offs, types, _ in self._records():
-            for kind in (REC_COMM, REC_FORK):
-                for o in offs[types == kind].tolist():
-                    _side_band(buf, o, kind, names)
+            wanted = np.flatnonzero((types == REC_COMM) | (types == REC_FORK))
+            for o, kind in zip(offs[wanted].tolist(), types[wanted].tolist(), strict=True):
+                record = self._side_band(buf, o, kind, len(side))
+                if record is not None:
+                    side.append(record)
+        for record in sorted(side):
+            record.apply(names)
         self._naming = names
         self._scan_events()
         self._naming = None
@@ -512,8 +530,8 @@ class PerfDataSource:
             ok &= body + lay.before_callchain + 8 <= end
         body, offs, end = body[ok], offs[ok], end[ok]
         bad = int(ok.size - np.count_nonzero(ok))
-        if self._multi and offs.size:
-            ids = _u64(buf, body)
+        if self._multi and offs.size and lay.id >= 0:
+            ids = _u64(buf, body + lay.id)
             keep = np.isin(ids, np.array(list(self._raw_ids()), dtype=np.int64))
             body, offs, end = body[keep], offs[keep], end[keep]
         raw_at = body + lay.before_callchain
@@ -634,6 +652,23 @@ class PerfDataSource:
                 self._untimed += loss.count or 1
         return placed
 
+    def _side_band(self, buf: npt.NDArray[np.uint8], o: int, kind: int, seq: int
+                   ) -> SideBand | None:
+        """Decode a COMM (name) or FORK (thread group) record."""
+        size = int(buf[o + 6]) | int(buf[o + 7]) << 8
+        body = bytes(buf[o + 8:o + size])
+        if kind == REC_COMM and len(body) > 8:
+            pid, tid = struct.unpack_from("<II", body)
+            comm = body[8:].split(b"\0", 1)[0].decode("utf-8", "replace")
+            t = 0
+            if self._trailer is not None and self._trailer[0]:
+                t = int(struct.unpack_from("<q", body, len(body) - self._trailer[0])[0])
+            return SideBand(t, seq, kind, tid, pid, -1, comm)
+        if kind == REC_FORK and len(body) >= 24:
+            pid, _, tid, ptid, t = struct.unpack_from("<IIIIq", body)
+            return SideBand(t, seq, kind, tid, pid, ptid, "")
+        return None
+
     def _name_from_raw(self, buf: npt.NDArray[np.uint8], raw: npt.NDArray[np.int64],
                        pids: npt.NDArray[np.int64], fmt: EventFormat, field_name: str) -> None:
         """Name threads no COMM record named (started before perf, never exec'd)."""
@@ -680,21 +715,26 @@ def _trailer_layout(sample_type: int) -> tuple[int, int]:
     return t_at, cpu_at
 
 
-def _side_band(buf: npt.NDArray[np.uint8], o: int, kind: int, names: TaskNames) -> None:
-    """COMM (names) and FORK (thread groups) records."""
-    size = int(buf[o + 6]) | int(buf[o + 7]) << 8
-    body = bytes(buf[o + 8:o + size])
-    if kind == REC_COMM and len(body) > 8:
-        pid, tid = struct.unpack_from("<II", body)
-        comm = body[8:].split(b"\0", 1)[0].decode("utf-8", "replace")
-        names.comm[tid] = comm
-        names.tgid[tid] = pid
-    elif kind == REC_FORK and len(body) >= 16:
-        pid, _, tid, ptid = struct.unpack_from("<IIII", body)
-        names.tgid[tid] = pid
-        parent = names.comm.get(ptid)
+@dataclass(frozen=True, slots=True, order=True)
+class SideBand:
+    """A COMM or FORK record, applied in time order (file order is per CPU only)."""
+
+    time: int
+    seq: int
+    kind: int
+    tid: int
+    pid: int
+    parent: int
+    comm: str
+
+    def apply(self, names: TaskNames) -> None:
+        names.tgid[self.tid] = self.pid
+        if self.kind == REC_COMM:
+            names.comm[self.tid] = self.comm
+            return
+        parent = names.comm.get(self.parent)
         if parent is not None:
-            names.comm.setdefault(tid, parent)
+            names.comm.setdefault(self.tid, parent)
 
 
 def _slice(ev: SchedEvents, start: int, stop: int) -> SchedEvents:

@@ -18,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO
 
+import numpy as np
+
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
@@ -81,7 +83,7 @@ def time_ns(secs: str, frac: str) -> int:
 
 @dataclass(slots=True)
 class TextTable:
-    """Columns of a decoded text trace, filled line by line."""
+    """Columns of a decoded text trace, filled line by line, kept as numpy chunks."""
 
     time: list[int] = field(default_factory=list)
     cpu: list[int] = field(default_factory=list)
@@ -92,7 +94,9 @@ class TextTable:
     #: (index of the next event, loss) for each lost-events line
     losses: list[tuple[int, LostEvents]] = field(default_factory=list)
     names: TaskNames = field(default_factory=TaskNames)
-    cpus: set[int] = field(default_factory=set)
+    frozen: list[SchedEvents] = field(default_factory=list)
+    n_frozen: int = 0
+    events: SchedEvents | None = None
 
     def add(self, t: int, cpu: int, kind: int, pid: int, other: int, pstate: int) -> None:
         self.time.append(t)
@@ -101,26 +105,71 @@ class TextTable:
         self.pid.append(pid)
         self.other.append(other)
         self.pstate.append(pstate)
-        self.cpus.add(cpu)
+        if len(self.time) >= 1 << 16:
+            self._freeze()
+
+    @property
+    def count(self) -> int:
+        return self.n_frozen + len(self.time)
+
+    @property
+    def last_time(self) -> int:
+        if self.time:
+            return self.time[-1]
+        return int(self.frozen[-1].time[-1]) if self.frozen else 0
+
+    def _freeze(self) -> None:
+        """Move the Python lists into compact numpy columns (about 29 bytes per event)."""
+        if self.time:
+            self.frozen.append(SchedEvents.from_columns(self.time, self.cpu, self.kind,
+                                                        self.pid, self.other, self.pstate))
+            self.n_frozen += len(self.time)
+            for column in (self.time, self.cpu, self.kind, self.pid, self.other, self.pstate):
+                column.clear()
+
+    def finish(self) -> SchedEvents:
+        if self.events is None:
+            self._freeze()
+            self.events = SchedEvents.concat(self.frozen)
+            self.frozen = []
+        return self.events
+
+    def active(self) -> set[int]:
+        ev = self.finish()
+        return set(np.unique(np.concatenate([ev.pid, ev.other_pid])).tolist())
 
     def chunks(self, rows: int) -> Iterator[SchedEvents | LostEvents]:
-        losses = iter(self.losses)
+        ev = self.finish()
+        # each loss goes where its window begins (the whole table is in memory)
+        windows = [_loss_window(ev, i, loss) for i, loss in self.losses]
+        placed = sorted(((int(np.searchsorted(ev.time, w.begin_ns, "right")), w)
+                         for w in windows), key=lambda p: p[0])
+        losses = iter(placed)
         pending = next(losses, None)
-        start, n = 0, len(self.time)
+        start, n = 0, len(ev)
         while start < n or pending is not None:
             stop = min(n, start + rows)
             if pending is not None and pending[0] < stop:
                 stop = pending[0]
             if stop > start:
-                yield SchedEvents.from_columns(
-                    self.time[start:stop], self.cpu[start:stop], self.kind[start:stop],
-                    self.pid[start:stop], self.other[start:stop], self.pstate[start:stop])
-            if pending is not None and pending[0] <= stop:
+                yield ev.take(np.arange(start, stop))
+            while pending is not None and pending[0] <= stop:
                 yield pending[1]
                 pending = next(losses, None)
             if stop >= n and pending is None:
                 break
             start = stop
+
+
+def _loss_window(ev: SchedEvents, index: int, loss: LostEvents) -> LostEvents:
+    """A text loss note sits where its CPU resumed: the window is from that CPU's
+    last event before the note to its first event after it."""
+    on_cpu = np.flatnonzero(ev.cpu == loss.cpu)
+    at = int(np.searchsorted(on_cpu, index))
+    begin = int(ev.time[on_cpu[at - 1]]) if at > 0 else loss.begin_ns
+    after = on_cpu[at] if at < on_cpu.shape[0] else min(index, len(ev) - 1)
+    end = int(ev.time[after]) if len(ev) else begin
+    return LostEvents(loss.cpu, min(begin, end), max(begin, end), loss.count)
 
 
 class TextParseError(Exception):
@@ -163,8 +212,8 @@ def add_lost(table: TextTable, line: str) -> bool:
     m = _LOST.match(line)
     if m is None:
         return False
-    t = table.time[-1] if table.time else 0
-    table.losses.append((len(table.time), LostEvents(int(m["cpu"]), t, t, int(m["n"]))))
+    t = table.last_time
+    table.losses.append((table.count, LostEvents(int(m["cpu"]), t, t, int(m["n"]))))
     return True
 
 
@@ -186,7 +235,7 @@ class TextSchedSource:
         table = self._load()
         self.info.anomalies.clear()
         self.info.initial_states.clear()
-        active = set(table.pid) | set(table.other)
+        active = table.active()
         yield from sched_batches(self.path, table.chunks(self._options.chunk_rows),
                                  table.names, self.registry, self.info, self._options,
                                  n_cpus=None, active=active)
@@ -196,6 +245,7 @@ class TextSchedSource:
             table = TextTable()
             with self._open() as text:
                 self._parse(text, table)
+            table.finish()
             self._table = table
             self._stream = None
         return self._table

@@ -271,6 +271,8 @@ class RecordingSource:
         self._names: TaskNames | None = None
         self._losses: list[LossWindow] = []
         self._unknown = 0
+        self._damage = {"corrupt_pages": 0, "events_out_of_order_dropped": 0,
+                        "truncated_bytes": 0}
         #: with a pid filter: the filtered threads and their forked descendants
         self._keep: set[int] | None = None
 
@@ -319,9 +321,12 @@ class RecordingSource:
         """The decoded events alone, merged by time (no loss markers)."""
         return merge_streams(self._cpu_events(cpu) for cpu in self.meta.cpus)
 
+    def _stream(self, cpu: int) -> PageStreamDecoder:
+        return PageStreamDecoder(self._decoder, self.meta.page_size, cpu, self.cpu_file(cpu),
+                                 self.meta.start_ns, lenient=self._options.lenient)
+
     def _cpu_events(self, cpu: int) -> Iterator[SchedEvents]:
-        stream = PageStreamDecoder(self._decoder, self.meta.page_size, cpu, self.cpu_file(cpu),
-                                   self.meta.start_ns)
+        stream = self._stream(cpu)
         for offset, pages in self._chunks(cpu):
             chunk = stream.decode(pages, offset)
             if len(chunk.events):
@@ -353,11 +358,15 @@ class RecordingSource:
         forks: list[tuple[int, int]] = []
         losses: list[LossWindow] = []
         for cpu in self.meta.cpus:
-            stream = PageStreamDecoder(self._decoder, self.meta.page_size, cpu,
-                                       self.cpu_file(cpu), self.meta.start_ns)
+            stream = self._stream(cpu)
             located = 0
+            truncated = False
             for offset, pages in self._chunks(cpu):
                 chunk = stream.decode(pages, offset)
+                truncated = truncated or chunk.truncated_bytes > 0
+                self._damage["corrupt_pages"] += chunk.corrupt_pages
+                self._damage["events_out_of_order_dropped"] += chunk.dropped_backwards
+                self._damage["truncated_bytes"] += chunk.truncated_bytes
                 for tid, comm in chunk.comms.items():
                     seen.setdefault(tid, comm)
                 fork = chunk.events.kind == int(SchedKind.FORK)
@@ -366,6 +375,7 @@ class RecordingSource:
                 losses.extend(chunk.losses)
                 located += sum(w.count for w in chunk.losses if w.count > 0)
                 self._unknown += chunk.unknown
+            losses.extend(stream.finish(self.meta.stop_ns, truncated))
             losses.extend(self._unlocated(cpu, located, losses))
         for tid, comm in seen.items():
             names.comm.setdefault(tid, comm)
@@ -388,7 +398,13 @@ class RecordingSource:
 
     def _note_losses(self) -> None:
         if self._unknown:
-            self.info.count("unknown_event_ids", self._unknown)
+            self.info.count("events_skipped", self._unknown)
+            if self._options.strict:
+                raise InputError(self.path, f"{self._unknown} events of unknown type or damaged "
+                                 "(--strict makes anomalies fatal)")
+        for name, n in self._damage.items():
+            if n:
+                self.info.count(name, n)
         for cpu, stats in sorted(self.meta.cpu_stats.items()):
             lost = stats.get("overrun", 0) + stats.get("commit_overrun", 0) \
                 + stats.get("dropped", 0)

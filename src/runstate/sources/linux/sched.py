@@ -12,21 +12,33 @@ feeds them to a :class:`SchedConverter`, which yields
   wakeup of a running or runnable task changes nothing.
 * A task's state before its first event is what that event implies.
 * The idle task (pid 0) of each CPU is no group's member; instead CPU ``c`` is
-  member ``cpuC`` of the host-idle domain, running while the CPU is idle.
+  member ``c`` (named ``cpuC``) of the host-idle domain (key ``host-idle``, tag
+  ``kind=host-idle``), running while the CPU is idle, blocked otherwise.
 
 Chain check: every switch's prev must be the previous switch's next on that
 CPU.  ftrace and perf silently lose some switches; when P switches out on CPU
 c while ``curr[c]`` is Q, the converter inserts the missing ``Q -> P`` switch at
-``max(last switch on c, last wakeup of P) + 1``.  That is provable for P; for
-Q only when Q is the idle task (its successor on the CPU tells the rest).  A
-grouped Q's state after the lost switch is unknown, so that span becomes a
-lost-data window and Q's next event tells its state again.
+``max(last switch on c, last wakeup of P) + 1`` (``chain_repairs``):
+
+* P was woken since it last blocked: its switch-in is placed right after the
+  later of its wakeup and the CPU's last switch.  If its wakeup was lost too,
+  it is placed after the CPU's last switch, the earliest it could have run
+  (``switch_in_time_unknown``: an upper bound of its running time).
+* Q is the idle task, or has passed ``sched_process_exit``: its new state is
+  known (idle / gone).  Otherwise Q's state after the lost switch is told by
+  Q's next event (a wakeup: it had blocked; a switch-in: it was runnable); the
+  rows from that point are held back until then, for at most
+  ``MAX_HELD_CHUNKS`` chunks, after which Q is taken as blocked
+  (``chain_repairs_unproven``).
+* A task switched in on one CPU while current on another left the first
+  unseen; the first CPU's next switch is then no break.
 
 Ring-buffer loss (:class:`LostEvents`) becomes a lost-data window; afterwards
 every task's state is inferred afresh from its next event.
 
 Rows a repair or loss inserts in the past are merged in by a stable sort of
-the chunk's output; they are never placed before rows already yielded.
+the chunk's output; they are never placed before rows already yielded (a
+loss that began earlier is shortened and counted: ``loss_window_clamped``).
 """
 
 from __future__ import annotations

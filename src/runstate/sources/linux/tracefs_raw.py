@@ -30,6 +30,8 @@ from runstate.sources.linux.schedevents import SchedEvents, SchedKind
 from runstate.sources.linux.tpformat import EventFormat, Field
 
 PAGE_HEADER_BYTES = 16
+#: the kernel's PID_MAX_LIMIT on 64-bit: a larger pid means a damaged payload
+PID_MAX_LIMIT = 1 << 22
 #: smallest data event: 4-byte header + 4-byte payload
 _MIN_EVENT_BYTES = 8
 
@@ -90,8 +92,14 @@ class DecodedChunk:
     losses: list[LossWindow]
     #: tid -> comm seen in this chunk
     comms: dict[int, str]
-    #: events whose id is not one of the known tracepoints
+    #: events skipped: an id that is not one of the known tracepoints, or (lenient)
+    #: a damaged payload
     unknown: int
+    #: lenient reading: pages skipped as corrupt, events dropped for going back in time,
+    #: bytes of a trailing partial page
+    corrupt_pages: int = 0
+    dropped_backwards: int = 0
+    truncated_bytes: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,8 +140,10 @@ class SchedDecoder:
 
     def decode(self, data: npt.NDArray[np.uint8], times: npt.NDArray[np.int64],
                offsets: npt.NDArray[np.int64], lengths: npt.NDArray[np.int32], cpu: int,
-               path: str, file_offset: int) -> tuple[SchedEvents, dict[int, str], int]:
-        """Decode events at ``offsets`` of ``data``; returns events, comms, unknown count."""
+               path: str, file_offset: int, lenient: bool = False
+               ) -> tuple[SchedEvents, dict[int, str], int]:
+        """Decode events at ``offsets`` of ``data``; returns events, comms, and the count
+        of events skipped (unknown type, or with ``lenient`` a damaged payload)."""
         short = lengths < 2
         if short.any():
             bad = int(np.argmax(short))
@@ -166,6 +176,15 @@ class SchedDecoder:
                 state[rows] = _gather(data, at, ex.state)
             for pid_field, comm_field in ex.comms:
                 _collect_comms(data, at, lengths[rows], pid_field, comm_field, comms)
+        damaged = keep & ((pid < 0) | (pid > PID_MAX_LIMIT) | (other < -1)
+                          | (other > PID_MAX_LIMIT))
+        if damaged.any():
+            if not lenient:
+                bad = int(np.argmax(damaged))
+                raise InputError(path, f"damaged event: pid {int(pid[bad])} / "
+                                 f"{int(other[bad])} out of range",
+                                 offset=file_offset + int(offsets[bad]))
+            keep &= ~damaged
         unknown = int(len(times) - int(keep.sum()))
         idx = np.flatnonzero(keep)
         events = SchedEvents.from_columns(times[idx], np.full(len(idx), cpu, dtype=np.int32),
@@ -239,72 +258,110 @@ class PageStreamDecoder:
     """
 
     def __init__(self, decoder: SchedDecoder, page_size: int, cpu: int, path: str,
-                 start_ns: int | None = None) -> None:
+                 start_ns: int | None = None, lenient: bool = False) -> None:
         if page_size <= PAGE_HEADER_BYTES:
             raise ValueError("page size too small")
+        self.lenient = lenient
         self.decoder = decoder
         self.page_size = page_size
         self.cpu = cpu
         self.path = path
         self._start_ns = start_ns
         self._last_event: int | None = None
+        #: start of a loss whose end is the next event (after a corrupt page)
+        self._open_loss: int | None = None
 
     def decode(self, pages: bytes, file_offset: int) -> DecodedChunk:
-        """Decode whole pages read from ``file_offset`` of the CPU's file."""
-        times, offsets, lengths, info = self.walk(pages, file_offset)
+        """Decode whole pages read from ``file_offset`` of the CPU's file.
+
+        Lenient: a trailing partial page is ignored, corrupt pages become loss
+        windows, and events older than their CPU's latest are dropped; all counted.
+        """
+        whole = len(pages) - len(pages) % self.page_size
+        truncated = len(pages) - whole
+        if truncated and not self.lenient:
+            raise InputError(self.path, "file ends inside a page (truncated recording?)",
+                             offset=file_offset + whole)
+        pages = pages[:whole]
+        times, offsets, lengths, info = walk_pages(pages, self.page_size, self.path,
+                                                   file_offset, self.lenient)
         losses = self._losses(times, info)
-        self._check_order(times, offsets, file_offset)
+        keep = self._check_order(times, offsets, file_offset)
+        dropped = 0
+        if keep is not None:
+            dropped = len(times) - len(keep)
+            times, offsets, lengths = times[keep], offsets[keep], lengths[keep]
         data = np.frombuffer(pages, dtype=np.uint8)
         events, comms, unknown = self.decoder.decode(data, times, offsets, lengths, self.cpu,
-                                                     self.path, file_offset)
-        return DecodedChunk(events, losses, comms, unknown)
+                                                     self.path, file_offset, self.lenient)
+        return DecodedChunk(events, losses, comms, unknown,
+                            corrupt_pages=int((info[:, 1] == -2).sum()),
+                            dropped_backwards=dropped, truncated_bytes=truncated)
 
-    def scan_losses(self, pages: bytes, file_offset: int) -> list[LossWindow]:
-        """Only the loss windows (no payload decoding): a cheap first pass."""
-        times, offsets, _, info = self.walk(pages, file_offset)
-        losses = self._losses(times, info)
-        self._check_order(times, offsets, file_offset)
-        return losses
-
-    def walk(self, pages: bytes, file_offset: int) -> tuple[
-            npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.int32],
-            npt.NDArray[np.int64]]:
-        n_pages = len(pages) // self.page_size
-        if n_pages * self.page_size != len(pages):
-            raise InputError(self.path, "file ends inside a page (truncated recording?)",
-                             offset=file_offset + n_pages * self.page_size)
-        return walk_pages(pages, self.page_size, self.path, file_offset)
+    @property
+    def last_event_ns(self) -> int | None:
+        return self._last_event
 
     def _losses(self, times: npt.NDArray[np.int64],
                 info: npt.NDArray[np.int64]) -> list[LossWindow]:
         losses = []
+        if self._open_loss is not None and len(times):
+            start = min(self._open_loss, int(times[0]))
+            losses.append(LossWindow(self.cpu, start, int(times[0]), -1))
+            self._open_loss = None
         for page in np.flatnonzero(info[:, 1] != 0).tolist():
             first = int(info[page, 2])
-            end = int(times[first]) if first < len(times) else int(info[page, 0])
             prior = int(times[first - 1]) if first > 0 else self._last_event
             if prior is None:
                 prior = self._start_ns
+            corrupt = int(info[page, 1]) == -2
+            if first >= len(times) and corrupt:
+                # a corrupt page's own timestamp is not to be trusted: the loss
+                # ends at the next good event (or the end of the recording)
+                if self._open_loss is None:
+                    self._open_loss = prior if prior is not None else 0
+                continue
+            end = int(times[first]) if first < len(times) else int(info[page, 0])
             start = min(prior, end) if prior is not None else end
-            losses.append(LossWindow(self.cpu, start, end, int(info[page, 1])))
+            losses.append(LossWindow(self.cpu, start, end, -1 if corrupt
+                                     else int(info[page, 1])))
         return losses
 
+    def finish(self, stop_ns: int, truncated: bool = False) -> list[LossWindow]:
+        """A loss still open at the end of the file (corrupt or truncated tail)."""
+        start = self._open_loss
+        if truncated and start is None:
+            start = self._last_event if self._last_event is not None else self._start_ns
+        self._open_loss = None
+        if start is None:
+            return []
+        return [LossWindow(self.cpu, min(start, stop_ns), stop_ns, -1)]
+
     def _check_order(self, times: npt.NDArray[np.int64], offsets: npt.NDArray[np.int64],
-                     file_offset: int) -> None:
-        """Per-CPU time must not go backwards, or the merge would be wrong."""
+                     file_offset: int) -> npt.NDArray[np.intp] | None:
+        """Per-CPU time must not go backwards, or the merge would be wrong.
+
+        Returns None if all is in order, else (lenient) the rows to keep.
+        """
         if not len(times):
-            return
-        back = np.flatnonzero(np.diff(times) < 0) + 1
-        if self._last_event is not None and int(times[0]) < self._last_event:
-            back = np.concatenate([[0], back])
-        if len(back):
-            bad = int(back[0])
+            return None
+        floor = self._last_event if self._last_event is not None else int(times[0])
+        running = np.maximum.accumulate(np.concatenate([[floor], times]))[:-1]
+        back = np.flatnonzero(times < running)
+        if not len(back):
+            self._last_event = int(times[-1])
+            return None
+        if not self.lenient:
             raise InputError(self.path, f"time goes backwards on cpu {self.cpu}",
-                             offset=file_offset + int(offsets[bad]))
-        self._last_event = int(times[-1])
+                             offset=file_offset + int(offsets[int(back[0])]))
+        keep = np.flatnonzero(times >= running)
+        if len(keep):
+            self._last_event = max(floor, int(times[keep[-1]]))
+        return keep
 
 
-def walk_pages(pages: bytes, page_size: int, path: str, file_offset: int
-               ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
+def walk_pages(pages: bytes, page_size: int, path: str, file_offset: int,
+               lenient: bool = False) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64],
                           npt.NDArray[np.int32], npt.NDArray[np.int64]]:
     """Times, payload offsets and lengths of every data event, and per-page info rows."""
     n_pages = len(pages) // page_size
@@ -313,8 +370,8 @@ def walk_pages(pages: bytes, page_size: int, path: str, file_offset: int
     offsets = np.empty(cap, dtype=np.int64)
     lengths = np.empty(cap, dtype=np.int32)
     info = np.empty((n_pages, 3), dtype=np.int64)
-    n, err_offset, message = walk(pages, page_size, times, offsets, lengths, info)
-    if err_offset >= 0:
+    n, err_offset, message = walk(pages, page_size, times, offsets, lengths, info, lenient)
+    if err_offset >= 0 and not lenient:
         raise InputError(path, message, offset=file_offset + err_offset)
     return times[:n], offsets[:n], lengths[:n], info
 
