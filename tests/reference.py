@@ -222,7 +222,7 @@ def _apply(
         count["events_in_loss_windows"] += 1
     elif cur != old:
         count["old_state_mismatch"] += 1
-    if new == cur:
+    if new == cur and old != new:
         count["no_change_events"] += 1
     replay.states[m] = new
 

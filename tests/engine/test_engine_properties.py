@@ -22,8 +22,10 @@ from tests.engine.streams import (
 )
 from tests.reference import Row, run_reference
 
-SETTINGS = settings(max_examples=800, deadline=None,
-                    suppress_health_check=[HealthCheck.too_slow])
+# new random draws on every run; a failure is replayed from .hypothesis/ and printed
+_QUIET = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example]
+SETTINGS = settings(max_examples=800, deadline=None, suppress_health_check=_QUIET)
+SMALLER = settings(max_examples=300, deadline=None, suppress_health_check=_QUIET)
 
 
 def _analyze(stream: Stream, *, one_pass: bool, cuts: list[int] | None = None) -> RunResult:
@@ -52,7 +54,7 @@ def test_one_pass_matches_reference(stream: Stream) -> None:
     assert_conserved(result)
 
 
-@settings(max_examples=300, deadline=None)
+@SMALLER
 @given(streams(), st.lists(st.integers(1, 80), max_size=12), st.booleans())
 def test_chunking_does_not_change_anything(stream: Stream, cuts: list[int],
                                            one_pass: bool) -> None:
@@ -62,7 +64,7 @@ def test_chunking_does_not_change_anything(stream: Stream, cuts: list[int],
     assert singles == whole
 
 
-@settings(max_examples=300, deadline=None)
+@SMALLER
 @given(streams(), st.lists(st.integers(0, 6000), min_size=1, max_size=5), st.booleans())
 def test_snapshots_equal_fresh_runs_and_change_nothing(stream: Stream, offsets: list[int],
                                                        one_pass: bool) -> None:
@@ -100,7 +102,7 @@ def test_snapshots_equal_fresh_runs_and_change_nothing(stream: Stream, offsets: 
     assert_matches(final, want)
 
 
-@settings(max_examples=300, deadline=None)
+@SMALLER
 @given(streams(), st.booleans())
 def test_members_registered_while_reading(stream: Stream, one_pass: bool) -> None:
     source = GrowingSource(stream, rereadable=not one_pass)

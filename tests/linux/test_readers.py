@@ -288,3 +288,18 @@ def test_pipe_mode_perf_data_is_refused(tmp_path):
     f.write_bytes(b"PERFILE2" + (16).to_bytes(8, "little") + bytes(64))
     with pytest.raises(InputError, match="pipe-mode"):
         run(f)
+
+
+def test_per_task_recording_is_flagged(tmp_path):
+    """perf record without -a: say that the figures are estimates."""
+    if shutil.which("perf") is None or os.geteuid() != 0:
+        pytest.skip("needs perf and root")
+    f = tmp_path / "task.data"
+    proc = subprocess.run(["perf", "record", "-q", "-k", "mono", "-e",
+                           "sched:sched_switch,sched:sched_wakeup,sched:sched_wakeup_new",
+                           "-o", str(f), "--", "sleep", "0.05"], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip("perf record not permitted here")
+    result, src = run(f)
+    assert any("no -a" in n for n in src.info.notes)
+    assert not [d for d in result.domains if d.tags.get("kind") == "host-idle"]

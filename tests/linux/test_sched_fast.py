@@ -56,21 +56,26 @@ def random_stream(seed: int, n: int = 4000, n_cpus: int = 3):
     return items, names
 
 
-def convert(items, names, reference, group):
+def convert(items, names, reference, group, filtered=False):
     reg, info = Registry(), SourceInfo(format="t", path="t")
     batches = list(sched_batches("t", items, names, reg, info, ReadOptions(group=group),
-                                 reference=reference))
+                                 reference=reference, filtered=filtered))
     rows = [tuple(int(x) for x in r) for b in batches
             for r in zip(b.time, b.member, b.old_state, b.new_state, strict=True)]
     return rows, dict(info.anomalies), [(m.key, m.domain) for m in reg.members]
 
 
 @pytest.mark.parametrize("seed", range(12))
-@pytest.mark.parametrize("group", ["process", "thread"])
-def test_c_kernel_matches_reference(seed, group):
+@pytest.mark.parametrize("group", ["process", "thread", "filtered"])
+def test_c_kernel_matches_reference(seed, group, tmp_path):
     items, names = random_stream(seed)
-    ref = convert(items, names, True, group)
-    fast = convert(items, names, False, group)
+    filtered = group == "filtered"
+    if filtered:
+        f = tmp_path / "g.json"
+        f.write_text('{"some": [100, 101, 102, 103]}')
+        group = str(f)
+    ref = convert(items, names, True, group, filtered)
+    fast = convert(items, names, False, group, filtered)
     assert fast[2] == ref[2]
     assert fast[1] == ref[1]
     assert fast[0] == ref[0]

@@ -204,7 +204,9 @@ static void member_event(Kernel *k, Py_ssize_t m, int64_t t, int old, int new)
     } else if (cur != old) {
         k->g[G_MISMATCH] += 1;
     }
-    if (new == cur)
+    /* a row that declares old == new only asserts the state (e.g. Xen's
+     * continue-running); one that declares a change which changes nothing is odd */
+    if (new == cur && old != new)
         k->g[G_NO_CHANGE] += 1;
     set_member_state(k, m, cur, new);
 }

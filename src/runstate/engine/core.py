@@ -150,8 +150,6 @@ class Engine:
         self._next_boundary: int | None = None
         self._interval_base = np.zeros((0, N_STATES), np.int64)
         self._resolve_flat: npt.NDArray[np.int8] | None = None
-        #: latest time fed or advanced to; later input must not precede it
-        self._clock: int | None = None
         if start_ns is not None:
             self._begin(start_ns)
 
@@ -261,7 +259,6 @@ class Engine:
 
     def _close(self, t: int) -> None:
         _kernel.close_all(self._s.as_tuple(), t)
-        self._clock = t if self._clock is None else max(self._clock, t)
         if t > int(self._s.g[G_LAST_TIME]):
             self._s.g[G_LAST_TIME] = t
 

@@ -13,7 +13,7 @@
  *         over from the previous call; new rows are appended.
  * counters: (count i64[N], first_time i64[N], globals i64[4]) globals:
  *         [0] last time, [1] floor (rows may not precede it), [2] switches,
- *         [3] number of open deferred rows.
+ *         [3] number of open deferred rows, [4] 1 for a pid-filtered trace.
  *
  * Returns the number of rows in out, or raises if out is too small (the
  * caller sizes it at carried + 4 rows per event).  The rules and their reasons
@@ -31,7 +31,7 @@ enum {
     C_BREAKS, C_REPAIRS, C_UNPROVEN, C_OUT_NOT_RUNNING, C_IN_NOT_RUNNABLE,
     C_WAKEUP_RUNNING, C_AFTER_EXIT, C_BACKWARDS, C_START_UNKNOWN, N_COUNTERS
 };
-enum { G_LAST, G_FLOOR, G_SWITCHES, G_OPEN };
+enum { G_LAST, G_FLOOR, G_SWITCHES, G_OPEN, G_FILTERED, N_G };
 
 typedef struct {
     const int64_t *time;
@@ -140,7 +140,7 @@ static int wake(W *w, Py_ssize_t task, int64_t t, int new_task)
     return 0;
 }
 
-static int defer(W *w, Py_ssize_t task, int64_t at)
+static int defer(W *w, Py_ssize_t task, int64_t at, int count)
 {
     if (w->deferred[task] >= 0) {
         w->onew[w->deferred[task]] = BLOCKED;
@@ -150,7 +150,8 @@ static int defer(W *w, Py_ssize_t task, int64_t at)
     }
     w->state[task] = UNKNOWN;
     if (!w->grouped[task]) {
-        bump(w, C_REPAIRS, at);
+        if (count)
+            bump(w, C_REPAIRS, at);
         return 0;
     }
     w->deferred[task] = w->n_out;
@@ -160,7 +161,11 @@ static int defer(W *w, Py_ssize_t task, int64_t at)
 
 static int repair(W *w, Py_ssize_t c, int64_t cur, Py_ssize_t prev, int64_t t)
 {
-    bump(w, C_BREAKS, t);
+    /* a pid-filtered trace misses the switches between untraced tasks: only
+     * breaks that a traced task reveals are anomalies there */
+    int count = !w->g[G_FILTERED] || w->grouped[prev];
+    if (count)
+        bump(w, C_BREAKS, t);
     int64_t at = w->last_switch[c] + 1;
     if (w->wakeup[prev] != INT64_MIN && w->wakeup[prev] + 1 > at)
         at = w->wakeup[prev] + 1;
@@ -170,19 +175,22 @@ static int repair(W *w, Py_ssize_t c, int64_t cur, Py_ssize_t prev, int64_t t)
         at = t;
     int rc = 0;
     if (cur == VACATED) {
-        bump(w, C_REPAIRS, t);
+        if (count)
+            bump(w, C_REPAIRS, t);
     } else if (cur == w->idle[c]) {
-        bump(w, C_REPAIRS, t);
+        if (count)
+            bump(w, C_REPAIRS, t);
         rc = transition(w, (Py_ssize_t)cur, at, RUNNING, BLOCKED);
     } else if (w->exiting[cur]) {
-        bump(w, C_REPAIRS, t);
+        if (count)
+            bump(w, C_REPAIRS, t);
         rc = transition(w, (Py_ssize_t)cur, at, RUNNING, ABSENT);
     } else {
-        rc = defer(w, (Py_ssize_t)cur, at);
+        rc = defer(w, (Py_ssize_t)cur, at, count);
     }
     if (rc < 0)
         return rc;
-    if (prev != w->idle[c] && w->state[prev] == BLOCKED) {
+    if (count && prev != w->idle[c] && w->state[prev] == BLOCKED) {
         /* its wakeup was lost too: it ran from some unknown time after `at` */
         bump(w, C_START_UNKNOWN, t);
     }
@@ -335,7 +343,7 @@ static PyObject *walk(PyObject *self, PyObject *args)
     GET(w.first, counters, 1, 8, &m, 1);
     if (m < N_COUNTERS) goto short_arr;
     GET(w.g, counters, 2, 8, &m, 1);
-    if (m < 4) goto short_arr;
+    if (m < N_G) goto short_arr;
     if (start < 0 || start > w.cap_out) {
         PyErr_SetString(PyExc_ValueError, "bad carried row count");
         goto fail;

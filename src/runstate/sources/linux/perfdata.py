@@ -67,7 +67,7 @@ REC_FINISHED_ROUND, REC_COMPRESSED = 68, 81
 S_IP, S_TID, S_TIME, S_ADDR, S_READ, S_CALLCHAIN, S_ID, S_CPU = 1, 2, 4, 8, 16, 32, 64, 128
 S_PERIOD, S_STREAM_ID, S_RAW, S_IDENTIFIER = 256, 512, 1024, 1 << 16
 # features
-FEAT_TRACING_DATA, FEAT_NRCPUS = 1, 7
+FEAT_TRACING_DATA, FEAT_NRCPUS, FEAT_CMDLINE = 1, 7, 11
 PERF_TYPE_TRACEPOINT = 2
 _CLOCKS = {0: "realtime", 1: "mono", 4: "mono_raw", 7: "boot", 11: "tai"}
 _KINDS = {"sched_switch": SchedKind.SWITCH, "sched_wakeup": SchedKind.WAKEUP,
@@ -84,6 +84,7 @@ class Attr:
     sample_id_all: bool
     clock: str
     ids: tuple[int, ...]
+    enable_on_exec: bool = False
 
 
 @dataclass(slots=True)
@@ -95,6 +96,42 @@ class Header:
     formats: dict[int, EventFormat] = field(default_factory=dict)
     cmdlines: dict[int, str] = field(default_factory=dict)
     n_cpus: int | None = None
+    #: perf's own command line (HEADER_CMDLINE), if recorded
+    cmdline: list[str] | None = None
+
+
+def _strings(blob: bytes) -> list[str] | None:
+    """A perf header string list: u32 count, then (u32 length, padded text) each."""
+    try:
+        count = struct.unpack_from("<I", blob)[0]
+        pos, out = 4, []
+        for _ in range(min(count, 4096)):
+            length = struct.unpack_from("<I", blob, pos)[0]
+            out.append(blob[pos + 4:pos + 4 + length].split(b"\0", 1)[0]
+                       .decode("utf-8", "replace"))
+            pos += 4 + length
+        return out
+    except struct.error:
+        return None
+
+
+def system_wide(cmdline: list[str] | None, attrs: list[Attr]) -> bool:
+    """Whether perf traced every task (-a / -C), judged from its command line.
+
+    Without a command line: a per-task recording of a started workload has
+    enable_on_exec set; anything else is taken as system-wide.
+    """
+    if cmdline is None:
+        return not any(a.enable_on_exec for a in attrs)
+    for arg in cmdline[1:]:
+        if arg == "--":
+            break
+        if arg in ("-a", "--all-cpus") or arg.startswith(("-C", "--cpu")):
+            return True
+        if arg.startswith("-") and not arg.startswith("--") and arg[1:].isalpha() \
+                and "a" in arg[1:]:
+            return True
+    return False
 
 
 class _Fail(Exception):
@@ -150,7 +187,7 @@ def _read_attrs(path: str, f: IO[bytes], off: int, size: int, entry: int,
         ids = struct.unpack(f"<{ids_size // 8}Q", f.read(ids_size))
         clock = _CLOCKS.get(clockid, f"clockid {clockid}") if use_clock else "perf"
         attrs.append(Attr(a_type, config, sample_type, read_format, bool(flags >> 18 & 1),
-                          clock, ids))
+                          clock, ids, bool(flags >> 12 & 1)))
     if not attrs:
         raise InputError(path, "no event attributes", offset=off)
     return attrs
@@ -178,6 +215,9 @@ def _read_features(path: str, f: IO[bytes], header: Header, bits: int, at: int,
         elif bit == FEAT_NRCPUS and length >= 8:
             f.seek(off)
             header.n_cpus = struct.unpack("<II", f.read(8))[1]
+        elif bit == FEAT_CMDLINE:
+            f.seek(off)
+            header.cmdline = _strings(f.read(length))
 
 
 class _Cursor:
@@ -392,6 +432,11 @@ class PerfDataSource:
             raise InputError(self.path, str(err), offset=HEADER_SIZE) from None
         self._trailer = _trailer_layout(tp[0].sample_type) if tp[0].sample_id_all else None
         self._multi = len(h.attrs) > 1
+        self._filtered = not system_wide(h.cmdline, h.attrs)
+        if self._filtered:
+            self.info.notes.append("perf recorded only some tasks (no -a): switch-ins by "
+                                   "untraced tasks are missing, so running and runnable times "
+                                   "are estimates and host idleness is unknown; record with -a")
 
     # ---- public ----------------------------------------------------------------
 
@@ -404,7 +449,7 @@ class PerfDataSource:
         items = iter(self._cache) if self._cache is not None else self._items()
         yield from sched_batches(self.path, items, names, self.registry, self.info,
                                  self._options, n_cpus=self.header.n_cpus,
-                                 active=self._active)
+                                 active=self._active, filtered=self._filtered)
 
     def _scan_events(self) -> None:
         """Decode once: the tids with events, and the stream itself while it fits CACHE_BYTES."""

@@ -89,6 +89,7 @@ ANOMALIES = (
     "lost_events",             # events the tracer says it dropped
     "loss_window_clamped",     # a loss began before rows already yielded: window shortened
     "time_backwards",          # an event older than one already converted
+    "silent_runnable_unresolved",  # a task in R at record start never seen: left out
 )
 
 NEEDED_EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new")
@@ -133,12 +134,17 @@ class ReferenceConverter:
         n_cpus: the trace's CPU count, if known (places silent runnable tasks).
         active: the tids that have events, if the reader knows them (picks the
             default grouping: vm only if a vCPU thread is active).
+        filtered: the trace holds only some tasks' events (perf record without
+            -a, a tracefs pid filter): switches between untraced tasks are
+            missing, so only breaks a traced task reveals count, and the CPUs'
+            idle time is unknown (no host-idle domain).
     """
 
     def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
                  options: ReadOptions, n_cpus: int | None = None,
-                 active: set[int] | None = None) -> None:
+                 active: set[int] | None = None, filtered: bool = False) -> None:
         self.path = path
+        self.filtered = filtered
         self.n_cpus = n_cpus
         self.registry = registry
         self.info = info
@@ -325,22 +331,29 @@ class ReferenceConverter:
     def _repair(self, cpu: int, cur: int, prev: int, t: int,
                 rows: list[Row]) -> None:
         """``prev`` switches out on ``cpu`` where ``cur`` was running: insert ``cur -> prev``."""
-        self._count("switch_chain_breaks", 1, t)
+        # a pid-filtered trace misses the switches between untraced tasks: only
+        # breaks that a traced task reveals are anomalies there
+        count = not self.filtered or self._grouped(prev)
+        if count:
+            self._count("switch_chain_breaks", 1, t)
         at = self._last_switch.get(cpu, t - 1) + 1
         if prev >= 0:
             at = max(at, self._wakeup.get(prev, at - 1) + 1)
         at = min(max(at, self._floor), t)
         if cur == _VACATED:
-            self._count("chain_repairs", 1, t)
+            if count:
+                self._count("chain_repairs", 1, t)
         elif cur < 0:
-            self._count("chain_repairs", 1, t)
+            if count:
+                self._count("chain_repairs", 1, t)
             self._transition(cur, at, RUNNING, BLOCKED, rows)
         elif cur in self._exiting:
-            self._count("chain_repairs", 1, t)
+            if count:
+                self._count("chain_repairs", 1, t)
             self._transition(cur, at, RUNNING, ABSENT, rows)
         else:
-            self._defer(cur, at, rows)
-        if prev >= 0 and self._state.get(prev) == BLOCKED:
+            self._defer(cur, at, rows, count)
+        if count and prev >= 0 and self._state.get(prev) == BLOCKED:
             # its wakeup was lost too: it ran from some unknown time after ``at``
             self._count("switch_in_time_unknown", 1, t)
         self._transition(prev, at, BLOCKED if prev < 0 else RUNNABLE, RUNNING, rows)
@@ -352,7 +365,13 @@ class ReferenceConverter:
                 self._curr[other] = _VACATED
                 self._last_switch[other] = max(self._last_switch.get(other, t), t)
 
-    def _defer(self, task: int, at: int, rows: list[Row]) -> None:
+    def _grouped(self, key: int) -> bool:
+        """Whether task ``key`` belongs to a domain (without registering it)."""
+        if key < 0:
+            return not self.filtered
+        return self.grouping.assign(key) is not None
+
+    def _defer(self, task: int, at: int, rows: list[Row], count: bool = True) -> None:
         """``task`` left the CPU at ``at`` in a state its next event will tell."""
         if task in self._deferred:
             self._deferred.pop(task)[3] = BLOCKED
@@ -360,7 +379,8 @@ class ReferenceConverter:
         self._state[task] = _UNKNOWN
         member = self._member_of(task)
         if member < 0:
-            self._count("chain_repairs", 1, at)
+            if count:
+                self._count("chain_repairs", 1, at)
             return
         row = [at, member, RUNNING, _UNKNOWN]
         rows.append(row)
@@ -378,7 +398,9 @@ class ReferenceConverter:
         member = self._member.get(key)
         if member is not None:
             return member
-        if key < 0:
+        if key < 0 and self.filtered:
+            member = _NO_MEMBER
+        elif key < 0:
             cpu = -1 - key
             self.registry.domain(HOST_IDLE_KEY, "host idle")
             self.registry.domains[self.registry.find_domain(HOST_IDLE_KEY) or 0].tags["kind"] = \
@@ -467,8 +489,8 @@ class SchedConverter(ReferenceConverter):
 
     def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
                  options: ReadOptions, n_cpus: int | None = None,
-                 active: set[int] | None = None) -> None:
-        super().__init__(path, registry, info, names, options, n_cpus, active)
+                 active: set[int] | None = None, filtered: bool = False) -> None:
+        super().__init__(path, registry, info, names, options, n_cpus, active, filtered)
         self._dense: dict[int, int] = {}          # task key -> dense index
         self._pid_table = np.full(0, -1, np.int32)  # pid -> dense index
         self._keys: list[int] = []                # dense index -> task key
@@ -483,7 +505,7 @@ class SchedConverter(ReferenceConverter):
         self._c_idle = np.zeros(0, np.int64)
         self._counts = np.zeros(len(COUNTERS), np.int64)
         self._first = np.zeros(len(COUNTERS), np.int64)
-        self._g = np.array([self._floor, self._floor, 0, 0], np.int64)
+        self._g = np.array([self._floor, self._floor, 0, 0, int(filtered)], np.int64)
         self._carry = _Rows.empty()
         self._held_chunks = 0
         self._extra: dict[str, int] = {}
@@ -572,7 +594,7 @@ class SchedConverter(ReferenceConverter):
             self._keys.append(key)
             if index >= self._t_state.shape[0]:
                 self._grow_tasks(max(64, 2 * index))
-            self._t_grouped[index] = key < 0 or self.grouping.assign(key) is not None
+            self._t_grouped[index] = self._grouped(key)
         return index
 
     def _grow_tasks(self, n: int) -> None:
@@ -725,14 +747,14 @@ Item = SchedEvents | LostEvents
 
 def sched_batches(path: str, items: Iterable[Item], names: TaskNames, registry: Registry,
                   info: SourceInfo, options: ReadOptions, n_cpus: int | None = None,
-                  reference: bool = False, active: set[int] | None = None
-                  ) -> Iterator[EventBatch]:
+                  reference: bool = False, active: set[int] | None = None,
+                  filtered: bool = False) -> Iterator[EventBatch]:
     """Convert a reader's stream of event chunks and losses into member batches.
 
     ``reference=True`` runs the plain-Python :class:`ReferenceConverter`.
     """
     cls = ReferenceConverter if reference else SchedConverter
-    converter = cls(path, registry, info, names, options, n_cpus, active)
+    converter = cls(path, registry, info, names, options, n_cpus, active, filtered)
     for item in items:
         if isinstance(item, LostEvents):
             converter.lost(item)
