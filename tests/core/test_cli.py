@@ -58,8 +58,19 @@ def test_window_from_to(run_cli):
     assert web["states"]["full_run"]["ns"] == 1000
 
 
+def test_qemu_sample_is_one_vm_of_four_vcpus(run_cli):
+    result = run_cli("report", "--sample", "--format", "json", "--interval", "1s")
+    assert result.code == 0, result.err
+    doc = json.loads(result.out)
+    (vm,) = doc["domains"]
+    assert (vm["name"], vm["members_seen"]) == ("demo", 4)
+    # 4 burners on 2 host cores: some vCPUs run while others wait
+    first = doc["intervals"][0]["domains"][0]["states"]
+    assert max(first, key=lambda s: first[s]["ns"]) == "concurrency_hazard"
+
+
 def test_sample_runs_and_is_dominated_by_contention(run_cli):
-    result = run_cli("report", "--sample", "--format", "json")
+    result = run_cli("report", "--sample", "sim", "--format", "json")
     assert result.code == 0, result.err
     doc = json.loads(result.out)
     web = next(d for d in doc["domains"] if d["name"] == "web")

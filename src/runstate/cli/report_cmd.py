@@ -22,7 +22,7 @@ from runstate.report.table import interval_cells, render_table
 from runstate.sources.base import ReadOptions, Source, SourceInfo
 from runstate.sources.registry import open_source, reader_names
 
-SAMPLE = "sample.csv"
+SAMPLES = {"qemu": "qemu-demo.rec", "sim": "sample.csv"}
 
 EPILOG = """\
 examples:
@@ -45,7 +45,9 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="trace file, recording directory, or - for stdin")
-    p.add_argument("--sample", action="store_true", help="report on the bundled sample trace")
+    p.add_argument("--sample", nargs="?", const="qemu", choices=sorted(SAMPLES),
+                   help="report on a bundled sample: qemu (default; a real 4-vCPU QEMU guest "
+                   "on 2 cores) or sim (simulated CSV events)")
     p.add_argument("--format", choices=("table", "json", "csv", "xenalyze"), default="table",
                    help="output format (default: table; xenalyze needs --semantics xenalyze)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
@@ -105,8 +107,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _paths(args: argparse.Namespace) -> list[str]:
     paths = list(args.sources)
-    if args.sample:
-        paths.append(str(resources.files("runstate") / "data" / SAMPLE))
+    if args.sample is not None:
+        paths.append(str(resources.files("runstate") / "data" / SAMPLES[args.sample]))
     if not paths:
         raise UsageError("no SOURCE given (a trace file, a recording directory, '-' for stdin, "
                          "or --sample)")

@@ -77,7 +77,7 @@ def _domains_table(domains: tuple[DomainRow, ...]) -> Table:
 
 
 def _domain_cells(d: DomainRow) -> list[Text | str]:
-    label = d.name if d.name == d.domain else f"{d.name} ({d.domain})"
+    label = d.name
     members = str(d.members_seen) if d.members_expected is None else \
         f"{d.members_seen}/{d.members_expected}"
     top = max(DomainState, key=lambda s: d.states[s].ns) if d.lifetime_ns else None

@@ -285,7 +285,8 @@ class RecordingSource:
         self.info = SourceInfo(format=self.info.format, path=self.path, clock=self.meta.clock,
                                start_ns=self.meta.start_ns, end_ns=self.meta.stop_ns)
         self._note_losses()
-        converter = SchedConverter(self.path, self.registry, self.info, names, self._options)
+        converter = SchedConverter(self.path, self.registry, self.info, names, self._options,
+                                   n_cpus=len(self.meta.cpus), filtered=self._keep is not None)
         if self._keep is not None:
             converter.grouping = _FilteredGrouping(converter.grouping, self._keep)
         for item in self.items():
