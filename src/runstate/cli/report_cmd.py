@@ -17,7 +17,7 @@ from runstate.errors import UsageError
 from runstate.report.csv_out import header as csv_header
 from runstate.report.csv_out import interval_rows, render_csv
 from runstate.report.json_out import interval_to_dict, render_json, report_to_dict
-from runstate.report.model import Clock, Report, build_report, interval_row
+from runstate.report.model import HOST_IDLE, Clock, Report, build_report, interval_row
 from runstate.report.table import interval_cells, render_table
 from runstate.sources.base import ReadOptions, Source, SourceInfo
 from runstate.sources.registry import open_source, reader_names
@@ -97,7 +97,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             _warn_assumptions(source.info, err)
             window = _window(args, source.info)
             streaming = not source.rereadable and window.interval_ns is not None
-            printer = _IntervalPrinter(args.format, sink, source.info) if streaming else None
+            printer = _IntervalPrinter(args.format, sink, source) if streaming else None
             result = analyze(source, window, one_pass=args.one_pass,
                              on_interval=printer.emit if printer else None)
             reports.append(build_report(result, source.info))
@@ -161,16 +161,17 @@ def _terminal_width() -> int:
 class _IntervalPrinter:
     """Prints each interval of a stream as soon as it completes."""
 
-    def __init__(self, fmt: str, sink: TextIO, info: SourceInfo) -> None:
+    def __init__(self, fmt: str, sink: TextIO, source: Source) -> None:
         self.fmt = fmt
         self.sink = sink
-        self.info = info
-        self.clock = Clock.of(info)
+        self.source = source
         self.started = False
 
     def emit(self, interval: IntervalResult) -> None:
-        row = interval_row(interval, self.clock)
-        names = {key: key for key in row.domains}
+        # the source learns its time origin as it reads, so look it up each time
+        row = interval_row(interval, Clock.of(self.source.info))
+        names = {d.key: d.name for d in self.source.registry.domains
+                 if d.tags.get("kind") != HOST_IDLE}
         if self.fmt == "json":
             self._write(json.dumps(interval_to_dict(row)))
         elif self.fmt == "csv":
