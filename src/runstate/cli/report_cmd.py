@@ -7,7 +7,7 @@ import json
 import sys
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any, TextIO
+from typing import TextIO
 
 from runstate.analysis.pipeline import Window, analyze
 from runstate.cli.output import open_output
@@ -196,7 +196,7 @@ def _run_xenalyze(args: argparse.Namespace, paths: list[str], options: ReadOptio
                   out: TextIO, err: TextIO) -> int:
     try:
         from runstate.analysis.xenalyze import run_xenalyze
-        from runstate.report.xenalyze_text import render_xenalyze
+        from runstate.report.xenalyze_text import render_xenalyze, xenalyze_to_dict
     except ImportError as error:
         raise UsageError(f"--semantics xenalyze is not available: {error}") from None
     if len(paths) != 1:
@@ -204,10 +204,12 @@ def _run_xenalyze(args: argparse.Namespace, paths: list[str], options: ReadOptio
     stream = sys.stdin.buffer if paths[0] == "-" else None
     if options.cpu_hz is None:
         print("runstate: --cpu-hz not given; assuming 2.4 GHz like xenalyze", file=err)
-    result: Any = run_xenalyze(paths[0], stream, options)
+    result = run_xenalyze(paths[0], stream, options)
     with open_output(args.output, out) as sink:
         if args.format in ("xenalyze", "table"):
             sink.write(render_xenalyze(result))
+        elif args.format == "json":
+            sink.write(json.dumps(xenalyze_to_dict(result), indent=2) + "\n")
         else:
-            raise UsageError("--semantics xenalyze supports --format xenalyze or table")
+            raise UsageError("--semantics xenalyze supports --format xenalyze, table or json")
     return 0

@@ -60,3 +60,22 @@ def render_xenalyze(result: XenalyzeResult) -> str:
             lines.append(f"  {label:>8s}: {st.count:7d} {st.cycles / hz:5.2f}s {avg:6d} "
                          f"{{{p5:6d}|{p50:6d}|{p95:6d}}}")
     return "\n".join(lines) + "\n"
+
+
+def xenalyze_to_dict(result: XenalyzeResult) -> dict[str, object]:
+    """The same figures as JSON (schema ``runstate.xenalyze/1``): cycles and counts per state."""
+    return {
+        "schema": "runstate.xenalyze/1",
+        "semantics": "xenalyze",
+        "cpu_hz": result.cpu_hz,
+        "cpu_hz_assumed": result.cpu_hz_assumed,
+        "total_cycles": result.total_cycles,
+        "domains": [
+            {"domain": str(d.dom),
+             "states": {name: {"cycles": s.cycles, "count": s.count,
+                               "seconds": s.cycles / result.cpu_hz}
+                        for name, s in d.states.items()}}
+            for d in result.domains
+        ],
+        "notes": list(result.notes),
+    }
