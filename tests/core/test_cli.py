@@ -109,3 +109,14 @@ def test_help_has_examples(run_cli):
         result = run_cli(command, "--help")
         assert result.code == 0
         assert "example" in result.out
+
+
+def test_strict_makes_inconsistent_rows_fatal(run_cli, tmp_path):
+    path = tmp_path / "mismatch.csv"
+    path.write_text("time_ns,domain,member,old_state,new_state\n"
+                    "1,a,0,running,blocked\n2,a,0,running,blocked\n")
+    lenient = run_cli("report", str(path), "--format", "json")
+    assert json.loads(lenient.out)["anomalies"]["old_state_mismatch"] == 1
+    strict = run_cli("report", str(path), "--strict")
+    assert strict.code == 1
+    assert "old_state_mismatch 1" in strict.err

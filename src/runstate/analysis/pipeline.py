@@ -8,7 +8,7 @@ provisional.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -30,17 +30,30 @@ class Window:
     interval_ns: int | None = None
 
 
+#: progress callback: (pass name, rows in the batch just processed)
+ProgressSink = Callable[[str, int], None]
+
+#: engine anomalies that ``strict`` turns into errors
+STRICT_ANOMALIES = ("old_state_mismatch", "no_change_events", "unbalanced_loss_markers")
+
+
 def analyze(
     source: Source,
     window: Window = Window(),
     *,
     one_pass: bool = False,
     on_interval: IntervalSink | None = None,
+    progress: ProgressSink | None = None,
+    strict: bool = False,
 ) -> RunResult:
-    """Run the engine over ``source`` and return the result for the window."""
+    """Run the engine over ``source`` and return the result for the window.
+
+    With ``strict``, inconsistent member rows (see :data:`STRICT_ANOMALIES`) are
+    an :class:`InputError` instead of a counted anomaly.
+    """
     resolution = None
     if source.rereadable and not one_pass:
-        resolution = _first_pass(source)
+        resolution = _first_pass(source, progress)
         source.info.anomalies.clear()  # the second pass counts them again
     engine = Engine(
         source.registry,
@@ -55,6 +68,8 @@ def analyze(
     end = window.end_ns if window.end_ns is not None else source.info.end_ns
     for batch in _clipped(source.batches(), end):
         engine.feed(batch)
+        if progress is not None:
+            progress("analyze", len(batch))
     if engine.start_ns is None:
         raise InputError(source.info.path, "no member events in the input"
                          + (" within the window" if window.start_ns is not None else ""))
@@ -62,13 +77,24 @@ def analyze(
         end = source.info.end_ns  # a one-pass source may learn its end while reading
     result = engine.finish(end)
     anomalies = {**source.info.anomalies, **result.anomalies}
+    if strict:
+        _refuse_anomalies(source, result.anomalies)
     return replace(result, anomalies=anomalies)
 
 
-def _first_pass(source: Source) -> Resolution:
+def _refuse_anomalies(source: Source, anomalies: dict[str, int]) -> None:
+    found = {k: anomalies[k] for k in STRICT_ANOMALIES if anomalies.get(k)}
+    if found:
+        raise InputError(source.info.path, "inconsistent member states (--strict): "
+                         + ", ".join(f"{k} {v}" for k, v in found.items()))
+
+
+def _first_pass(source: Source, progress: ProgressSink | None) -> Resolution:
     resolver = Resolver()
     for batch in source.batches():
         resolver.feed(batch)
+        if progress is not None:
+            progress("scan", len(batch))
     return resolver.result(source.registry.n_members)
 
 

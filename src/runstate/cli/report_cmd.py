@@ -11,6 +11,7 @@ from typing import TextIO
 
 from runstate.analysis.pipeline import Window, analyze
 from runstate.cli.output import open_output
+from runstate.cli.progress import progress_bar
 from runstate.cli.units import parse_duration_ns, parse_frequency, parse_seconds
 from runstate.engine.results import IntervalResult
 from runstate.errors import UsageError
@@ -98,8 +99,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
             window = _window(args, source.info)
             streaming = not source.rereadable and window.interval_ns is not None
             printer = _IntervalPrinter(args.format, sink, source) if streaming else None
-            result = analyze(source, window, one_pass=args.one_pass,
-                             on_interval=printer.emit if printer else None)
+            with progress_bar(err) as progress:
+                result = analyze(source, window, one_pass=args.one_pass,
+                                 on_interval=printer.emit if printer else None,
+                                 progress=progress, strict=args.strict)
             reports.append(build_report(result, source.info))
         sink.write(_render(reports, args, sink))
     return 0
