@@ -7,10 +7,11 @@ import pytest
 
 from runstate.model.registry import Registry
 from runstate.sources.base import ReadOptions, SourceInfo
-from runstate.sources.linux.sched import LostEvents, sched_batches
+from runstate.sources.linux.sched import LostEvents
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 
 from .helpers import run
+from .sched_reference import sched_batches
 
 
 def random_stream(seed: int, n: int = 4000, n_cpus: int = 3):
@@ -84,7 +85,9 @@ def test_c_kernel_matches_reference(seed, group, tmp_path):
 
 
 def test_fixture_results_match_reference(data, monkeypatch):
-    from runstate.sources.linux import perfdata, sched
+    from runstate.sources.linux import perfdata
+
+    from . import sched_reference as sched
 
     fast, _ = run(data / "sleepy3.perf.data")
     original = sched.sched_batches

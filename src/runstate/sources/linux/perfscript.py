@@ -221,6 +221,14 @@ class TextSchedSource:
     """A text scheduler trace: decoded once, then converted on every ``batches()``."""
 
     format_name = "text"
+    #: an event line; groups secs, frac, tid, tgid (optional), cpu, name, args
+    line_pattern: re.Pattern[str]
+    #: the error for a line that is neither an event nor ignorable
+    bad_line_reason = "not an event line"
+    #: the tracepoint system (``event`` group) to keep; None: the pattern has no system
+    event_system: str | None = None
+    #: the note when no line carries a tgid
+    no_tgid_note = "no tgids: each thread counts as its own process"
 
     def __init__(self, path: str, stream: IO[bytes] | None, options: ReadOptions) -> None:
         self.path = path
@@ -259,7 +267,45 @@ class TextSchedSource:
             raise InputError(self.path, err.strerror or str(err)) from None
 
     def _parse(self, text: IO[str], table: TextTable) -> None:
-        raise NotImplementedError
+        """Decode every line into ``table``; a line that is no event must be ignorable."""
+        match = self.line_pattern.match
+        last = -1
+        for line_no, line in enumerate(text, start=1):
+            m = match(line)
+            if m is None:
+                if not self._ignorable(line, table):
+                    self._raise(line_no, self.bad_line_reason, line)
+                continue
+            t = time_ns(m["secs"], m["frac"])
+            if t < last:
+                self._raise(line_no, "time goes backwards", line)
+                continue
+            last = t
+            self._add_event(table, t, m, line_no, line)
+        if not table.names.tgid:
+            self.info.notes.append(self.no_tgid_note)
+
+    def _add_event(self, table: TextTable, t: int, m: re.Match[str], line_no: int,
+                   line: str) -> None:
+        tid, tgid = int(m["tid"]), m["tgid"]
+        if tgid is not None and tgid.lstrip("-").isdigit() and tid > 0:
+            table.names.tgid[tid] = int(tgid)
+        if self.event_system is not None and m["event"] != self.event_system:
+            return
+        try:
+            add_fields(table, t, int(m["cpu"]), m["name"], m["args"])
+        except TextParseError as err:
+            self._raise(line_no, str(err), line)
+
+    def _ignorable(self, line: str, table: TextTable) -> bool:
+        """Blank lines, ``#`` comments and lost-event notes (recorded as losses)."""
+        stripped = line.strip()
+        return not stripped or stripped.startswith("#") or add_lost(table, line) \
+            or self._ignorable_other(stripped)
+
+    def _ignorable_other(self, stripped: str) -> bool:
+        """Format-specific lines that carry no events."""
+        return False
 
     def _raise(self, line_no: int, reason: str, line: str) -> None:
         err = self._fail(line_no, reason, line)
@@ -279,34 +325,11 @@ class PerfScriptSource(TextSchedSource):
     """``perf script`` default text output of the sched tracepoints."""
 
     format_name = "perf-script"
-
-    def _parse(self, text: IO[str], table: TextTable) -> None:
-        match = PERF_LINE.match
-        last = -1
-        for line_no, line in enumerate(text, start=1):
-            m = match(line)
-            if m is None:
-                if line.strip() and not line.lstrip().startswith("#") \
-                        and not add_lost(table, line):
-                    self._raise(line_no, "not a perf script event line", line)
-                continue
-            t = time_ns(m["secs"], m["frac"])
-            if t < last:
-                self._raise(line_no, "time goes backwards", line)
-                continue
-            last = t
-            tid = int(m["tid"])
-            if m["tgid"] is not None and tid > 0:
-                table.names.tgid[tid] = int(m["tgid"])
-            if m["event"] != "sched":
-                continue
-            try:
-                add_fields(table, t, int(m["cpu"]), m["name"], m["args"])
-            except TextParseError as err:
-                self._raise(line_no, str(err), line)
-        if not table.names.tgid:
-            self.info.notes.append("perf script text without pids (use -F comm,pid,tid,...): "
-                                   "each thread counts as its own process")
+    line_pattern = PERF_LINE
+    bad_line_reason = "not a perf script event line"
+    event_system = "sched"
+    no_tgid_note = ("perf script text without pids (use -F comm,pid,tid,...): "
+                    "each thread counts as its own process")
 
 
 def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:

@@ -51,8 +51,9 @@ from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
 from runstate.sources.linux.grouping import Assignment, Grouping
-from runstate.sources.linux.sched import HOST_IDLE_KEY, LostEvents, SchedConverter
+from runstate.sources.linux.sched import LostEvents, SchedConverter
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+from runstate.sources.linux.schedmembers import HOST_IDLE_KEY
 from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
 from runstate.sources.linux.tracefs_raw import (
     LossWindow,

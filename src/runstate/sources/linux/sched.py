@@ -45,7 +45,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -56,10 +56,9 @@ from runstate.model.registry import Registry
 from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux import _schedwalk
-from runstate.sources.linux.grouping import Grouping, make_grouping
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+from runstate.sources.linux.schedmembers import FLOOR_START, ConverterBase
 
-Row = tuple[int, int, int, int] | list[int]
 #: rows are held back while a deferred switch-out is open for at most this many chunks
 MAX_HELD_CHUNKS = 4
 
@@ -68,13 +67,7 @@ RUNNABLE = int(MemberState.RUNNABLE)
 BLOCKED = int(MemberState.BLOCKED)
 ABSENT = int(MemberState.ABSENT)
 #: converter-internal: nothing known yet (the next event tells the old state)
-_UNKNOWN = -1
-#: ``curr[cpu]`` when its task was seen switching in on another CPU (switch-out lost)
-_VACATED = -(1 << 40)
-#: cache marker: the task belongs to no group
-_NO_MEMBER = -1
-
-HOST_IDLE_KEY = "host-idle"
+UNKNOWN = -1
 
 #: the anomaly counters this module fills (SourceInfo.anomalies)
 ANOMALIES = (
@@ -118,355 +111,6 @@ def prev_state_after(prev_state: int) -> int:
     return BLOCKED
 
 
-class ReferenceConverter:
-    """Streaming conversion of :class:`SchedEvents` chunks into member state changes.
-
-    The plain-Python statement of the rules; :class:`SchedConverter` runs the
-    same state machine in C and is checked against this one.
-
-    Args:
-        path: the input, for error messages.
-        registry: where members are registered (deterministically: in order of
-            first appearance, so a second pass over the same input agrees).
-        info: receives anomaly counts, notes and initial states of silent members.
-        names: complete thread names and groups (readers scan them first).
-        options: ``group`` picks the grouping; ``strict`` makes anomalies fatal.
-        n_cpus: the trace's CPU count, if known (places silent runnable tasks).
-        active: the tids that have events, if the reader knows them (picks the
-            default grouping: vm only if a vCPU thread is active).
-        filtered: the trace holds only some tasks' events (perf record without
-            -a, a tracefs pid filter): switches between untraced tasks are
-            missing, so only breaks a traced task reveals count, and the CPUs'
-            idle time is unknown (no host-idle domain).
-    """
-
-    def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
-                 options: ReadOptions, n_cpus: int | None = None,
-                 active: set[int] | None = None, filtered: bool = False) -> None:
-        self.path = path
-        self.filtered = filtered
-        self.n_cpus = n_cpus
-        self.registry = registry
-        self.info = info
-        self.names = names
-        self.strict = options.strict
-        self.grouping: Grouping = make_grouping(options.group, names, active)
-        self._state: dict[int, int] = {}       # task key -> state (idle of cpu c: -1 - c)
-        self._member: dict[int, int] = {}      # task key -> member index or _NO_MEMBER
-        self._wakeup: dict[int, int] = {}      # pid -> time of its last sched_wakeup
-        self._curr: dict[int, int] = {}        # cpu -> task key current there
-        self._last_switch: dict[int, int] = {}  # cpu -> time of its last switch
-        self._floor = -(1 << 62)               # rows may not go below this (already yielded)
-        self._last_time = self._floor
-        self._pending: list[Row] = []
-        self._switches = 0
-        self._seen: set[int] = set()
-        self._exiting: set[int] = set()        # pids seen in sched_process_exit
-        self._deferred: dict[int, list[int]] = {}  # task -> its switch-out row, new state open
-        self._held = 0                          # chunks the open deferred rows were held for
-        self._first_time: int | None = None     # first event's time
-        for key, n in self.grouping.expected_members.items():
-            self.registry.domain(key)
-            self.registry.domains[self.registry.find_domain(key) or 0].expected_members = n
-
-    # ---- public API ------------------------------------------------------------
-
-    def feed(self, events: SchedEvents) -> EventBatch:
-        """Convert one time-sorted chunk; returns the member rows it produces."""
-        if self._first_time is None and len(events):
-            self._first_time = int(events.time[0])
-        rows = self._pending
-        self._pending = []
-        self._walk(events, rows)
-        self._held = self._held + 1 if self._deferred else 0
-        if self._deferred and self._held <= MAX_HELD_CHUNKS:
-            cut = min(row[0] for row in self._deferred.values())
-            self._pending = [r for r in rows if r[0] >= cut]
-            rows = [r for r in rows if r[0] < cut]
-        else:
-            self._give_up_deferred()
-        return self._emit(rows)
-
-    def lost(self, loss: LostEvents) -> None:
-        """Record a ring-buffer loss; its window goes out with the next output."""
-        self._count("lost_events", loss.count if loss.count is not None else 1, loss.end_ns)
-        if loss.begin_ns < self._floor:
-            self._count("loss_window_clamped", 1, loss.begin_ns)
-        begin = max(loss.begin_ns, self._floor)
-        end = max(loss.end_ns, begin)
-        self._pending.append((begin, -1, 0, LOSS_BEGIN))
-        self._pending.append((end, -1, 0, LOSS_END))
-        self._forget_all()
-
-    def finish(self) -> EventBatch:
-        """Flush pending rows; register silent members with known start states."""
-        if self._switches == 0:
-            raise InputError(self.path, "no sched_switch events in the trace; runstate needs "
-                             + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
-        self._silent_members(self._seen, set(self._last_switch))
-        self._give_up_deferred()
-        self._set_window(self._first_time, self._last_time)
-        return self._emit(self._pending)
-
-    def _set_window(self, first: int | None, last: int) -> None:
-        """The trace window is [first event, last event] unless the source defines it."""
-        if first is None:
-            return
-        if self.info.start_ns is None:
-            self.info.start_ns = first
-        if self.info.end_ns is None:
-            self.info.end_ns = last
-
-    def _give_up_deferred(self) -> None:
-        """Deferred switch-outs still open after a long silence: assume the task blocked.
-
-        A runnable task would have been switched in again long before; one that
-        never shows up again most likely sleeps.  Counted as unproven.
-        """
-        for task, row in self._deferred.items():
-            row[3] = BLOCKED
-            self._count("chain_repairs_unproven", 1, row[0])
-            self._state[task] = BLOCKED
-        self._deferred.clear()
-        self._held = 0
-
-    # ---- the per-event state machine --------------------------------------------
-
-    def _walk(self, ev: SchedEvents, rows: list[Row]) -> None:
-        times = ev.time.tolist()
-        cpus = ev.cpu.tolist()
-        kinds = ev.kind.tolist()
-        pids = ev.pid.tolist()
-        others = ev.other_pid.tolist()
-        pstates = ev.prev_state.tolist()
-        switch, wakeup, wakeup_new, fork, exit_ = (
-            int(SchedKind.SWITCH), int(SchedKind.WAKEUP), int(SchedKind.WAKEUP_NEW),
-            int(SchedKind.FORK), int(SchedKind.EXIT))
-        curr = self._curr
-        last_switch = self._last_switch
-        transition = self._transition
-        last = self._last_time
-        for i, t in enumerate(times):
-            if t < last:
-                self._count("time_backwards", 1, t)
-                t = last
-            last = t
-            kind = kinds[i]
-            if kind == switch:
-                c = cpus[i]
-                prev, nxt = pids[i], others[i]
-                pkey = prev if prev != 0 else -1 - c
-                nkey = nxt if nxt != 0 else -1 - c
-                cur = curr.get(c)
-                if cur is not None and cur != pkey:
-                    self._repair(c, cur, pkey, t, rows)
-                ps = pstates[i]
-                after = RUNNABLE if ps & 0xFF == 0 else (ABSENT if ps & 0x30 else BLOCKED)
-                if pkey < 0:
-                    after = BLOCKED
-                transition(pkey, t, RUNNING, after, rows)
-                if nkey >= 0 and self._state.get(nkey) == RUNNING:
-                    self._vacate(nkey, c, t)
-                transition(nkey, t, BLOCKED if nkey < 0 else RUNNABLE, RUNNING, rows)
-                curr[c] = nkey
-                last_switch[c] = t
-                self._switches += 1
-            elif kind in (wakeup, wakeup_new):
-                pid = pids[i]
-                if pid <= 0:
-                    continue
-                self._wakeup[pid] = t
-                self._wake(pid, t, kind == wakeup_new, rows)
-            elif kind == exit_:
-                self._exiting.add(pids[i])
-            elif kind == fork:
-                child = pids[i]
-                if child > 0 and child not in self._deferred \
-                        and self._state.get(child, _UNKNOWN) in (_UNKNOWN, ABSENT):
-                    self._state[child] = ABSENT
-                    self._exiting.discard(child)
-        self._last_time = last
-
-    def _transition(self, key: int, t: int, expected: int, new: int,
-                    rows: list[Row]) -> None:
-        """Move task ``key`` to ``new``; ``expected`` is what the event implies it was."""
-        old = self._state.get(key, _UNKNOWN)
-        if old == _UNKNOWN:
-            old = expected
-            if key in self._deferred:
-                self._resolve(key, old)
-                old = RUNNABLE if old == RUNNING else old
-        elif old != expected:
-            if old == ABSENT:
-                self._count("event_after_exit", 1, t)
-            elif expected == RUNNING:
-                self._count("switch_out_not_running", 1, t)
-            else:
-                self._count("switch_in_not_runnable", 1, t)
-        self._state[key] = new
-        if old != new:
-            member = self._member_of(key)
-            if member >= 0:
-                rows.append((t, member, old, new))
-
-    def _wake(self, pid: int, t: int, new_task: bool,
-              rows: list[Row]) -> None:
-        old = self._state.get(pid, _UNKNOWN)
-        if old in (RUNNING, RUNNABLE):
-            if old == RUNNING and not new_task:
-                self._count("wakeup_of_running", 1, t)
-            return
-        if old == _UNKNOWN:
-            old = ABSENT if new_task else BLOCKED
-            if pid in self._deferred:
-                old = BLOCKED
-                self._resolve(pid, old)
-        elif old == ABSENT and not new_task:
-            self._count("event_after_exit", 1, t)
-        self._state[pid] = RUNNABLE
-        member = self._member_of(pid)
-        if member >= 0:
-            rows.append((t, member, old, RUNNABLE))
-
-    def _repair(self, cpu: int, cur: int, prev: int, t: int,
-                rows: list[Row]) -> None:
-        """``prev`` switches out on ``cpu`` where ``cur`` was running: insert ``cur -> prev``."""
-        # a pid-filtered trace misses the switches between untraced tasks: only
-        # breaks that a traced task reveals are anomalies there
-        count = not self.filtered or self._grouped(prev)
-        if count:
-            self._count("switch_chain_breaks", 1, t)
-        at = self._last_switch.get(cpu, t - 1) + 1
-        if prev >= 0:
-            at = max(at, self._wakeup.get(prev, at - 1) + 1)
-        at = min(max(at, self._floor), t)
-        if cur == _VACATED:
-            if count:
-                self._count("chain_repairs", 1, t)
-        elif cur < 0:
-            if count:
-                self._count("chain_repairs", 1, t)
-            self._transition(cur, at, RUNNING, BLOCKED, rows)
-        elif cur in self._exiting:
-            if count:
-                self._count("chain_repairs", 1, t)
-            self._transition(cur, at, RUNNING, ABSENT, rows)
-        else:
-            self._defer(cur, at, rows, count)
-        if count and prev >= 0 and self._state.get(prev) == BLOCKED:
-            # its wakeup was lost too: it ran from some unknown time after ``at``
-            self._count("switch_in_time_unknown", 1, t)
-        self._transition(prev, at, BLOCKED if prev < 0 else RUNNABLE, RUNNING, rows)
-
-    def _vacate(self, task: int, cpu: int, t: int) -> None:
-        """``task`` switches in on ``cpu`` while current elsewhere: it left that CPU unseen."""
-        for other, cur in self._curr.items():
-            if cur == task and other != cpu:
-                self._curr[other] = _VACATED
-                self._last_switch[other] = max(self._last_switch.get(other, t), t)
-
-    def _grouped(self, key: int) -> bool:
-        """Whether task ``key`` belongs to a domain (without registering it)."""
-        if key < 0:
-            return not self.filtered
-        return self.grouping.assign(key) is not None
-
-    def _defer(self, task: int, at: int, rows: list[Row], count: bool = True) -> None:
-        """``task`` left the CPU at ``at`` in a state its next event will tell."""
-        if task in self._deferred:
-            self._deferred.pop(task)[3] = BLOCKED
-            self._count("chain_repairs_unproven", 1, at)
-        self._state[task] = _UNKNOWN
-        member = self._member_of(task)
-        if member < 0:
-            if count:
-                self._count("chain_repairs", 1, at)
-            return
-        row = [at, member, RUNNING, _UNKNOWN]
-        rows.append(row)
-        self._deferred[task] = row
-
-    def _resolve(self, task: int, before: int) -> None:
-        """The deferred switch-out of ``task`` is now known to have left it ``before``."""
-        row = self._deferred.pop(task)
-        row[3] = RUNNABLE if before == RUNNING else before
-        self._count("chain_repairs", 1, None)
-
-    # ---- members -------------------------------------------------------------
-
-    def _member_of(self, key: int) -> int:
-        member = self._member.get(key)
-        if member is not None:
-            return member
-        if key < 0 and self.filtered:
-            member = _NO_MEMBER
-        elif key < 0:
-            cpu = -1 - key
-            self.registry.domain(HOST_IDLE_KEY, "host idle")
-            self.registry.domains[self.registry.find_domain(HOST_IDLE_KEY) or 0].tags["kind"] = \
-                "host-idle"
-            member = self.registry.member(HOST_IDLE_KEY, str(cpu), f"cpu{cpu}")
-        else:
-            member = self._register(key)
-        self._member[key] = member
-        self._seen.add(key)
-        return member
-
-    def _register(self, tid: int) -> int:
-        where = self.grouping.assign(tid)
-        if where is None:
-            return _NO_MEMBER
-        self.registry.domain(where.domain_key, where.domain_name)
-        return self.registry.member(where.domain_key, where.member_key, where.member_name)
-
-    def _silent_members(self, seen: set[int], cpus_switched: set[int]) -> None:
-        """Members with no event: their /proc start state, where the source knows it.
-
-        ``R`` (running or runnable) for a task that never switched: it cannot have
-        waited for a CPU while every CPU kept switching, so it was running on a
-        CPU with no switch at all; if every CPU switched, it is not decidable:
-        the member is left out and counted (``silent_runnable_unresolved``).
-        """
-        all_cpus = set(range(self.n_cpus)) if self.n_cpus is not None else set()
-        idle_cpus = all_cpus - cpus_switched
-        for tid in sorted(self.names.start_state):
-            if tid in seen or tid <= 0:
-                continue
-            letter = self.names.start_state[tid][:1]
-            if letter == "R" and not idle_cpus:
-                self._count("silent_runnable_unresolved", 1, None)
-                continue
-            member = self._register(tid)
-            if member < 0:
-                continue
-            state = MemberState.RUNNING if letter == "R" else MemberState.BLOCKED
-            self.info.initial_states[member] = state
-
-    # ---- output -------------------------------------------------------------
-
-    def _forget_all(self) -> None:
-        self._give_up_deferred()
-        self._state.clear()
-        self._curr.clear()
-
-    def _emit(self, rows: list[Row]) -> EventBatch:
-        if not rows:
-            return EventBatch.empty()
-        arr = np.array(rows, dtype=np.int64).reshape(-1, 4)
-        np.maximum(arr[:, 0], self._floor, out=arr[:, 0])
-        arr = arr[np.argsort(arr[:, 0], kind="stable")]
-        batch = EventBatch.from_columns(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
-        self._floor = int(arr[-1, 0])
-        return batch
-
-    def _count(self, name: str, n: int, t: int | None) -> None:
-        self.info.count(name, n)
-        if self.strict:
-            when = "" if t is None else f" at t={t} ns"
-            raise InputError(self.path, f"trace anomaly {name}{when} (--strict makes "
-                             "anomalies fatal)")
-
-
 #: counter names in the order of ``_schedwalk``'s counter array
 COUNTERS = ("switch_chain_breaks", "chain_repairs", "chain_repairs_unproven",
             "switch_out_not_running", "switch_in_not_runnable", "wakeup_of_running",
@@ -478,13 +122,15 @@ MAX_CPUS = 1 << 14
 _NO_TIME = np.iinfo(np.int64).min
 
 
-class SchedConverter(ReferenceConverter):
-    """The converter used by the readers: :class:`ReferenceConverter`'s rules, run in C.
+class SchedConverter(ConverterBase):
+    """The converter used by the readers: the rules above, run in C.
 
     Python maps pids (and each CPU's idle task) to dense task indices and keeps
     the per-task and per-CPU state in numpy arrays; ``_schedwalk.walk`` runs the
     state machine over a chunk and appends rows keyed by task.  Members are
-    registered here, in order of their first row, exactly as the reference does.
+    registered here, in order of their first row.  The test-only reference model
+    (``tests/linux/sched_reference.py``) states the same rules in plain Python.
+    Arguments as for :class:`~runstate.sources.linux.schedmembers.ConverterBase`.
     """
 
     def __init__(self, path: str, registry: Registry, info: SourceInfo, names: TaskNames,
@@ -505,7 +151,7 @@ class SchedConverter(ReferenceConverter):
         self._c_idle = np.zeros(0, np.int64)
         self._counts = np.zeros(len(COUNTERS), np.int64)
         self._first = np.zeros(len(COUNTERS), np.int64)
-        self._g = np.array([self._floor, self._floor, 0, 0, int(filtered)], np.int64)
+        self._g = np.array([FLOOR_START, FLOOR_START, 0, 0, int(filtered)], np.int64)
         self._carry = _Rows.empty()
         self._held_chunks = 0
         self._extra: dict[str, int] = {}
@@ -540,7 +186,7 @@ class SchedConverter(ReferenceConverter):
         end = max(loss.end_ns, begin)
         markers = _Rows.from_lists([begin, end], [-1, -1], [0, 0], [LOSS_BEGIN, LOSS_END])
         self._carry = _Rows.concat([self._carry, markers])
-        self._t_state[:] = _UNKNOWN
+        self._t_state[:] = UNKNOWN
         self._c_curr[:] = -1
 
     def finish(self) -> EventBatch:
@@ -602,7 +248,7 @@ class SchedConverter(ReferenceConverter):
             out = np.full(n, fill, a.dtype)
             out[: a.shape[0]] = a
             return out
-        self._t_state = grown(self._t_state, _UNKNOWN)
+        self._t_state = grown(self._t_state, UNKNOWN)
         self._t_grouped = grown(self._t_grouped, 0)
         self._t_exiting = grown(self._t_exiting, 0)
         self._t_wakeup = grown(self._t_wakeup, _NO_TIME)
@@ -620,7 +266,7 @@ class SchedConverter(ReferenceConverter):
             self._c_idle[cpu] = self._task(-1 - cpu)
 
     def _register_rows(self, rows: _Rows) -> None:
-        """Register members in order of their first row, as the reference does."""
+        """Register members in order of their first row."""
         tasks = rows.task[rows.task >= 0]
         new = tasks[self._t_member[tasks] < 0]
         if new.size == 0:
@@ -671,7 +317,6 @@ class SchedConverter(ReferenceConverter):
                                         rows.new[order])
         if len(batch):
             self._g[_G_FLOOR] = int(batch.time[-1])
-            self._floor = int(batch.time[-1])
         return batch
 
     def _sync_counts(self) -> None:
@@ -734,7 +379,6 @@ class _Rows:
         return _Rows(self.time[mask], self.task[mask], self.old[mask], self.new[mask])
 
 
-
 def _check_range(path: str, what: str, column: npt.NDArray[np.int32], limit: int) -> None:
     """Values a damaged file may carry must not size arrays: refuse them."""
     if column.size and (int(column.min()) < -1 or int(column.max()) >= limit):
@@ -745,16 +389,26 @@ def _check_range(path: str, what: str, column: npt.NDArray[np.int32], limit: int
 Item = SchedEvents | LostEvents
 
 
+class Converter(Protocol):
+    """What :func:`convert_stream` drives: a streaming sched converter."""
+
+    def feed(self, events: SchedEvents) -> EventBatch: ...
+
+    def lost(self, loss: LostEvents) -> None: ...
+
+    def finish(self) -> EventBatch: ...
+
 def sched_batches(path: str, items: Iterable[Item], names: TaskNames, registry: Registry,
                   info: SourceInfo, options: ReadOptions, n_cpus: int | None = None,
-                  reference: bool = False, active: set[int] | None = None,
-                  filtered: bool = False) -> Iterator[EventBatch]:
-    """Convert a reader's stream of event chunks and losses into member batches.
+                  active: set[int] | None = None, filtered: bool = False
+                  ) -> Iterator[EventBatch]:
+    """Convert a reader's stream of event chunks and losses into member batches."""
+    converter = SchedConverter(path, registry, info, names, options, n_cpus, active, filtered)
+    return convert_stream(converter, items)
 
-    ``reference=True`` runs the plain-Python :class:`ReferenceConverter`.
-    """
-    cls = ReferenceConverter if reference else SchedConverter
-    converter = cls(path, registry, info, names, options, n_cpus, active, filtered)
+
+def convert_stream(converter: Converter, items: Iterable[Item]) -> Iterator[EventBatch]:
+    """Feed ``items`` to ``converter``; yields its non-empty batches, the last from ``finish``."""
     for item in items:
         if isinstance(item, LostEvents):
             converter.lost(item)
