@@ -51,9 +51,8 @@ from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
 from runstate.sources.linux.grouping import Assignment, Grouping
-from runstate.sources.linux.sched import LostEvents, SchedConverter
+from runstate.sources.linux.sched import LostEvents, SchedConverter, convert_stream
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
-from runstate.sources.linux.schedmembers import HOST_IDLE_KEY
 from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
 from runstate.sources.linux.tracefs_raw import (
     LossWindow,
@@ -290,26 +289,7 @@ class RecordingSource:
                                    n_cpus=len(self.meta.cpus), filtered=self._keep is not None)
         if self._keep is not None:
             converter.grouping = _FilteredGrouping(converter.grouping, self._keep)
-        for item in self.items():
-            if isinstance(item, LostEvents):
-                converter.lost(item)
-            else:
-                yield self._filtered(converter.feed(item))
-        yield self._filtered(converter.finish())
-
-    def _filtered(self, batch: EventBatch) -> EventBatch:
-        """Without host idleness when a pid filter hid most of the CPUs' switches."""
-        idle = self.registry.find_domain(HOST_IDLE_KEY)
-        if self._keep is None or idle is None or not len(batch):
-            return batch
-        domains = self.registry.member_domains()
-        member = batch.member
-        hide = (member >= 0) & (domains[np.maximum(member, 0)] == idle)
-        if not hide.any():
-            return batch
-        keep = np.flatnonzero(~hide)
-        return EventBatch(batch.time[keep], batch.member[keep], batch.old_state[keep],
-                          batch.new_state[keep])
+        yield from convert_stream(converter, self.items())
 
     def items(self) -> Iterator[SchedEvents | LostEvents]:
         """Merged events with each loss placed where it begins."""
