@@ -51,7 +51,10 @@ def percentiles(
         return (0,) * len(qs)
     ranks = [max(1, int(np.ceil(q * total))) for q in qs]
     out = []
-    for index in np.searchsorted(cumulative, ranks).tolist():
+    for rank, index in zip(ranks, np.searchsorted(cumulative, ranks).tolist(), strict=True):
+        if rank == total:  # the longest episode: known exactly
+            out.append(max_value)
+            continue
         low, width = bucket_bounds(index)
         out.append(min(low + (width - 1) // 2, max_value))
     return tuple(out)
