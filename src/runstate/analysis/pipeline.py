@@ -52,9 +52,11 @@ def analyze(
     an :class:`InputError` instead of a counted anomaly.
     """
     resolution = None
+    replay: list[EventBatch] | None = None
     if source.rereadable and not one_pass:
-        resolution = _first_pass(source, progress)
-        source.info.anomalies.clear()  # the second pass counts them again
+        resolution, replay = _first_pass(source, progress)
+        if replay is None:
+            source.info.anomalies.clear()  # the second pass counts them again
     engine = Engine(
         source.registry,
         start_ns=_start(window, resolution, source),
@@ -66,7 +68,8 @@ def analyze(
     # a source's own end (a recording's stop time) clips events like a user-given one;
     # events after the end would otherwise be accounted past the reported window
     end = window.end_ns if window.end_ns is not None else source.info.end_ns
-    for batch in _clipped(source.batches(), end):
+    batches = iter(replay) if replay is not None else source.batches()
+    for batch in _clipped(batches, end):
         engine.feed(batch)
         if progress is not None:
             progress("analyze", len(batch))
@@ -89,13 +92,42 @@ def _refuse_anomalies(source: Source, anomalies: dict[str, int]) -> None:
                          + ", ".join(f"{k} {v}" for k, v in found.items()))
 
 
-def _first_pass(source: Source, progress: ProgressSink | None) -> Resolution:
+#: batches of the first pass are kept for the second up to this many bytes; a larger
+#: input is read again, so memory stays bounded however long the trace
+REPLAY_BUDGET_BYTES = 64 << 20
+
+
+def _first_pass(source: Source,
+                progress: ProgressSink | None) -> tuple[Resolution, list[EventBatch] | None]:
+    """Learn initial states; also return the batches when they fit the replay budget."""
     resolver = Resolver()
+    kept: list[EventBatch] | None = []
+    size = 0
     for batch in source.batches():
         resolver.feed(batch)
+        if kept is not None:
+            size += _nbytes(batch)
+            if size <= REPLAY_BUDGET_BYTES:
+                kept.append(_owned(batch))
+            else:
+                kept = None  # too large: the second pass reads the input again
         if progress is not None:
             progress("scan", len(batch))
-    return resolver.result(source.registry.n_members)
+    return resolver.result(source.registry.n_members), kept
+
+
+def _nbytes(batch: EventBatch) -> int:
+    return int(batch.time.nbytes + batch.member.nbytes + batch.old_state.nbytes
+               + batch.new_state.nbytes)
+
+
+def _owned(batch: EventBatch) -> EventBatch:
+    """The batch with arrays of its own (a reader may hand out views of its buffers)."""
+    columns = (batch.time, batch.member, batch.old_state, batch.new_state)
+    if all(c.base is None for c in columns):
+        return batch
+    return EventBatch(batch.time.copy(), batch.member.copy(), batch.old_state.copy(),
+                      batch.new_state.copy())
 
 
 def _start(window: Window, resolution: Resolution | None, source: Source) -> int | None:
