@@ -2,7 +2,9 @@
 
 The reference trace: 8 pcpus, 34 vCPUs in 5 domains, 40.7 MB, 1.94 M runstate
 records; ``xenalyze -s`` took 1.04 s median wall and 82 MiB peak RSS on this
-machine kind (recorded figure, no xenalyze binary is built here).
+machine kind (the figure the goal was set from).  Give ``--xenalyze PATH`` (or
+set XENALYZE) to time a real xenalyze binary on the same files in the same run,
+alternating with ``runstate report`` as a user runs it (process start included).
 
 This script writes a seeded random scheduler-consistent trace of that shape
 with the package's writer (runstate records, plus one unrelated scheduler
@@ -11,14 +13,16 @@ longer one, then runs ``analyze`` (two passes, as ``runstate report`` does) in
 a fresh subprocess per run and reports the median wall time of the analysis
 and the subprocess's peak RSS.
 
-    python bench/xentrace_bench.py [--runs 5] [--scale 1 4]
+    python bench/xentrace_bench.py [--runs 5] [--scale 1 4] [--xenalyze PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -119,11 +123,28 @@ def measure(path: Path, runs: int) -> dict[str, float]:
             "rss_max_mib": max(rss)}
 
 
+def command_figures(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
+    """Median wall seconds and max RSS MiB of each command, runs alternating (GNU time)."""
+    timer = shutil.which("time") or "/usr/bin/time"
+    walls: dict[str, list[float]] = {k: [] for k in commands}
+    rss: dict[str, list[float]] = {k: [] for k in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            proc = subprocess.run([timer, "-f", "%e %M", *argv], stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, text=True, check=True)
+            wall, kib = proc.stderr.strip().splitlines()[-1].split()
+            walls[name].append(float(wall))
+            rss[name].append(int(kib) / 1024)
+    return {k: (statistics.median(walls[k]), max(rss[k])) for k in commands}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--scale", type=int, nargs="*", default=[1, 4])
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--xenalyze", default=os.environ.get("XENALYZE"),
+                    help="a xenalyze binary to time on the same files")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     for scale in args.scale:
@@ -136,6 +157,15 @@ def main() -> None:
         print(f"x{scale}: {size_mb:.1f} MB  analyze median {fig['wall_median_s']:.3f} s "
               f"(min {fig['wall_min_s']:.3f})  peak RSS {fig['rss_max_mib']:.0f} MiB  "
               f"throughput vs xenalyze (1.04 s per 40.7 MB, recorded): {speedup:.1f}x")
+        if args.xenalyze:
+            runstate = shutil.which("runstate") or "runstate"
+            figs = command_figures({
+                "xenalyze -s": [args.xenalyze, "-s", "--cpu-hz=2.4G", str(path)],
+                "runstate report": [runstate, "report", str(path), "--cpu-hz", "2.4G"],
+            }, args.runs)
+            for name, (wall, mib) in figs.items():
+                print(f"    same run, whole command: {name:<16} median {wall:.2f} s, "
+                      f"peak RSS {mib:.0f} MiB")
 
 
 if __name__ == "__main__":
