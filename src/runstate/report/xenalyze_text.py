@@ -8,11 +8,15 @@ diffed against xenalyze's.  The other per-domain sections (grant tables,
 populate-on-demand, per-vCPU lines) are not printed.
 
 The braces hold the 5th, 50th and 95th self-weighted percentiles of the
-interval lengths (each interval weighted by its own length; the smallest
-length at which the cumulative weight reaches the fraction).  xenalyze
-computes these with a sampling quickselect whose results differ from any
-standard definition, so these three numbers can differ from xenalyze's; the
-count, seconds and average columns match.
+interval lengths (each interval weighted by its own length), computed from a
+bounded histogram: each printed value is an interval length that occurred, at
+least the exact percentile (the smallest length at which the cumulative
+weight reaches the fraction, :func:`self_weighted_percentile`) and less than
+1/64 above it; lengths below 128 cycles are exact
+(``runstate.analysis.xenalyze`` documents the histogram).  xenalyze computes
+these with a sampling quickselect whose results differ from any standard
+definition, so these three numbers can differ from xenalyze's; the count,
+seconds and average columns match.
 """
 
 from __future__ import annotations
@@ -54,8 +58,7 @@ def render_xenalyze(result: XenalyzeResult) -> str:
             st = dom.states.get(name)
             if st is None or st.count == 0:
                 continue
-            p5, p50, p95 = (self_weighted_percentile(st.intervals, f)
-                            for f in (0.05, 0.50, 0.95))
+            p5, p50, p95 = st.percentiles
             avg = st.cycles // st.count
             lines.append(f"  {label:>8s}: {st.count:7d} {st.cycles / hz:5.2f}s {avg:6d} "
                          f"{{{p5:6d}|{p50:6d}|{p95:6d}}}")

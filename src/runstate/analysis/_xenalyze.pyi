@@ -1,0 +1,3 @@
+from typing import Any
+
+def run(buf: Any, release: bool) -> tuple[Any, ...]: ...
