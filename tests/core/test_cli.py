@@ -120,3 +120,16 @@ def test_strict_makes_inconsistent_rows_fatal(run_cli, tmp_path):
     strict = run_cli("report", str(path), "--strict")
     assert strict.code == 1
     assert "old_state_mismatch 1" in strict.err
+
+
+def test_group_file_and_the_empty_report(run_cli, tmp_path):
+    trace = str(DATA / "linux" / "busy4.perf.data")
+    mapping = tmp_path / "groups.json"
+    mapping.write_text('{"busy": ["^rs_load$"]}')
+    doc = json.loads(run_cli("report", trace, "--group", str(mapping), "--format", "json").out)
+    (busy,) = doc["domains"]
+    assert busy["name"] == "busy"
+    assert max(busy["states"], key=lambda s: busy["states"][s]["ns"]) == "concurrency_hazard"
+    mapping.write_text('{"nothing": ["^no such thread$"]}')
+    table = run_cli("report", trace, "--group", str(mapping)).out
+    assert "no domain: no member of any group has events" in table

@@ -66,7 +66,7 @@ def _title(report: Report) -> Text:
 
 def _domains_table(domains: tuple[DomainRow, ...]) -> Table:
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
-    table.add_column("domain", overflow="fold", max_width=18)
+    table.add_column("domain", overflow="fold", max_width=22)
     table.add_column("members", justify="right")
     table.add_column("life s", justify="right")
     for s in DomainState:
@@ -115,6 +115,9 @@ def interval_cells(interval: IntervalRow, names: dict[str, str]) -> list[list[st
 
 def _footer(report: Report) -> list[str]:
     lines = []
+    if not report.domains:
+        lines.append("no domain: no member of any group has events in the window "
+                     "(see --group)")
     if report.host_idle:
         lines.append(_host_idle_line(report))
     nonzero = {k: v for k, v in report.anomalies.items() if v}
