@@ -267,11 +267,17 @@ class _Model:
 @dataclass(slots=True)
 class _Cursor:
     pid: int
+    #: the window whose header the cursor is at, or whose rows it reads
     window: int
-    row: int
-    end: int
+    row: int = 0
+    end: int = 0
     #: 0: next row; 1: a lost record's LOST_END is due
     phase: int = 0
+    #: at the window's header (xenalyze processes headers like records)
+    header: bool = True
+    #: order key of the pcpu's last processed record (0 before any): the key
+    #: of a header, which has no TSC of its own
+    last_key: int = 0
 
 
 def _windows(data: bytes, path: str) -> list[tuple[int, int, int]]:
@@ -293,7 +299,13 @@ def _windows(data: bytes, path: str) -> list[tuple[int, int, int]]:
 
 
 class _Merger:
-    """xenalyze's pcpu discovery and smallest-order-TSC-first merge (§5)."""
+    """xenalyze's pcpu discovery and smallest-order-TSC-first merge (§5).
+
+    Like xenalyze, a cursor processes the window headers it meets one at a
+    time, in merge order, with the order key of its pcpu's last record (0 for a
+    pcpu not started yet).  A pcpu activated on the way therefore processes
+    its header at once and then its records that are older than the key of
+    the cursor that found it, before that cursor passes the next window."""
 
     def __init__(self, windows: list[tuple[int, int, int]], rows: Records) -> None:
         self.windows = windows
@@ -314,33 +326,44 @@ class _Merger:
 
     def _activate(self, pid: int, window: int) -> None:
         self.seen.add(pid)
-        c = _Cursor(pid, window, self.first_row[window], self.first_row[window + 1])
-        self.cursors[pid] = c
+        c = self.cursors[pid] = _Cursor(pid, window)
         self.active_max = max(self.active_max, pid)
-        if not self._settle(c):
-            return
         self._push(c)
 
-    def _settle(self, c: _Cursor) -> bool:
-        """Move a cursor to a row; False at end of file (pcpu deactivated)."""
-        while c.row >= c.end:
-            j = c.window + 1
-            while j < len(self.windows) and self.windows[j][1] != c.pid:
-                other = self.windows[j][1]
-                if other not in self.seen:
-                    self._activate(other, j)
-                j += 1
-            if j >= len(self.windows):
-                self.cursors.pop(c.pid, None)
-                return False
-            c.window, c.row, c.end = j, self.first_row[j], self.first_row[j + 1]
+    def header(self, c: _Cursor) -> bool:
+        """Process the window header c is at; False when the pcpu's data ended."""
+        j = c.window
+        owner = self.windows[j][1]
+        if owner == c.pid:
+            # the highest active pcpu peeks at the window after its own
             if c.pid == self.active_max and j + 1 < len(self.windows):
                 peek = self.windows[j + 1][1]
                 if peek not in self.seen:
                     self._activate(peek, j + 1)
+            c.row, c.end = self.first_row[j], self.first_row[j + 1]
+            if c.row < c.end:
+                c.header = False
+                self._push(c)
+                return True
+        elif owner not in self.seen:
+            self._activate(owner, j)
+        return self._next_window(c)
+
+    def _next_window(self, c: _Cursor) -> bool:
+        """Move to the next window's header; False at end of file (pcpu deactivated)."""
+        j = c.window + 1
+        if j >= len(self.windows):
+            del self.cursors[c.pid]
+            if c.pid == self.active_max:
+                self.active_max = max(self.cursors, default=-1)
+            return False
+        c.window, c.header = j, True
+        self._push(c)
         return True
 
     def key(self, c: _Cursor) -> int:
+        if c.header:
+            return c.last_key
         r = self.rows
         if r.kind[c.row] == Kind.LOST and c.phase == 0:
             return int(r.aux[c.row])
@@ -359,14 +382,15 @@ class _Merger:
         return None
 
     def advance(self, c: _Cursor) -> bool:
-        """After processing: next row (or phase); False when the pcpu's data ended."""
+        """After processing a row: next row (or phase); False when the pcpu's data ended."""
+        c.last_key = self.key(c)
         if self.rows.kind[c.row] == Kind.LOST and c.phase == 0:
             c.phase = 1
         else:
             c.phase = 0
             c.row += 1
-            if not self._settle(c):
-                return False
+            if c.row >= c.end:
+                return self._next_window(c)
         self._push(c)
         return True
 
@@ -409,6 +433,10 @@ def _replay(model: _Model, merger: _Merger, rows: Records) -> tuple[int | None, 
         c = merger.pop()
         if c is None:
             return first, last
+        if c.header:
+            if not merger.header(c) and c.pid in model.pcpus:
+                model.end_of_pcpu(model.pcpus[c.pid])
+            continue
         order = merger.key(c)
         first = order if first is None else first
         last = order
@@ -424,7 +452,7 @@ def _replay(model: _Model, merger: _Merger, rows: Records) -> tuple[int | None, 
                            kind == Kind.CONTINUE, order, off)
         elif kind == Kind.LOST:
             dom, vid = key >> 16, key & 0xFFFF
-            model.vcpu(dom, vid)
+            # the payload's vCPU is only looked up (created) at LOST_END
             if c.phase == 0:
                 model.lost_start(p, order)
             else:

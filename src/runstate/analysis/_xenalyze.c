@@ -10,7 +10,9 @@
  *    windows and skipping the others' headers (§5.1), with xenalyze's pcpu
  *    discovery order: the leading run of new pcpus at offset 0, the highest
  *    active pcpu peeking at the window after its own, and any cursor passing
- *    a never-seen pcpu's window;
+ *    a never-seen pcpu's window; like xenalyze, a cursor processes the window
+ *    headers it meets one at a time in the merge (a header keeps the order
+ *    key of its pcpu's last record; 0 for a pcpu just found);
  *  - the next record is the smallest order TSC among active cursors; ties go
  *    to the most recently pushed cursor (§5.2); a lost record is processed
  *    twice, LOST_START at its first_tsc and LOST_END at its TSC (§5.3);
@@ -67,7 +69,7 @@ enum { D_BLOCKED, D_PARTIAL_RUN, D_FULL_RUN, D_PARTIAL_CONT, D_HAZARD, D_FULL_CO
 static const int BY_MASK[8] = {-1, D_FULL_RUN, D_FULL_CONT, D_HAZARD, D_BLOCKED, D_PARTIAL_RUN,
                                D_PARTIAL_CONT, D_HAZARD};
 /* row kinds */
-enum { K_CHANGE, K_CONTINUE, K_LOST, K_WRAP, K_OTHER };
+enum { K_CHANGE, K_CONTINUE, K_LOST, K_WRAP, K_OTHER, K_HEADER };
 /* fatal errors (formatted in xenalyze.py) */
 enum { F_NONE, F_START_BUSY, F_NEXT_BUSY, F_NOMEM };
 
@@ -105,6 +107,7 @@ typedef struct {
     int64_t tsc, aux, off;
     int kind, dom, vid, old, new;
     int phase, active;
+    int64_t last_key; /* order key of the last processed record (0 before any) */
     /* model */
     int exists, inferred, has_first;
     int64_t current; /* vcpu index, CUR_NONE or CUR_HOLDER */
@@ -270,8 +273,11 @@ static inline int before(const Entry *a, const Entry *b)
     return a->key < b->key || (a->key == b->key && a->seq > b->seq);
 }
 
+/* a window header has no TSC: it keeps the key of the pcpu's last record */
 static inline int64_t order_key(const Pcpu *c)
 {
+    if (c->kind == K_HEADER)
+        return c->last_key;
     return c->kind == K_LOST && c->phase == 0 ? c->aux : c->tsc;
 }
 
@@ -317,8 +323,10 @@ static int pop(R *r)
     return -1;
 }
 
-static int settle(R *r, int pid);
+static void drop_window(R *r, const Pcpu *c);
 
+/* a pcpu is found: its cursor starts at the window header at h, which it
+ * processes like a record with order key 0 (§5.2), so before anything else */
 static void activate(R *r, int pid, int64_t h)
 {
     Pcpu *c = &r->pcpus[pid];
@@ -326,63 +334,81 @@ static void activate(R *r, int pid, int64_t h)
     c->active = 1;
     c->win = h;
     c->wend = wend_at(r, h);
-    c->pos = h + 12;
+    c->pos = h;
     c->ltsc = -1;
     c->phase = 0;
+    c->kind = K_HEADER;
+    c->last_key = 0;
     if (pid > r->active_max)
         r->active_max = pid;
-    c->kind = -1;
-    if (!next_row(r, c))
-        c->kind = -1;
-    if (!settle(r, pid))
-        return;
     push(r, pid);
 }
 
-/* move a cursor without a row to its next row; 0 at end of file (deactivated) */
-static void drop_window(R *r, const Pcpu *c);
-
-static int settle(R *r, int pid)
+/* move the cursor to the next window header; 0 at end of file (deactivated) */
+static int next_window(R *r, int pid)
 {
     Pcpu *c = &r->pcpus[pid];
-    while (c->kind < 0) {
-        drop_window(r, c);
-        int64_t j = next_header(r, c->wend);
-        while (j >= 0 && pid_at(r, j) != pid) {
-            int other = pid_at(r, j);
-            if (!r->seen[other])
-                activate(r, other, j);
-            j = next_header(r, wend_at(r, j));
-        }
-        if (j < 0) {
-            c->active = 0;
-            return 0;
-        }
-        c->win = j;
-        c->wend = wend_at(r, j);
-        c->pos = j + 12;
-        if (!next_row(r, c))
-            c->kind = -1;
+    int64_t h = next_header(r, c->wend);
+    if (h < 0) {
+        c->active = 0;
+        /* the highest pcpu still active takes over the peeking */
         if (pid == r->active_max) {
-            int64_t peek = next_header(r, c->wend);
-            if (peek >= 0 && !r->seen[pid_at(r, peek)])
-                activate(r, pid_at(r, peek), peek);
+            int m = -1;
+            for (int q = 0; q < pid; q++)
+                if (r->pcpus[q].active)
+                    m = q;
+            r->active_max = m;
         }
+        return 0;
     }
+    c->win = h;
+    c->wend = wend_at(r, h);
+    c->pos = h;
+    c->kind = K_HEADER;
+    push(r, pid);
     return 1;
 }
 
+/* process the window header the cursor is at, as xenalyze does: one header
+ * at a time, in merge order, so that a pcpu activated on the way processes
+ * its header and its records older than this cursor's key before this
+ * cursor passes the next window; 0 when the pcpu's data ended */
+static int header(R *r, int pid)
+{
+    Pcpu *c = &r->pcpus[pid];
+    int owner = pid_at(r, c->win);
+    if (owner == pid) {
+        /* the highest active pcpu peeks at the window after its own */
+        if (pid == r->active_max) {
+            int64_t h = next_header(r, c->wend);
+            if (h >= 0 && !r->seen[pid_at(r, h)])
+                activate(r, pid_at(r, h), h);
+        }
+        c->pos = c->win + 12;
+        if (next_row(r, c)) {
+            push(r, pid);
+            return 1;
+        }
+        drop_window(r, c);
+    } else if (!r->seen[owner]) {
+        activate(r, owner, c->win);
+    }
+    return next_window(r, pid);
+}
+
+/* after processing a row: next row (or phase); 0 when the pcpu's data ended */
 static int advance(R *r, int pid)
 {
     Pcpu *c = &r->pcpus[pid];
+    c->last_key = order_key(c);
     if (c->kind == K_LOST && c->phase == 0) {
         c->phase = 1;
     } else {
         c->phase = 0;
-        if (!next_row(r, c))
-            c->kind = -1;
-        if (!settle(r, pid))
-            return 0;
+        if (!next_row(r, c)) {
+            drop_window(r, c);
+            return next_window(r, pid);
+        }
     }
     push(r, pid);
     return 1;
@@ -673,6 +699,16 @@ static void lost_start(R *r, Pcpu *p, int64_t tsc)
     r->lost_pcpus++;
 }
 
+/* the end of a pcpu's data: its current vCPU becomes lost at its last TSC */
+static void end_of_pcpu(R *r, Pcpu *p)
+{
+    Vcpu *cur = cur_vcpu(r, p);
+    if (cur) {
+        set_state(r, cur, LOST, p->last_tsc);
+        p->current = CUR_NONE;
+    }
+}
+
 static void replay(R *r)
 {
     int64_t h = next_header(r, 0);
@@ -688,6 +724,13 @@ static void replay(R *r)
         if (pid < 0)
             return;
         Pcpu *p = &r->pcpus[pid];
+        if (p->kind == K_HEADER) {
+            if (!header(r, pid) && p->exists)
+                end_of_pcpu(r, p);
+            if (r->err)
+                return;
+            continue;
+        }
         int64_t order = order_key(p);
         if (!r->has_first) {
             r->first = order;
@@ -704,7 +747,10 @@ static void replay(R *r)
             p->has_first = 1;
         }
         int kind = p->kind;
-        if (kind == K_CHANGE || kind == K_CONTINUE || kind == K_LOST) {
+        /* a lost record's payload vCPU is only looked up (created) at LOST_END */
+        if (kind == K_LOST && p->phase == 0) {
+            lost_start(r, p, order);
+        } else if (kind == K_CHANGE || kind == K_CONTINUE || kind == K_LOST) {
             int64_t vi = vcpu_index(r, p->dom, p->vid);
             if (vi < 0) {
                 r->err = F_NOMEM;
@@ -712,8 +758,6 @@ static void replay(R *r)
             }
             if (kind != K_LOST) {
                 runstate(r, p, pid, vi, p->old, p->new, kind == K_CONTINUE, order, p->off);
-            } else if (p->phase == 0) {
-                lost_start(r, p, order);
             } else {
                 set_state(r, &r->vcpus[vi], RUNNING, order);
                 p->current = vi;
@@ -724,13 +768,8 @@ static void replay(R *r)
                 return;
         }
         p->last_tsc = order;
-        if (!advance(r, pid)) {
-            Vcpu *cur = cur_vcpu(r, p);
-            if (cur) {
-                set_state(r, cur, LOST, p->last_tsc);
-                p->current = CUR_NONE;
-            }
-        }
+        if (!advance(r, pid))
+            end_of_pcpu(r, p);
         if (r->err)
             return;
         if (r->release && (++r->processed & 0xffff) == 0)

@@ -28,8 +28,11 @@ xenalyze's own percentiles come from a sampling quickselect and cannot be
 reproduced anyway; cycles, counts, averages and "Total time" are exact.
 
 Not emulated: xenalyze's TSC-skew heuristics (§6.8; the record is applied or
-ignored as rule 3 says, but no pcpu offset is ever shifted) and
-``TRC_SCHED_SWITCH`` records.  Where xenalyze would exit with a fatal error,
+ignored as rule 3 says, but no pcpu offset is ever shifted),
+``TRC_SCHED_SWITCH`` records, and xenalyze re-activating a pcpu whose data
+had already ended when the highest active pcpu peeks at one of its windows
+(xenalyze would then process that pcpu's records from there a second time;
+here only never-seen pcpus are activated).  Where xenalyze would exit with a fatal error,
 an :class:`~runstate.errors.InputError` is raised.
 """
 
