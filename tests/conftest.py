@@ -49,3 +49,29 @@ def golden(request: pytest.FixtureRequest):
         assert text == path.read_text(), f"output differs from {path} (--update-golden)"
 
     return check
+
+
+def _pseudo_mounts() -> set[str]:
+    """Mount points of tracefs and debugfs (perf mounts them as a side effect)."""
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return set()
+    found = set()
+    for line in lines:
+        fields = line.split(" - ", 1)
+        if len(fields) == 2 and fields[1].split()[0] in ("tracefs", "debugfs"):
+            found.add(fields[0].split()[4])
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def leave_pseudo_filesystems_as_found():
+    """Tests that run perf must not leave tracefs or debugfs mounted on the host."""
+    before = _pseudo_mounts()
+    yield
+    import subprocess
+
+    for mount_point in sorted(_pseudo_mounts() - before, key=len, reverse=True):
+        subprocess.run(["umount", mount_point], capture_output=True, check=False)

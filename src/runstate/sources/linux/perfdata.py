@@ -48,7 +48,13 @@ from runstate.sources.linux.perfdata_records import (
     tracepoint_attrs,
 )
 from runstate.sources.linux.perfdata_tracing import host_formats
-from runstate.sources.linux.sched import PID_LIMIT, LostEvents, sched_batches
+from runstate.sources.linux.sched import (
+    NEEDED_EVENTS,
+    PID_LIMIT,
+    RECORD_HINT,
+    LostEvents,
+    sched_batches,
+)
 from runstate.sources.linux.schedevents import SchedEvents, TaskNames
 
 #: decoded events kept in memory between the two passes, at most (about 29 B/event)
@@ -78,7 +84,10 @@ class PerfDataSource:
     def _setup(self) -> None:
         h = self.header
         tp = tracepoint_attrs(h)
-        self.info.clock = tp[0].clock if tp else h.attrs[0].clock
+        if not tp:
+            raise InputError(self.path, "no tracepoint events in the file; runstate needs "
+                             + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
+        self.info.clock = tp[0].clock
         if h.truncated:
             self.info.notes.append("perf.data was not finished (writer killed?): read up to "
                                    "the last whole record")
