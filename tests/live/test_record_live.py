@@ -229,6 +229,26 @@ def test_kernel_overruns_become_lost_time(tracefs, tmp_path):
         assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
 
 
+def test_the_buffer_grows_with_the_event_rate(tracefs, tmp_path, monkeypatch):
+    """A buffer too small for a switch storm doubles until a poll fills less than half."""
+    from runstate.live import recorder
+
+    monkeypatch.setattr(recorder, "BUFFER_KB_ALL", 16)
+    load = subprocess.Popen([sys.executable, "-c", PING_PONG.format(secs=2.5)])
+    try:
+        time.sleep(0.2)
+        summary = record(tmp_path / "rec", pids=None, duration_s=1.5, tracefs=tracefs)
+    finally:
+        load.wait(timeout=30)
+    assert summary.buffer_kb > 16
+    fixed = record(tmp_path / "fixed", pids=None, duration_s=0.3, buffer_kb=16,
+                   tracefs=tracefs)
+    assert fixed.buffer_kb == 16  # a size the user gives is kept
+    result = analyze(RecordingSource(str(tmp_path / "rec"), ReadOptions()))
+    for d in result.domains:
+        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+
+
 def test_live_stream_returns_sorted_events_incrementally(tracefs, workload):
     with TraceInstance.create(tracefs) as inst:
         tids = set(procinfo.snapshot([workload.pid]))

@@ -44,7 +44,8 @@ def add_record_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     p.add_argument("-o", "--output", required=True, metavar="PATH",
                    help="recording directory to create (must not exist or be empty)")
     p.add_argument("--buffer-kb", type=int, metavar="KB",
-                   help="ring buffer per CPU (default 8192 with --all, else 2048)")
+                   help="fixed ring buffer per CPU; by default it starts at 8192 (--all) "
+                   "or 2048 KiB and doubles while one poll fills more than half of it")
     p.set_defaults(run=run_record)
 
 
@@ -76,7 +77,8 @@ def run_record(args: argparse.Namespace, out: TextIO | None = None,
         print(f"removed the tracefs instance {name} left by a killed run", file=err)
     seconds = (summary.stop_ns - summary.start_ns) / 1e9
     print(f"Recorded {seconds:.1f} s, {summary.pages} pages ({summary.bytes / 2**20:.1f} MiB), "
-          f"{summary.threads} threads into {summary.path}", file=err)
+          f"{summary.threads} threads into {summary.path} (buffer {summary.buffer_kb} KiB "
+          "per CPU)", file=err)
     for cpu, lost in sorted(summary.lost.items()):
         print(f"warning: the kernel lost {lost} events on cpu {cpu}; that time is reported "
               "as lost (use --buffer-kb to enlarge the buffer)", file=err)

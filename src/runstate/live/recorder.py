@@ -23,6 +23,8 @@ from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 #: per-CPU buffer: enough for ~1 s of a busy host (about 30 B per sched event)
 BUFFER_KB_ALL = 8192
 BUFFER_KB_FILTERED = 2048
+#: the buffer grows (doubling) up to this while one poll fills more than half of it
+BUFFER_KB_MAX = 131072
 POLL_SECONDS = 0.05
 
 
@@ -40,6 +42,8 @@ class RecordSummary:
     lost: dict[int, int] = field(default_factory=dict)
     #: stale instances of killed runs removed at start
     removed_stale: list[str] = field(default_factory=list)
+    #: per-CPU buffer size at the end (it grows with the event rate unless fixed)
+    buffer_kb: int = 0
 
 
 def select_pids(pids: Iterable[int] = (), vms: Iterable[str] = (),
@@ -128,9 +132,13 @@ def _record(out: Path, tracefs: Tracefs, pids: list[int] | None, vms: dict[int, 
                 what = "all tasks" if pids is None else f"{len(tasks)} threads"
                 progress(f"Recording {what} into {out} ... Ctrl-C to stop")
             deadline = None if duration_s is None else time.monotonic() + duration_s
+            sizer = _BufferSizer(instance, kb, writer.page_size, fixed=buffer_kb is not None)
             while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
+                read: dict[int, int] = {}
                 for cpu, page in reader.poll():
                     writer.write_page(cpu, page)
+                    read[cpu] = read.get(cpu, 0) + 1
+                sizer.after_poll(read)
                 wait = poll_s if deadline is None else min(poll_s, deadline - time.monotonic())
                 if wait > 0:
                     stop.wait(wait)
@@ -161,4 +169,29 @@ def _record(out: Path, tracefs: Tracefs, pids: list[int] | None, vms: dict[int, 
         writer.finish(meta)
     return RecordSummary(out, instance.name, start_ns, stop_ns, writer.pages_written,
                          writer.bytes_written, len(tasks),
-                         {cpu: s.lost for cpu, s in stats.items() if s.lost}, removed)
+                         {cpu: s.lost for cpu, s in stats.items() if s.lost}, removed,
+                         sizer.kb)
+
+
+class _BufferSizer:
+    """Sizes the per-CPU ring buffer for the event rate seen while recording.
+
+    When one poll reads more than half of a CPU's buffer, the next burst could
+    overrun it before the following poll: the buffer doubles (up to
+    :data:`BUFFER_KB_MAX`).  The kernel resizes a live buffer without losing
+    what it holds.  A size the user gave (``--buffer-kb``) is kept as is.
+    """
+
+    def __init__(self, instance: TraceInstance, kb: int, page_size: int, fixed: bool) -> None:
+        self.instance = instance
+        self.kb = kb
+        self.page_size = page_size
+        self.fixed = fixed
+
+    def after_poll(self, pages_read: dict[int, int]) -> None:
+        if self.fixed or not pages_read or self.kb >= BUFFER_KB_MAX:
+            return
+        capacity = self.kb * 1024 // self.page_size
+        if max(pages_read.values()) * 2 > capacity:
+            self.kb = min(self.kb * 2, BUFFER_KB_MAX)
+            self.instance.resize(self.kb)

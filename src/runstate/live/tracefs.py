@@ -264,6 +264,10 @@ class TraceInstance:
         for event in events:
             self._set(f"events/sched/{event}/enable", "1")
 
+    def resize(self, buffer_kb: int) -> None:
+        """Change the per-CPU buffer size (allowed while tracing)."""
+        self._set("buffer_size_kb", str(buffer_kb))
+
     def _set(self, relative: str, value: str) -> None:
         try:
             _write(self.path / relative, value)
