@@ -9,6 +9,8 @@ from pathlib import Path
 from setuptools import Extension, setup
 
 SRC = Path("src")
+#: headers shared between kernels (a change rebuilds every kernel)
+HEADERS = sorted(SRC.glob("runstate/**/*.h"))
 
 
 def _extensions() -> list[Extension]:
@@ -16,7 +18,8 @@ def _extensions() -> list[Extension]:
     for path in sorted(SRC.glob("runstate/**/_*.c")):
         module = ".".join(path.relative_to(SRC).with_suffix("").parts)
         exts.append(
-            Extension(module, [str(path)], extra_compile_args=["-O2", "-std=c99", "-Wall"])
+            Extension(module, [str(path)], depends=[str(h) for h in HEADERS],
+                      extra_compile_args=["-O2", "-std=c99", "-Wall"])
         )
     return exts
 

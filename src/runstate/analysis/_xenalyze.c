@@ -47,15 +47,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
-#define CPU_CHANGE_HEADER 0x2001f003u
-#define EVENT_MASK 0x0fffffffu
-#define RUNSTATE_MASK 0x0ffff00fu
-#define RUNSTATE_CHANGE 0x00021001u
-#define CONTINUE_RUNNING 0x00021002u
-#define LOST_RECORDS 0x0001f001u
-#define WRAP_BUFFER 0x0001f002u
-#define MAX_PCPUS 4096
-#define MAX_WINDOW (1LL << 30)
+#include "../sources/xentrace/xentrace_format.h"
 #define IDLE_DOMAIN 32767
 #define HOLDER_DOMAIN 32768
 

@@ -22,15 +22,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#define CPU_CHANGE_HEADER 0x2001f003u
-#define EVENT_MASK 0x0fffffffu
-#define RUNSTATE_MASK 0x0ffff00fu
-#define RUNSTATE_CHANGE 0x00021001u
-#define CONTINUE_RUNNING 0x00021002u
-#define LOST_RECORDS 0x0001f001u
-#define WRAP_BUFFER 0x0001f002u
-#define MAX_PCPUS 4096
-#define MAX_WINDOW (1LL << 30)
+#include "xentrace_format.h"
 
 /* cursor slots */
 enum { C_OFF, C_WEND, C_PCPU, C_STATUS, C_ERR_OFF, C_ERR_CODE, C_ERR_WORD, C_ERR_AUX, N_CURSOR };
