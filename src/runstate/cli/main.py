@@ -42,12 +42,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: subcommands in their own modules, each with ``add_parser(sub)``; a module that is not
+#: there (or cannot be imported on this platform) simply adds no subcommand
+OPTIONAL_COMMANDS = ("record_cmd", "top_cmd", "vms_cmd", "advise_cmd", "serve_cmd",
+                     "plot_cmd", "export_cmd")
+
+
 def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    try:
-        record_cmd = importlib.import_module("runstate.cli.record_cmd")
-    except ImportError:
-        return
-    record_cmd.add_record_parser(sub)
+    for name in OPTIONAL_COMMANDS:
+        try:
+            module = importlib.import_module(f"runstate.cli.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"runstate.cli.{name}":
+                raise
+            continue
+        module.add_parser(sub)
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,

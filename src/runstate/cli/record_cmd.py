@@ -29,7 +29,7 @@ recording; the tracefs instance is always removed."""
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def add_record_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("record", help="record scheduler events (tracefs) for later reports",
                        description="Record sched_switch / sched_wakeup / fork / exit events "
                        "of chosen processes or VMs into a recording directory.",
