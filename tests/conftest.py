@@ -13,7 +13,8 @@ from runstate.cli.main import main
 TESTS = Path(__file__).parent
 DATA = TESTS / "data"
 GOLDEN = TESTS / "golden"
-SHARED = TESTS.parent.parent / "shared"
+#: Xen test vectors with their ground truth and xenalyze outputs (see its README)
+XEN_DATA = DATA / "xen"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -44,9 +45,13 @@ def golden(request: pytest.FixtureRequest):
 
     def check(name: str, text: str) -> None:
         path = GOLDEN / name
-        if update or not path.exists():
+        if update:
             path.write_text(text)
-        assert text == path.read_text(), f"output differs from {path} (--update-golden)"
+            return
+        assert path.exists(), (f"golden file {path} is missing; create it with "
+                               "`python -m pytest tests/core --update-golden`")
+        assert text == path.read_text(), (f"output differs from {path}; if the change is "
+                                           "intended, rerun with --update-golden")
 
     return check
 

@@ -8,8 +8,8 @@ Python loops, with no laziness, no histograms and no incremental tricks, so it
 can be trusted as the judge of ``runstate.engine``.  Percentiles here are the
 exact nearest-rank values.
 
-The rules implemented are the engine's contract (SPEC.md, "Exact semantics on
-a trace", and the numbered rules in the engine's documentation): loss depth and
+The rules implemented are the engine's contract (docs/semantics.md, and the
+numbered rules in the engine's documentation): loss depth and
 epochs, first-row resolution per epoch (two-pass) or late reveal (one pass),
 classification after all rows at one time, episodes, intervals, snapshots.
 """
@@ -87,7 +87,8 @@ def first_pass(rows: Sequence[Row]) -> list[dict[int, MemberState]]:
 
 
 def classify(states: Sequence[MemberState], depth: int) -> DomainState | None:
-    """The SPEC table for one domain's members (None: no member counts)."""
+    """The domain runstate table (docs/semantics.md) for one domain's members (None: no
+    member counts)."""
     counting = [s for s in states if s in COUNTING]
     if not counting:
         return None
@@ -212,10 +213,11 @@ def _apply(
     count = replay.anomalies
     if cur == UNSEEN:
         if replay.depth == 0 and old != ABSENT and span > 0:
-            replay.member_extra[m][old.name.lower()] += span
+            replay.member_extra[m][LOST_BUCKET if old == UNKNOWN else old.name.lower()] += span
             count["members_revealed_late"] += 1
     elif cur == UNKNOWN:
-        if replay.depth == 0 and old != ABSENT and span > 0:
+        # a row whose old state is UNKNOWN closes a span the data cannot decide: it stays lost
+        if replay.depth == 0 and old not in (ABSENT, UNKNOWN) and span > 0:
             replay.member_extra[m][LOST_BUCKET] -= span
             replay.member_extra[m][old.name.lower()] += span
     elif replay.depth > 0:

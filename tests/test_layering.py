@@ -8,7 +8,8 @@ from pathlib import Path
 import runstate
 
 PACKAGE = Path(runstate.__file__).parent
-ORDER = ["errors", "model", "sources", "engine", "analysis", "report", "live", "cli"]
+ORDER = ["errors", "model", "sources", "engine", "analysis", "report", "live", "export",
+         "cli"]
 
 
 def _layer(module: str) -> int | None:

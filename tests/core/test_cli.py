@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 
 import pytest
@@ -38,15 +39,30 @@ def test_hand_computed_figures(run_cli):
     assert db["lost_intervals"] == 1
 
 
+def _file_span(path: str) -> tuple[int, int]:
+    """First and last time_ns of a generic CSV file, read without runstate."""
+    with open(path, newline="") as f:
+        times = [int(row["time_ns"]) for row in csv.DictReader(f)]
+    return min(times), max(times)
+
+
 def test_conservation_in_every_output(run_cli):
+    """Both VMs have members from the file's first row to its last: each domain's
+    states add up to that span, and in each interval to the interval's length."""
+    first, last = _file_span(TWO_VMS)
     doc = json.loads(run_cli("report", TWO_VMS, "--format", "json", "--interval", "3us").out)
+    assert [d["name"] for d in doc["domains"]] == ["web", "db"]
     for d in doc["domains"]:
-        assert sum(s["ns"] for s in d["states"].values()) == d["lifetime_ns"]
         assert len(d["states"]) == 7
+        assert sum(s["ns"] for s in d["states"].values()) == last - first
+        assert d["lifetime_ns"] == last - first
+    bounds = [(i["start_ns"], i["end_ns"]) for i in doc["intervals"]]
+    assert bounds == [(t, min(t + 3000, last)) for t in range(first, last, 3000)]
     for interval in doc["intervals"]:
         length = interval["end_ns"] - interval["start_ns"]
+        assert len(interval["domains"]) == 2
         for d in interval["domains"]:
-            assert sum(s["ns"] for s in d["states"].values()) <= length
+            assert sum(s["ns"] for s in d["states"].values()) == length
 
 
 def test_window_from_to(run_cli):

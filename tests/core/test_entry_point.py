@@ -36,7 +36,13 @@ def test_stdin_stream_prints_intervals_as_they_complete():
                           input=TWO_VMS.read_text(), capture_output=True, text=True, check=True)
     lines = proc.stdout.splitlines()
     assert lines[0].startswith("scope,start_ns")
-    assert sum(1 for line in lines if line.startswith("interval,")) >= 4
+    # 5 us intervals over the rows' span 1000..20000 ns; read once, db (first row at
+    # 9500) only counts from the second interval on, web from the first
+    rows = [line.split(",")[:5] for line in lines if line.startswith("interval,")]
+    assert [(int(r[1]), int(r[2]), r[4]) for r in rows] == [
+        (1000, 6000, "web"), (6000, 11000, "web"), (6000, 11000, "db"),
+        (11000, 16000, "web"), (11000, 16000, "db"), (16000, 20000, "web"),
+        (16000, 20000, "db")]
 
 
 @pytest.mark.parametrize(("argv", "code"), [

@@ -36,7 +36,7 @@ def load_binary(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("threads,sleep_us,cpus", [(4, 0, "0-1"), (2, 3000, "0")])
 def test_trace_totals_match_schedstat(load_binary, tmp_path, threads, sleep_us, cpus):
     """Sleeping threads are pinned to CPU 0: this kernel drops the events emitted
-    while CPU 1 is idle (wakeups and idle->task switches, linux-tracing.md §1.6);
+    while CPU 1 is idle (wakeups and idle->task switches, docs/linux.md);
     their repair (counted as switch_in_time_unknown) is an upper bound of the running time."""
     data = tmp_path / "live.perf.data"
     proc = subprocess.run(["perf", "record", "-q", "-k", "mono", "-e", EVENTS, "-a", "-o",
@@ -93,10 +93,10 @@ def test_recording_directory_and_perf_data_agree(load_binary, tmp_path):
         by_source.append({int(m.key): m.ns for d in result.domains for m in d.members
                           if d.key.startswith("thread:")})
     for tid, (exec_ns, delay_ns) in stats.items():
-        a, b = by_source[0][tid], by_source[1][tid]
-        assert a["running"] == pytest.approx(b["running"], rel=0.02), tid
-        assert a["running"] == pytest.approx(exec_ns, rel=0.02), tid
-        assert b["running"] == pytest.approx(exec_ns, rel=0.02), tid
-        slack = 0.02 * exec_ns
-        assert abs(a["runnable"] - b["runnable"]) <= slack, tid
-        assert abs(b["runnable"] - delay_ns) <= slack, tid
+        # each tracer may drop switches: the truth lies within shown .. shown + lost
+        slack = 0.02 * max(exec_ns, delay_ns)
+        for ns in by_source:
+            assert ns[tid]["running"] - slack <= exec_ns <= \
+                ns[tid]["running"] + ns[tid]["lost"] + slack, tid
+            assert ns[tid]["runnable"] - slack <= delay_ns <= \
+                ns[tid]["runnable"] + ns[tid]["lost"] + slack, tid

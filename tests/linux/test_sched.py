@@ -12,8 +12,8 @@ from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux.sched import LostEvents, prev_state_after, sched_batches
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 
-R, RB, B, A = (int(MemberState.RUNNING), int(MemberState.RUNNABLE), int(MemberState.BLOCKED),
-               int(MemberState.ABSENT))
+R, RB, B, A, U = (int(MemberState.RUNNING), int(MemberState.RUNNABLE),
+                  int(MemberState.BLOCKED), int(MemberState.ABSENT), int(MemberState.UNKNOWN))
 SW, WK, WN = int(SchedKind.SWITCH), int(SchedKind.WAKEUP), int(SchedKind.WAKEUP_NEW)
 
 
@@ -87,11 +87,17 @@ def test_chain_break_from_idle_is_repaired_after_the_wakeup():
         (400, 1, SW, 10, 0, 1),    # 10 switches out without having switched in
     ]
     out, info, _ = convert(rows)
-    assert (151, "10", RB, R) in out
-    assert (151, "1", R, B) in out
-    assert (400, "10", R, B) in out
+    # the switch-in happened at some moment in (150, 400): until 400 both 10 and
+    # the idle CPU are unknown, never a guessed running stretch
+    assert [r for r in out if r[1] == "10"] == [
+        (100, "10", R, B), (150, "10", B, RB), (151, "10", RB, U), (400, "10", U, B)]
+    assert [r for r in out if r[1] == "1"] == [
+        (100, "1", B, R), (151, "1", R, U), (400, "1", U, B), (400, "1", B, R)]
     assert info.anomalies["switch_chain_breaks"] == 1
     assert info.anomalies["chain_repairs"] == 1
+    # 10 (proc:10) and the idle CPU (host-idle): 249 ns each
+    assert info.uncertain_ns == {"proc:10": {"lost_switch": 249},
+                                 "host-idle": {"lost_switch": 249}}
     times = [r[0] for r in out]
     assert times == sorted(times)
 
@@ -105,10 +111,41 @@ def test_lost_task_to_task_switch_is_resolved_by_the_next_event():
         (500, 1, WK, 11, -1, 0),   # 11 wakes: it was blocked since the lost switch
     ]
     out, info, _ = convert(rows)
-    assert (201, "11", R, B) in out
-    assert (201, "12", RB, R) in out
-    assert (500, "11", B, RB) in out
+    # 11 ran until an unknown moment in (200, 300), 12 from then on; the wakeup at
+    # 500 proves 11 had blocked by 300
+    assert [r for r in out if r[1] == "11"] == [
+        (100, "11", RB, R), (201, "11", R, U), (300, "11", U, B), (500, "11", B, RB)]
+    assert (201, "12", RB, U) in out
+    assert (300, "12", U, RB) in out
     assert info.anomalies["chain_repairs"] == 1
+
+
+def test_lost_wakeup_before_a_switch_in_is_unknown_since_the_block():
+    rows = [
+        (100, 0, SW, 10, 50, 1),   # 10 blocks
+        # 10's wakeup is lost
+        (300, 0, SW, 50, 10, 0),   # 10 switches in: when it woke, after 100, is unknown
+    ]
+    out, info, _ = convert(rows)
+    assert [r for r in out if r[1] == "10"] == [
+        (100, "10", R, B), (100, "10", B, U), (300, "10", U, R)]
+    assert info.anomalies["switch_in_not_runnable"] == 1
+    assert info.uncertain_ns == {"proc:10": {"lost_wakeup": 200}}
+
+
+def test_unresolved_switch_out_stays_unknown_until_the_next_event():
+    rows = [
+        (100, 0, SW, 50, 11, 0),   # 11 runs on cpu0
+        (200, 0, WK, 12, -1, 0),
+        (300, 0, SW, 12, 50, 0),   # chain break: 11 switched out unseen
+        # 11's next event is a switch-in: runnable since, or blocked and its
+        # wakeup lost? The span goes on up to it.
+        (700, 1, SW, 0, 11, 0),
+    ]
+    out, info, _ = convert(rows)
+    assert [r for r in out if r[1] == "11"] == [
+        (100, "11", RB, R), (201, "11", R, U), (300, "11", U, U), (700, "11", U, R)]
+    assert info.anomalies["chain_repairs_unproven"] == 1
 
 
 def test_loss_window_markers_and_fresh_inference():
@@ -173,3 +210,25 @@ def test_rows_are_time_sorted_across_chunks():
     out, _, _ = convert(None, items=chunks)
     times = [r[0] for r in out]
     assert times == sorted(times)
+
+
+def test_an_event_of_the_running_task_ends_the_span():
+    """The actor (the task current where an event was recorded) is evidence: 10
+    waking 11 on cpu1 at 250 proves 10 ran there by then."""
+    rows = [
+        # t, cpu, kind, pid, other, prev_state, actor
+        (100, 1, SW, 10, 0, 1, 10),   # 10 blocks, cpu1 idle
+        (150, 1, WK, 10, -1, 0, 0),   # woken from idle (the idle task is current)
+        # the idle -> 10 switch is lost
+        (250, 1, WK, 11, -1, 0, 10),  # 10 wakes 11 on cpu1: 10 is running
+        (400, 1, SW, 10, 0, 1, 10),
+    ]
+    out, info, _ = convert(rows)
+    assert [r for r in out if r[1] == "10"] == [
+        (100, "10", R, B), (150, "10", B, RB), (151, "10", RB, U), (250, "10", U, R),
+        (400, "10", R, B)]
+    assert [r for r in out if r[1] == "1"] == [
+        (100, "1", B, R), (151, "1", R, U), (250, "1", U, B), (400, "1", B, R)]
+    assert info.anomalies["switch_chain_breaks"] == 1
+    assert info.uncertain_ns == {"proc:10": {"lost_switch": 99},
+                                 "host-idle": {"lost_switch": 99}}

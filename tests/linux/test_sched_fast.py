@@ -1,21 +1,29 @@
-"""The C state machine agrees with the plain-Python reference, row for row."""
+"""The converter against the independent model on real traces, and on damaged streams.
+
+``sched_reference`` knows nothing of repairs: on a trace without chain breaks
+its figures and the converter's must agree to the ns.  On damaged input
+(random prev tasks, stray wakeups, forks, exits, pid reuse, ring-buffer
+losses) there is no truth to compare with; what must hold there is what makes
+any report sound: rows time-sorted with valid codes, and every domain's and
+member's state times adding up to its lifetime.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
+from runstate.engine.core import Engine
+from runstate.engine.resolve import Resolver
 from runstate.model.registry import Registry
+from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import ReadOptions, SourceInfo
-from runstate.sources.linux.sched import LostEvents
-from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
-
-from .helpers import run
-from .sched_reference import sched_batches
+from runstate.sources.linux.sched import LostEvents, SchedEvents, sched_batches
+from runstate.sources.linux.schedevents import SchedKind, TaskNames
 
 
 def random_stream(seed: int, n: int = 4000, n_cpus: int = 3):
-    """A plausible trace with lost switches, stray wakeups, forks, exits and pid reuse."""
+    """A damaged trace: lost switches, stray wakeups, forks, exits and pid reuse."""
     rng = np.random.default_rng(seed)
     pids = list(range(100, 112))
     curr = [0] * n_cpus
@@ -57,43 +65,57 @@ def random_stream(seed: int, n: int = 4000, n_cpus: int = 3):
     return items, names
 
 
-def convert(items, names, reference, group, filtered=False):
-    reg, info = Registry(), SourceInfo(format="t", path="t")
-    batches = list(sched_batches("t", items, names, reg, info, ReadOptions(group=group),
-                                 reference=reference, filtered=filtered))
-    rows = [tuple(int(x) for x in r) for b in batches
-            for r in zip(b.time, b.member, b.old_state, b.new_state, strict=True)]
-    return rows, dict(info.anomalies), [(m.key, m.domain) for m in reg.members]
-
-
-@pytest.mark.parametrize("seed", range(12))
+@pytest.mark.parametrize("seed", range(8))
 @pytest.mark.parametrize("group", ["process", "thread", "filtered"])
-def test_c_kernel_matches_reference(seed, group, tmp_path):
+def test_damaged_streams_give_sound_figures(seed, group, tmp_path):
     items, names = random_stream(seed)
     filtered = group == "filtered"
     if filtered:
         f = tmp_path / "g.json"
         f.write_text('{"some": [100, 101, 102, 103]}')
         group = str(f)
-    ref = convert(items, names, True, group, filtered)
-    fast = convert(items, names, False, group, filtered)
-    assert fast[2] == ref[2]
-    assert fast[1] == ref[1]
-    assert fast[0] == ref[0]
-    times = [r[0] for r in fast[0]]
-    assert times == sorted(times)
+    options = ReadOptions(group=group)
+    reg, info = Registry(), SourceInfo(format="t", path="t")
+    resolver = Resolver()
+    batches = list(sched_batches("t", items, names, reg, info, options, filtered=filtered))
+    for batch in batches:
+        resolver.feed(batch)
+        member = batch.member >= 0
+        assert set(batch.new_state[~member].tolist()) <= {LOSS_BEGIN, LOSS_END}
+        codes = set(batch.old_state[member].tolist()) | set(batch.new_state[member].tolist())
+        assert codes <= {int(s) for s in MemberState if s != MemberState.UNSEEN}
+    times = np.concatenate([b.time for b in batches])
+    assert (np.diff(times) >= 0).all()
+    start, end = int(times[0]), int(times[-1])
+    engine = Engine(reg, start_ns=start, resolution=resolver.result(reg.n_members),
+                    initial=info.initial_states)
+    for batch in batches:
+        engine.feed(batch)
+    result = engine.finish(end)
+    for d in result.domains:
+        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns <= end - start
+        for m in d.members:
+            assert 0 <= sum(m.ns.values()) <= end - start
+            assert min(m.ns.values()) >= 0
 
 
-def test_fixture_results_match_reference(data, monkeypatch):
-    from runstate.sources.linux import perfdata
+def test_lost_spans_bracket_the_threads_own_schedstat(data):
+    """pinned2 lost switches; each thread printed its own schedstat just before ending.
 
-    from . import sched_reference as sched
+    The kernel's exact run and run-queue wait ns must lie within what the report
+    shows as running / runnable plus what it shows as lost (a 0.5 ms margin: the
+    threads read schedstat a moment before their last switch).
+    """
+    from .helpers import domain, run
 
-    fast, _ = run(data / "sleepy3.perf.data")
-    original = sched.sched_batches
-    monkeypatch.setattr(perfdata, "sched_batches",
-                        lambda *a, **k: original(*a, **k, reference=True))
-    ref, _ = run(data / "sleepy3.perf.data")
-    assert [(d.key, [(m.key, m.ns) for m in d.members]) for d in fast.domains] == \
-        [(d.key, [(m.key, m.ns) for m in d.members]) for d in ref.domains]
-    assert fast.anomalies == ref.anomalies
+    result, src = run(data / "pinned2.perf.data", group="process")
+    assert src.info.anomalies["switch_chain_breaks"] > 10
+    lines = (data / "pinned2.schedstat.txt").read_text().split("\n")
+    d = domain(result, f"rs_load[{int(lines[0])}]")
+    members = {int(m.key): m.ns for m in d.members}
+    margin = 500_000
+    for line in filter(None, lines[1:]):
+        tid, exec_ns, delay_ns = (int(x) for x in line.split()[:3])
+        ns = members[tid]
+        assert ns["running"] - margin <= exec_ns <= ns["running"] + ns["lost"] + margin
+        assert ns["runnable"] - margin <= delay_ns <= ns["runnable"] + ns["lost"] + margin

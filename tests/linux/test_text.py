@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import json
+import re
+import shutil
+import subprocess
+import sys
+
 import pytest
 
 from runstate.errors import InputError
 from runstate.sources.linux.perfscript import parse_prev_state, time_ns
 from runstate.sources.registry import SNIFF_BYTES, detect
+from tests.conservation import assert_lifetime_from_members, assert_lifetimes
 
 from .conftest import DATA
 from .helpers import run
@@ -56,7 +63,7 @@ def test_trace_cmd_plugin_format_and_lost_lines(tmp_path):
     assert src.info.anomalies["lost_events"] == 5
     d = next(d for d in result.domains if d.key == "thread:4002")
     assert d.members[0].name == "CPU 0/KVM[4002]"
-    assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+    assert_lifetime_from_members(d, result.end_ns - result.start_ns)
 
 
 def test_text_errors_name_the_line(tmp_path):
@@ -85,5 +92,94 @@ def test_exit_and_reappearance_are_counted(tmp_path):
     f.write_text("\n".join(lines) + "\n")
     result, src = run(f, group="thread")
     assert src.info.anomalies["event_after_exit"] == 1
-    for d in result.domains:
-        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+    assert_lifetimes(result)
+
+
+# ---- perf script -F fields, through the CLI ------------------------------------
+
+FULL = (DATA / "busy4.perf-script-pid.txt").read_text()
+#: what each -F field looks like in a line of the fixture (written with all of them)
+FIELD_TEXT = {
+    "pid": (r"^(\s*\S.*?\s)\d+/(\d+\s)", r"\1\2"),
+    "cpu": (r"\s\[\d{3}\]\s", " "),
+    "time": (r"\s\d+\.\d+:\s", " "),
+    "event": (r"\ssched:sched_\w+:", ""),
+}
+
+
+def without(field: str, text: str = FULL) -> str:
+    pattern, replacement = FIELD_TEXT[field]
+    return "".join(re.sub(pattern, replacement, line, count=1)
+                   for line in text.splitlines(keepends=True))
+
+
+@pytest.mark.parametrize("field", ["cpu", "time", "event"])
+def test_missing_field_is_named_with_the_f_option(run_cli, tmp_path, field):
+    f = tmp_path / f"no-{field}.txt"
+    f.write_text(without(field))
+    result = run_cli("report", str(f))
+    assert result.code == 1
+    assert result.err.count("\n") == 1, result.err
+    assert f"without the {field} field" in result.err
+    assert "-F comm,pid,tid,cpu,time,event,trace" in result.err
+    assert "unknown input format" not in result.err
+
+
+def test_missing_trace_field_is_named(run_cli, tmp_path):
+    f = tmp_path / "no-trace.txt"
+    f.write_text("".join(line.split(": ", 2)[0] + ": " + line.split(": ", 2)[1] + ":\n"
+                         for line in FULL.splitlines()[:20]))
+    result = run_cli("report", str(f))
+    assert result.code == 1 and "without the trace field" in result.err
+
+
+def test_missing_pid_is_an_error_unless_threads_are_asked(run_cli, tmp_path):
+    f = tmp_path / "no-pid.txt"
+    f.write_text(without("pid"))
+    result = run_cli("report", str(f))
+    assert result.code == 1
+    assert "without the pid field" in result.err and "--group thread" in result.err
+    assert "-F comm,pid,tid,cpu,time,event,trace" in result.err
+    threads = run_cli("report", str(f), "--group", "thread", "--format", "json")
+    assert threads.code == 0, threads.err
+    # the same threads as from the text with pids, grouped by thread
+    full = tmp_path / "full.txt"
+    full.write_text(FULL)
+    reference = run_cli("report", str(full), "--group", "thread", "--format", "json")
+    strip = json.loads
+    assert [d["states"] for d in strip(threads.out)["domains"]] == \
+        [d["states"] for d in strip(reference.out)["domains"]]
+
+
+@pytest.mark.skipif(shutil.which("perf") is None, reason="perf is not installed")
+def test_documented_fields_give_the_perf_data_figures(run_cli, tmp_path):
+    """``perf script -F comm,pid,tid,cpu,time,event,trace --ns`` text reads like the
+    perf.data it came from: the 4-thread process is a concurrency hazard in both."""
+    text = tmp_path / "p.txt"
+    with text.open("w") as out:
+        subprocess.run(["perf", "script", "-i", str(DATA / "busy4.perf.data"), "-F",
+                        "comm,pid,tid,cpu,time,event,trace", "--ns"], stdout=out,
+                       stderr=subprocess.DEVNULL, check=True)
+    a = json.loads(run_cli("report", str(text), "--format", "json").out)
+    b = json.loads(run_cli("report", str(DATA / "busy4.perf.data"), "--format", "json").out)
+    # (names may differ: a kworker's COMM record carries its workqueue, the trace not)
+    assert {d["domain"]: d["states"] for d in a["domains"]} == \
+        {d["domain"]: d["states"] for d in b["domains"]}
+    pid = int((DATA / "busy4.pid").read_text())
+    busy = next(d for d in a["domains"] if d["name"] == f"rs_load[{pid}]")
+    assert busy["states"]["concurrency_hazard"]["share"] > 0.9
+
+
+def test_empty_input_is_said(run_cli, tmp_path):
+    f = tmp_path / "empty.txt"
+    f.write_bytes(b"")
+    result = run_cli("report", str(f))
+    assert result.code == 1
+    assert result.err == f"runstate: error: {f}: empty input (no data to read)\n"
+
+
+def test_empty_stdin_is_said():
+    done = subprocess.run([sys.executable, "-m", "runstate", "report", "-"], input=b"",
+                          capture_output=True, check=False)
+    assert done.returncode == 1
+    assert done.stderr.decode() == "runstate: error: stdin: empty input (no data to read)\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from runstate.analysis.pipeline import Window, analyze
-from runstate.errors import EnvironmentProblem, UsageError
+from runstate.errors import EnvironmentProblem
 from runstate.live import procinfo
 from runstate.live.recorder import record, select_pids
 from runstate.live.stream import LiveSchedStream
@@ -203,7 +203,7 @@ def test_vm_names_find_qemu_processes(tracefs, tmp_path):
         pids, vms = select_pids(vms=["testvm"])
         assert pids == [fake.pid]
         assert vms == {fake.pid: "testvm"}
-        with pytest.raises(UsageError, match="no QEMU process"):
+        with pytest.raises(EnvironmentProblem, match="no QEMU process"):
             select_pids(vms=["no-such-vm"])
     finally:
         fake.kill()

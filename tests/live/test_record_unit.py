@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import pytest
 
@@ -30,9 +31,10 @@ def test_not_root_from_the_command_line(not_root, tmp_path, run_cli):
 
 @pytest.mark.parametrize("argv, message", [
     (["--all", "--pid", "1"], "do not combine"),
-    (["-d", "0", "--all"], "--duration must be positive"),
+    (["-d", "0", "--all"], "duration must be positive"),
+    (["-d", "1m", "--all"], "1min"),
     ([], "say what to record"),
-    (["--pid", "999999999"], "no such process"),
+    (["--all", "--", "true"], "do not combine"),
 ])
 def test_option_errors(tmp_path, run_cli, argv, message):
     result = run_cli("record", *argv, "-o", str(tmp_path / "r"))
@@ -40,11 +42,61 @@ def test_option_errors(tmp_path, run_cli, argv, message):
     assert message in result.err
 
 
+def test_a_missing_pid_is_an_environment_error_naming_it(tmp_path, run_cli):
+    result = run_cli("record", "--pid", "999999999", "-o", str(tmp_path / "r"))
+    assert result.code == 1
+    assert result.err == "runstate: error: --pid 999999999: no such process\n"
+
+
 def test_an_existing_output_is_refused(tmp_path, run_cli):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "x").write_text("keep me")
     result = run_cli("record", "--all", "-o", str(tmp_path / "r"))
-    assert result.code == 2 and "already exists" in result.err
+    assert result.code == 2 and "already exists" in result.err and "--force" in result.err
+    # --force replaces recordings only, never another directory
+    result = run_cli("record", "--all", "--force", "-o", str(tmp_path / "r"))
+    assert result.code == 2 and "not a runstate recording" in result.err
+    assert (tmp_path / "r" / "x").read_text() == "keep me"
+
+
+def test_the_default_output_is_runstate_rec_and_kept(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runstate.rec").mkdir()
+    (tmp_path / "runstate.rec" / "meta.json").write_text("{}")
+    result = run_cli("record", "--all", "-d", "1s")
+    assert result.code == 2 and "runstate.rec already exists" in result.err
+
+
+def test_missing_parent_directories_are_not_created(tmp_path, run_cli):
+    target = tmp_path / "no" / "such" / "x.rec"
+    result = run_cli("record", "--all", "-d", "1s", "-o", str(target))
+    assert result.code == 1
+    assert "does not exist" in result.err and str(target.parent) in result.err
+    assert not (tmp_path / "no").exists()
+
+
+def test_a_thread_id_names_its_process():
+    ready = threading.Event()
+    done = threading.Event()
+    tid: list[int] = []
+
+    def worker():
+        tid.append(threading.get_native_id())
+        ready.set()
+        done.wait(5)
+
+    thread = threading.Thread(target=worker)
+    thread.start()
+    try:
+        ready.wait(5)
+        assert tid[0] != os.getpid()
+        assert procinfo.thread_group(tid[0]) == os.getpid()  # /proc/TID/status Tgid
+        pids, _ = select_pids(pids=[tid[0]])
+        assert pids == [os.getpid()]
+    finally:
+        done.set()
+        thread.join()
+    assert procinfo.thread_group(999999999) is None
 
 
 def test_pid_selection_keeps_the_process():

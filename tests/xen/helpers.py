@@ -12,7 +12,7 @@ from runstate.sources.base import ReadOptions
 from runstate.sources.xentrace.reader import XentraceSource
 from runstate.sources.xentrace.synth import Scenario, write
 
-SHARED_XEN = Path(__file__).parents[2].parent / "shared" / "testdata" / "xen"
+XEN_DATA = Path(__file__).parents[1] / "data" / "xen"
 
 
 def trace_bytes(sc: Scenario, **kw: int | bool) -> bytes:

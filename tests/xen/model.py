@@ -1,7 +1,8 @@
 """A slow, independent model of exact-mode domain runstates for a synthetic scenario.
 
 It works from the scenario (what the generator wrote and dropped), not from
-the file, and follows SPEC's exact rules directly, time slice by time slice:
+the file, and follows the exact-mode rules of docs/semantics.md directly, time
+slice by time slice, with its own copy of the domain state table:
 
 * window: first..last record in the file (lost records' first_tsc included);
 * inside a lost window (union of [first_tsc, lost record TSC)) every domain
@@ -16,10 +17,22 @@ from __future__ import annotations
 
 import bisect
 
-from runstate.model.states import DomainState, classify
+from runstate.model.states import DomainState
 from runstate.sources.xentrace.synth import Scenario
 
 IDLE = 32767
+
+#: (some vCPU running, some runnable, some blocked or offline) -> domain state,
+#: written out case by case from the definitions of the six states
+DOMAIN_STATE = {
+    (True, False, False): DomainState.FULL_RUN,
+    (False, True, False): DomainState.FULL_CONTENTION,
+    (True, True, False): DomainState.CONCURRENCY_HAZARD,
+    (True, True, True): DomainState.CONCURRENCY_HAZARD,
+    (False, False, True): DomainState.BLOCKED,
+    (True, False, True): DomainState.PARTIAL_RUN,
+    (False, True, True): DomainState.PARTIAL_CONTENTION,
+}
 
 
 def _loss_windows(sc: Scenario) -> list[tuple[int, int]]:
@@ -68,12 +81,7 @@ def expected(sc: Scenario) -> dict[str, dict[DomainState, int]]:
             if lost or any(s is None for s in states):
                 st = DomainState.LOST
             else:
-                run = sum(1 for s in states if s == 0)
-                rnb = sum(1 for s in states if s == 1)
-                blk = sum(1 for s in states if s in (2, 3))
-                found = classify(run, rnb, blk)
-                assert found is not None
-                st = found
+                st = DOMAIN_STATE[(0 in states, 1 in states, 2 in states or 3 in states)]
             d = out.setdefault(str(dom), {})
             d[st] = d.get(st, 0) + (b - a)
     return out

@@ -6,17 +6,13 @@ import json
 
 import pytest
 
-from tests.conftest import SHARED
-
-VECTORS = SHARED / "testdata" / "xen"
+from tests.conftest import XEN_DATA as VECTORS
 
 
 @pytest.mark.parametrize("case", ["c01_basic", "c02_init_and_end", "c04_lost_small",
                                   "c07_offline"])
 def test_json_equals_the_recorded_xenalyze_figures(run_cli, case):
     trace = VECTORS / f"{case}.trace"
-    if not trace.exists():
-        pytest.skip(f"shared test vectors not found at {VECTORS}")
     reference = json.loads((VECTORS / f"{case}.reference.json").read_text())
     want_doc = reference["xenalyze_emulation"]
     result = run_cli("report", str(trace), "--cpu-hz", str(want_doc["cpu_hz"]),

@@ -1,4 +1,4 @@
-"""Exact mode on the shared Xen test vectors (shared/testdata/xen)."""
+"""Exact mode on the Xen test vectors (tests/data/xen) against their ground truth."""
 
 from __future__ import annotations
 
@@ -9,25 +9,22 @@ import pytest
 from runstate.model.states import DomainState
 from runstate.sources.registry import detect
 from runstate.sources.xentrace.synth import Scenario, SynthEvent, SynthLoss
-from tests.xen.helpers import SHARED_XEN, cycles, run_exact
+from tests.xen.helpers import XEN_DATA, cycles, run_exact
 from tests.xen.model import expected
-
-pytestmark = pytest.mark.skipif(not SHARED_XEN.is_dir(),
-                                reason=f"shared Xen test vectors not found at {SHARED_XEN}")
 
 NO_LOSS = ["c01_basic", "c02_init_and_end", "c07_offline", "c08_cpu_hz_3ghz"]
 WITH_LOSS = ["c04_lost_small", "c10_big"]
 
 
 def _reference(case: str) -> dict:
-    return json.loads((SHARED_XEN / f"{case}.reference.json").read_text())
+    return json.loads((XEN_DATA / f"{case}.reference.json").read_text())
 
 
 @pytest.mark.parametrize("case", NO_LOSS)
 def test_exact_equals_simple_reference(case: str) -> None:
     """Without lost records, exact mode is the simple reference, cycle for cycle."""
     ref = _reference(case)["simple"]
-    result = run_exact(str(SHARED_XEN / f"{case}.trace"), cpu_hz=ref["cpu_hz"])
+    result = run_exact(str(XEN_DATA / f"{case}.trace"), cpu_hz=ref["cpu_hz"])
     want = {dom: {DomainState[label.upper()]: v["cycles"] for label, v in states.items()}
             for dom, states in ref["domains"].items()}
     assert cycles(result) == want
@@ -37,7 +34,7 @@ def test_exact_equals_simple_reference(case: str) -> None:
 
 
 def _scenario(case: str) -> Scenario:
-    raw = json.loads((SHARED_XEN / f"{case}.scenario.json").read_text())
+    raw = json.loads((XEN_DATA / f"{case}.scenario.json").read_text())
     hz, base = raw["cpu_hz"], raw["tsc_base"]
 
     def tsc(t: int) -> int:
@@ -55,11 +52,11 @@ def _scenario(case: str) -> Scenario:
 def test_exact_equals_model_of_scenario(case: str) -> None:
     """Lost windows included: the independent model over the scenario's kept records."""
     sc = _scenario(case)
-    result = run_exact(str(SHARED_XEN / f"{case}.trace"), cpu_hz=sc.cpu_hz)
+    result = run_exact(str(XEN_DATA / f"{case}.trace"), cpu_hz=sc.cpu_hz)
     assert cycles(result) == expected(sc)
 
 
 @pytest.mark.parametrize("case", NO_LOSS + WITH_LOSS)
 def test_vectors_are_detected_as_xentrace(case: str) -> None:
-    path = SHARED_XEN / f"{case}.trace"
+    path = XEN_DATA / f"{case}.trace"
     assert detect(str(path), path.read_bytes()[:65536]).FORMAT.name == "xentrace"

@@ -1,15 +1,16 @@
 """Regression tests: three differences from the real xenalyze, found on random traces.
 
 Each trace is built by hand, window by window, and its expected figures are
-worked out by hand from the rules of docs/xentrace-format.md §5-§6 (in the
-comments).  Both the C emulation and the Python reference must give them.
+worked out by hand from xenalyze's rules as docs/xentrace.md describes them
+("xenalyze-compatible mode"; in the comments).  Both the C emulation and the
+Python reference must give them.
 
 1. A lost record's payload vCPU is looked up only when the record is processed
    the second time (LOST_END).  At LOST_START (its first_tsc) that vCPU and
    its domain may not exist yet, and then they are not set to "lost" there.
 2. A pcpu activated late in the file processes its own window header at once;
    if it is then the highest active pcpu, it peeks at the window after that
-   one, like any highest pcpu reaching its next window (§5.1).  The pcpus
+   one, like any highest pcpu reaching its next window.  The pcpus
    found by the scan at offset 0 do not peek during that scan.
 3. A cursor passes other pcpus' windows one header at a time, in the merge,
    with the order key of its pcpu's last record.  A pcpu it activates on the

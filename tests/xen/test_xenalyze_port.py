@@ -22,7 +22,7 @@ from runstate.report.xenalyze_text import render_xenalyze
 from runstate.sources.base import ReadOptions
 from runstate.sources.xentrace.synth import SynthConfig, generate
 from tests.xen import xenalyze_reference as reference
-from tests.xen.helpers import SHARED_XEN, trace_bytes
+from tests.xen.helpers import XEN_DATA, trace_bytes
 
 CONFIGS = [
     SynthConfig(n_pcpus=1, domains=((0, 1), (1, 2)), steps=150),
@@ -158,10 +158,9 @@ def test_corrupt_trace_equals_reference(tmp_path: Path, seed: int) -> None:
     run_both(str(path), ReadOptions(cpu_hz=1, lenient=True))
 
 
-@pytest.mark.parametrize("case", sorted(p.stem for p in SHARED_XEN.glob("*.trace"))
-                         if SHARED_XEN.is_dir() else [])
-def test_shared_vectors_equal_reference(case: str) -> None:
-    run_both(str(SHARED_XEN / f"{case}.trace"), ReadOptions(cpu_hz=2.4e9))
+@pytest.mark.parametrize("case", sorted(p.stem for p in XEN_DATA.glob("*.trace")))
+def test_xen_vectors_equal_reference(case: str) -> None:
+    run_both(str(XEN_DATA / f"{case}.trace"), ReadOptions(cpu_hz=2.4e9))
 
 
 def test_stdin_is_spooled_and_gives_the_same(tmp_path: Path) -> None:

@@ -1,17 +1,19 @@
 """Test-only reference: the record-by-record Python emulation of xenalyze's rules.
 
-This is the implementation ``runstate.analysis.xenalyze`` had before it moved
-to C (``runstate.analysis._xenalyze``).  It keeps every decoded record and
-every interval in memory and is slow; it exists so the C port can be checked
-against it on many random traces (``tests/xen/test_xenalyze_port.py``).
+It keeps every decoded record and every interval in memory and is slow; it
+exists so the C emulation (``runstate.analysis._xenalyze``) can be checked
+against it on many random traces (``tests/xen/test_xenalyze_port.py``).  It
+shares no code with what it checks: the file is decoded here with ``struct``
+from the record layout in docs/xentrace.md, and the validation rules (and
+their one-line messages) are written out again below.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
-import io
 import struct
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from typing import IO
 
 import numpy as np
@@ -19,19 +21,30 @@ import numpy.typing as npt
 
 from runstate.errors import InputError
 from runstate.sources.base import ReadOptions
-from runstate.sources.xentrace.constants import (
-    CPU_CHANGE_HEADER,
-    DEFAULT_CPU_HZ,
-    IDLE_DOMAIN,
-    MAX_PCPUS,
-    MAX_WINDOW_BYTES,
-)
-from runstate.sources.xentrace.walk import Kind, Records, Walker
+
+# ---- the file format (little-endian 32-bit words) -----------------------------
+
+#: a window header: TRC_TRACE_CPU_CHANGE with 2 data words (pcpu, byte size), no TSC
+CPU_CHANGE_HEADER = 0x2001F003
+MAX_PCPUS = 4096
+MAX_WINDOW_BYTES = 1 << 30
+EVENT_MASK = 0x0FFFFFFF
+LOST_RECORDS = 0x0001F001
+WRAP_BUFFER = 0x0001F002
+RUNSTATE_CHANGE = 0x00021001
+CONTINUE_RUNNING = 0x00021002
+#: event & this == RUNSTATE_CHANGE: old state in bits 8-11, new state in bits 4-7
+RUNSTATE_CHANGE_BITS = 0x0FFFF00F
+IDLE_DOMAIN = 32767
+DEFAULT_CPU_HZ = 2.4e9
+
+# row kinds
+CHANGE, CONTINUE, LOST_ROW, WRAP, OTHER = range(5)
 
 # vCPU states (xenalyze's, in its numbering of the public ones plus internal ones)
 RUNNING, RUNNABLE, BLOCKED, OFFLINE, LOST, INIT, QUEUED = range(7)
 
-#: xenalyze's domain runstate labels, in its print order, with the seed's names
+#: xenalyze's domain runstate labels, in its print order, with runstate's names
 LABELS: tuple[tuple[str, str], ...] = (
     ("blocked", "blocked"),
     ("partial run", "partial_run"),
@@ -57,7 +70,7 @@ class XenalyzeState:
 @dataclass(frozen=True, slots=True)
 class XenalyzeDomain:
     dom: int
-    #: seed state name (full_run, ..., lost) -> figures; only states with count > 0
+    #: state name (full_run, ..., lost) -> figures; only states with count > 0
     states: dict[str, XenalyzeState]
 
 
@@ -138,7 +151,7 @@ class _Pcpu:
 
 
 class _Model:
-    """The vCPU / pcpu / domain state machine of xenalyze (§6)."""
+    """The vCPU / pcpu / domain state machine of xenalyze."""
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -209,7 +222,7 @@ class _Model:
         self.set(v, new, tsc)
 
     def _start(self, p: _Pcpu, v: _Vcpu, old: int, new: int, tsc: int, off: int) -> None:
-        """A vCPU in init: only a move into running makes it visible (§6.4 rule 1)."""
+        """A vCPU in init: only a move into running makes it visible."""
         if old == RUNNING:
             if p.current is not p.placeholder:
                 raise self.fatal(off, f"first record of d{v.dom}v{v.vid} says it was running "
@@ -283,7 +296,7 @@ class _Cursor:
 def _windows(data: bytes, path: str) -> list[tuple[int, int, int]]:
     """(offset, pcpu, end) of every window header.
 
-    The walker has already validated them (or, with --lenient, skipped broken
+    The decoder has already validated them (or, with --lenient, skipped broken
     headers by searching for the next plausible one); this does the same."""
     out = []
     off = 0
@@ -299,7 +312,7 @@ def _windows(data: bytes, path: str) -> list[tuple[int, int, int]]:
 
 
 class _Merger:
-    """xenalyze's pcpu discovery and smallest-order-TSC-first merge (§5).
+    """xenalyze's pcpu discovery and smallest-order-TSC-first merge.
 
     Like xenalyze, a cursor processes the window headers it meets one at a
     time, in merge order, with the order key of its pcpu's last record (0 for a
@@ -307,11 +320,10 @@ class _Merger:
     its header at once and then its records that are older than the key of
     the cursor that found it, before that cursor passes the next window."""
 
-    def __init__(self, windows: list[tuple[int, int, int]], rows: Records) -> None:
+    def __init__(self, windows: list[tuple[int, int, int]], rows: Rows) -> None:
         self.windows = windows
         self.rows = rows
-        starts = np.array([w[0] for w in windows], np.int64)
-        self.first_row = np.searchsorted(rows.off, starts).tolist() + [len(rows)]
+        self.first_row = [bisect.bisect_left(rows.off, w[0]) for w in windows] + [len(rows)]
         self.seen: set[int] = set()
         self.heap: list[tuple[int, int, int]] = []
         self.cursors: dict[int, _Cursor] = {}
@@ -365,7 +377,7 @@ class _Merger:
         if c.header:
             return c.last_key
         r = self.rows
-        if r.kind[c.row] == Kind.LOST and c.phase == 0:
+        if r.kind[c.row] == LOST_ROW and c.phase == 0:
             return int(r.aux[c.row])
         return int(r.tsc[c.row])
 
@@ -384,7 +396,7 @@ class _Merger:
     def advance(self, c: _Cursor) -> bool:
         """After processing a row: next row (or phase); False when the pcpu's data ended."""
         c.last_key = self.key(c)
-        if self.rows.kind[c.row] == Kind.LOST and c.phase == 0:
+        if self.rows.kind[c.row] == LOST_ROW and c.phase == 0:
             c.phase = 1
         else:
             c.phase = 0
@@ -405,9 +417,9 @@ def run_xenalyze(path: str, stream: IO[bytes] | None, options: ReadOptions) -> X
                 data = f.read()
         except OSError as err:
             raise InputError(path, err.strerror or str(err)) from None
-    walker = Walker(path, io.BytesIO(data), lenient=options.lenient, other_rows=True,
-                    chunk_rows=options.chunk_rows)
-    rows = _concat(path, list(walker.chunks()))
+    if not data:
+        raise InputError(path, "empty file" if stream is None else "empty input")
+    rows = Decoder(path, data, options.lenient).rows()
     cpu_hz = options.cpu_hz if options.cpu_hz is not None else DEFAULT_CPU_HZ
     model = _Model(path)
     merger = _Merger(_windows(data, path), rows)
@@ -425,7 +437,7 @@ def run_xenalyze(path: str, stream: IO[bytes] | None, options: ReadOptions) -> X
     return XenalyzeResult(cpu_hz, options.cpu_hz is None, total, domains, tuple(notes))
 
 
-def _replay(model: _Model, merger: _Merger, rows: Records) -> tuple[int | None, int | None]:
+def _replay(model: _Model, merger: _Merger, rows: Rows) -> tuple[int | None, int | None]:
     first: int | None = None
     last: int | None = None
     merger.start()
@@ -444,13 +456,13 @@ def _replay(model: _Model, merger: _Merger, rows: Records) -> tuple[int | None, 
         if p.first_tsc is None:
             p.first_tsc = order
         i = c.row
-        kind = int(rows.kind[i])
-        off = int(rows.off[i])
-        key = int(rows.key[i]) & 0xFFFFFFFF
-        if kind in (Kind.CHANGE, Kind.CONTINUE):
-            model.runstate(p, key >> 16, key & 0xFFFF, int(rows.old[i]), int(rows.new[i]),
-                           kind == Kind.CONTINUE, order, off)
-        elif kind == Kind.LOST:
+        kind = rows.kind[i]
+        off = rows.off[i]
+        key = rows.ids[i]
+        if kind in (CHANGE, CONTINUE):
+            model.runstate(p, key >> 16, key & 0xFFFF, rows.old[i], rows.new[i],
+                           kind == CONTINUE, order, off)
+        elif kind == LOST_ROW:
             dom, vid = key >> 16, key & 0xFFFF
             # the payload's vCPU is only looked up (created) at LOST_END
             if c.phase == 0:
@@ -462,8 +474,179 @@ def _replay(model: _Model, merger: _Merger, rows: Records) -> tuple[int | None, 
             model.end_of_pcpu(p)
 
 
-def _concat(path: str, chunks: list[Records]) -> Records:
-    if not chunks:
-        raise InputError(path, "no trace records")
-    return Records(*(np.concatenate([getattr(c, f.name) for c in chunks])
-                     for f in fields(Records)))
+# ---- decoding -------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Rows:
+    """Every decoded record, in file order (the window it is in follows from ``off``)."""
+
+    tsc: list[int] = field(default_factory=list)
+    #: change / continue: dom << 16 | vcpu; lost: the payload's vCPU, the same way
+    ids: list[int] = field(default_factory=list)
+    kind: list[int] = field(default_factory=list)
+    old: list[int] = field(default_factory=list)
+    new: list[int] = field(default_factory=list)
+    #: lost: the TSC of the first dropped record
+    aux: list[int] = field(default_factory=list)
+    off: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.tsc)
+
+    def add(self, tsc: int, ids: int, kind: int, off: int, old: int = 0, new: int = 0,
+            aux: int = 0) -> None:
+        for column, value in ((self.tsc, tsc), (self.ids, ids), (self.kind, kind),
+                              (self.off, off), (self.old, old), (self.new, new),
+                              (self.aux, aux)):
+            column.append(value)
+
+
+class Decoder:
+    """Windows and records of a whole xentrace file, with the reader's validation.
+
+    A record without a TSC takes its pcpu's last TSC (none before the first one).
+    Strict mode stops at the first broken record with a one-line error; lenient
+    mode skips it (a broken window header: on to the next plausible header).  A
+    window or record cut short by the end of the data ends the decoding."""
+
+    def __init__(self, path: str, data: bytes, lenient: bool) -> None:
+        self.path = path
+        self.data = data
+        self.lenient = lenient
+        self.last_tsc: dict[int, int] = {}
+        self.out = Rows()
+
+    def rows(self) -> Rows:
+        off = 0
+        while True:
+            window = self._window(off)
+            if window is None:
+                break
+            pcpu, off, end = window
+            off = self._records(pcpu, off, end)
+            if off is None:
+                break
+        if not self.out.tsc:
+            raise InputError(self.path, "no trace records")
+        return self.out
+
+    def _header_error(self, off: int) -> tuple[str, str] | None:
+        word, pcpu, size = struct.unpack_from("<IiI", self.data, off)
+        if word != CPU_CHANGE_HEADER:
+            return ("window header is not a TRC_TRACE_CPU_CHANGE record (0x2001f003)",
+                    f"header word 0x{word:08x}")
+        if not 0 <= pcpu < MAX_PCPUS:
+            return "impossible pcpu number in a window header", f"pcpu {pcpu}"
+        if size % 4 or size > MAX_WINDOW_BYTES:
+            return ("impossible window size in a window header",
+                    f"window size {size} bytes (must be a multiple of 4, at most 1 GiB)")
+        return None
+
+    def _window(self, off: int) -> tuple[int, int, int] | None:
+        """(pcpu, first record offset, window end) of the header at off; None: data ended."""
+        if len(self.data) - off < 12:
+            return None
+        error = self._header_error(off)
+        if error is not None:
+            if not self.lenient:
+                raise InputError(self.path, error[0], offset=off, record=error[1])
+            off += 4
+            while len(self.data) - off >= 12 and self._header_error(off) is not None:
+                off += 4
+            if len(self.data) - off < 12:
+                return None
+        _, pcpu, size = struct.unpack_from("<IiI", self.data, off)
+        return pcpu, off + 12, off + 12 + size
+
+    def _fail(self, off: int, reason: str, record: str) -> InputError:
+        return InputError(self.path, reason, offset=off, record=record)
+
+    @staticmethod
+    def _describe(word: int) -> str:
+        return (f"event 0x{word & EVENT_MASK:07x}, {(word >> 28) & 7} data words, "
+                f"TSC {'yes' if word >> 31 else 'no'}")
+
+    def _records(self, pcpu: int, off: int, end: int) -> int | None:
+        """Decode one window's records; the offset after it, None when the data ended."""
+        while off < end:
+            if len(self.data) - off < 4:
+                return None
+            word = struct.unpack_from("<I", self.data, off)[0]
+            has_tsc, n_extra = word >> 31, (word >> 28) & 7
+            size = 4 + 8 * has_tsc + 4 * n_extra
+            if off + size > end:
+                if not self.lenient:
+                    raise self._fail(off, "record runs past the end of its window",
+                                     f"{self._describe(word)}, {end - off} bytes left in "
+                                     "the window")
+                return end
+            if len(self.data) - off < size:
+                return None
+            self._record(pcpu, off, word, has_tsc, n_extra)
+            off += size
+        return end
+
+    def _record(self, pcpu: int, off: int, word: int, has_tsc: int, n_extra: int) -> None:
+        event = word & EVENT_MASK
+        group = (event >> 16) & 0xFFF
+        if group == 0 or group & (group - 1):
+            if not self.lenient:
+                raise self._fail(off, "record class is not one-hot", self._describe(word))
+            return
+        tsc = self.last_tsc.get(pcpu, -1)
+        if has_tsc:
+            stamp = struct.unpack_from("<Q", self.data, off + 4)[0]
+            if stamp >= 1 << 63:
+                stamp -= 1 << 64
+            if tsc >= 0 and stamp < tsc:
+                if not self.lenient:
+                    raise self._fail(off, "TSC goes backwards within a pcpu's records",
+                                     f"event 0x{event:07x}; previous TSC on this pcpu {tsc}")
+                stamp = tsc
+            tsc = self.last_tsc[pcpu] = stamp
+        words = struct.unpack_from(f"<{n_extra}I", self.data, off + 4 + 8 * has_tsc)
+        if (event & RUNSTATE_CHANGE_BITS) == RUNSTATE_CHANGE or event == CONTINUE_RUNNING:
+            self._runstate(off, word, event, words, tsc)
+        elif event == LOST_RECORDS:
+            self._lost(off, word, words, tsc, has_tsc)
+        elif event == WRAP_BUFFER:
+            if has_tsc:
+                self.out.add(tsc, 0, WRAP, off)
+        elif tsc >= 0:
+            self.out.add(tsc, event, OTHER, off)
+
+    def _runstate(self, off: int, word: int, event: int, words: tuple[int, ...],
+                  tsc: int) -> None:
+        change = event != CONTINUE_RUNNING
+        old, new = ((event >> 8) & 0xF, (event >> 4) & 0xF) if change else (0, 0)
+        reason = None
+        if not words:
+            reason = "scheduler record without TSC or without its data word"
+        elif old > 3 or new > 3:
+            reason = "TRC_SCHED_RUNSTATE_CHANGE with a state above 3"
+        elif tsc < 0:
+            reason = "scheduler record without TSC or without its data word"
+        if reason is not None:
+            if not self.lenient:
+                raise self._fail(off, reason, self._describe(word))
+            return
+        self.out.add(tsc, words[0], CHANGE if change else CONTINUE, off, old, new)
+
+    def _lost(self, off: int, word: int, words: tuple[int, ...], tsc: int,
+              has_tsc: int) -> None:
+        if len(words) != 4 or not has_tsc:
+            if not self.lenient:
+                raise self._fail(off, "TRC_LOST_RECORDS without TSC or without its 4 data "
+                                 "words", self._describe(word))
+            return
+        # words: count, dom (low half) | vcpu (high half), first TSC (low, high)
+        first = words[2] | words[3] << 32
+        if first >= 1 << 63:
+            first -= 1 << 64
+        if tsc <= first:
+            if not self.lenient:
+                raise self._fail(off, "TRC_LOST_RECORDS whose TSC is not after its "
+                                 "first_tsc", f"TSC {tsc}, first_tsc {first}")
+            return
+        self.out.add(tsc, (words[1] & 0xFFFF) << 16 | words[1] >> 16, LOST_ROW, off, aux=first)

@@ -1,5 +1,5 @@
 /*
- * xenalyze's domain runstates (docs/xentrace-format.md §5-§8), in C.
+ * xenalyze's domain runstates (docs/xentrace.md, "xenalyze-compatible mode"), in C.
  *
  * Why C: the emulation is a per-record state machine over a merge of the
  * per-pcpu streams; in Python it ran at ~60k records/s.  Here one call walks
@@ -7,16 +7,16 @@
  * figures, with memory independent of the file's size:
  *
  *  - per-pcpu cursors walk the file lazily, each decoding only its own
- *    windows and skipping the others' headers (§5.1), with xenalyze's pcpu
+ *    windows and skipping the others' headers, with xenalyze's pcpu
  *    discovery order: the leading run of new pcpus at offset 0, the highest
  *    active pcpu peeking at the window after its own, and any cursor passing
  *    a never-seen pcpu's window; like xenalyze, a cursor processes the window
  *    headers it meets one at a time in the merge (a header keeps the order
  *    key of its pcpu's last record; 0 for a pcpu just found);
  *  - the next record is the smallest order TSC among active cursors; ties go
- *    to the most recently pushed cursor (§5.2); a lost record is processed
- *    twice, LOST_START at its first_tsc and LOST_END at its TSC (§5.3);
- *  - vCPU / pcpu / domain model of §6, domain classification from per-state
+ *    to the most recently pushed cursor; a lost record is processed
+ *    twice, LOST_START at its first_tsc and LOST_END at its TSC;
+ *  - xenalyze's vCPU / pcpu / domain model, domain classification from per-state
  *    vCPU counts (order-independent, O(1));
  *  - per domain state: exact cycles (128-bit) and count, and a log-linear
  *    histogram of the interval lengths for the self-weighted percentiles
@@ -47,6 +47,7 @@
 #include <unistd.h>
 #include <sys/mman.h>
 
+#include "../kernel_abi.h"
 #include "../sources/xentrace/xentrace_format.h"
 #define IDLE_DOMAIN 32767
 #define HOLDER_DOMAIN 32768
@@ -127,7 +128,7 @@ typedef struct {
     int64_t nheap, seq;
     Vcpu *vcpus;
     int64_t nvcpus, capvcpus;
-    uint32_t *hkeys; /* open addressing: (dom << 16 | vid) + 1, 0 = empty */
+    uint64_t *hkeys; /* open addressing: (dom << 16 | vid) + 1, 0 = empty (no id wraps to it) */
     int64_t *hvals;
     int64_t hcap;
     Domain **domains;
@@ -258,7 +259,7 @@ static int next_row(const R *r, Pcpu *c)
     }
 }
 
-/* ---- merge (§5) ------------------------------------------------------------ */
+/* ---- merge (docs/xentrace.md, "How xenalyze reads the file") ----------------- */
 
 static inline int before(const Entry *a, const Entry *b)
 {
@@ -318,7 +319,7 @@ static int pop(R *r)
 static void drop_window(R *r, const Pcpu *c);
 
 /* a pcpu is found: its cursor starts at the window header at h, which it
- * processes like a record with order key 0 (§5.2), so before anything else */
+ * processes like a record with order key 0, so before anything else */
 static void activate(R *r, int pid, int64_t h)
 {
     Pcpu *c = &r->pcpus[pid];
@@ -442,7 +443,7 @@ static void release_pages(R *r)
     }
 }
 
-/* ---- model (§6) ------------------------------------------------------------ */
+/* ---- model (docs/xentrace.md, "xenalyze's vCPU model") ---------------------- */
 
 static int add_interval(Stat *s, uint64_t v)
 {
@@ -518,10 +519,10 @@ static Vcpu *cur_vcpu(R *r, Pcpu *p)
 
 static int64_t vcpu_index(R *r, int dom, int vid)
 {
-    uint32_t key = ((uint32_t)dom << 16 | (uint32_t)vid) + 1;
+    uint64_t key = ((uint64_t)(uint32_t)dom << 16 | (uint64_t)(uint32_t)vid) + 1;
     if (2 * (r->nvcpus + 1) > r->hcap) {
         int64_t ncap = r->hcap ? 2 * r->hcap : 1024;
-        uint32_t *nk = calloc((size_t)ncap, sizeof *nk);
+        uint64_t *nk = calloc((size_t)ncap, sizeof *nk);
         int64_t *nv = malloc((size_t)ncap * sizeof *nv);
         if (!nk || !nv) {
             free(nk);
@@ -531,7 +532,7 @@ static int64_t vcpu_index(R *r, int dom, int vid)
         for (int64_t i = 0; i < r->hcap; i++) {
             if (!r->hkeys[i])
                 continue;
-            uint64_t h = (uint64_t)r->hkeys[i] * 0x9e3779b97f4a7c15ull;
+            uint64_t h = r->hkeys[i] * 0x9e3779b97f4a7c15ull;
             int64_t j = (int64_t)(h >> 20) & (ncap - 1);
             while (nk[j])
                 j = (j + 1) & (ncap - 1);
@@ -544,7 +545,7 @@ static int64_t vcpu_index(R *r, int dom, int vid)
         r->hvals = nv;
         r->hcap = ncap;
     }
-    uint64_t h = (uint64_t)key * 0x9e3779b97f4a7c15ull;
+    uint64_t h = key * 0x9e3779b97f4a7c15ull;
     int64_t j = (int64_t)(h >> 20) & (r->hcap - 1);
     while (r->hkeys[j]) {
         if (r->hkeys[j] == key)
@@ -618,7 +619,7 @@ static void runstate(R *r, Pcpu *p, int pid, int64_t vi, int old, int new, int c
                      int64_t tsc, int64_t off)
 {
     Vcpu *v = &r->vcpus[vi];
-    if (v->state == INIT) { /* §6.4 rule 1: only a move into running makes it visible */
+    if (v->state == INIT) { /* rule 1: only a move into running makes it visible */
         if (old == RUNNING) {
             if (p->current != CUR_HOLDER) {
                 fatal(r, F_START_BUSY, p, pid, v, off);
@@ -876,15 +877,18 @@ static PyObject *py_run(PyObject *self, PyObject *args)
 {
     PyObject *buf_o;
     int release;
+    (void)self;
     if (!PyArg_ParseTuple(args, "Op", &buf_o, &release))
         return NULL;
     Py_buffer bb;
-    if (PyObject_GetBuffer(buf_o, &bb, PyBUF_SIMPLE) < 0)
+    Py_ssize_t blen;
+    const uint8_t *buf = abi_view(&bb, buf_o, "buf", AK_BYTES, 1, 0, &blen);
+    if (buf == NULL)
         return NULL;
     R r;
     memset(&r, 0, sizeof r);
-    r.buf = bb.buf;
-    r.len = bb.len;
+    r.buf = buf;
+    r.len = blen;
     r.release = release;
     r.page = sysconf(_SC_PAGESIZE);
     if (r.page <= 0)
@@ -923,9 +927,18 @@ static PyMethodDef methods[] = {
     {NULL, NULL, 0, NULL},
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_xenalyze", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_xenalyze", "xenalyze domain runstate emulation", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
 
 PyMODINIT_FUNC PyInit__xenalyze(void)
 {
-    return PyModule_Create(&module);
+    PyObject *mod = PyModule_Create(&module);
+    if (mod != NULL &&
+        (ABI_CONST_AS(mod, "ABI_VERSION", KERNEL_ABI_VERSION) < 0 ||
+         ABI_CONST(mod, MAX_PCPUS) < 0 || ABI_CONST(mod, N_DSTATES) < 0 ||
+         ABI_CONST(mod, IDLE_DOMAIN) < 0))
+        Py_CLEAR(mod);
+    return mod;
 }

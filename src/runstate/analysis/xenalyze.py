@@ -1,7 +1,7 @@
 """``--semantics xenalyze``: domain runstates computed with xenalyze's own rules.
 
 This reproduces the cycles and counts of ``xenalyze -s`` domain runstates
-(docs/xentrace-format.md §5-§8), quirks included, so users can check the tool
+(docs/xentrace.md, "xenalyze-compatible mode"), quirks included, so users can check the tool
 against output they already trust: per-pcpu cursors over the file's windows
 with xenalyze's discovery and merge order, vCPUs invisible (``init``) until
 seen running, per-domain windows, lost handling (everything not running
@@ -27,7 +27,7 @@ longer than L make up p% of the cycles) and less than 1/64 above it.
 xenalyze's own percentiles come from a sampling quickselect and cannot be
 reproduced anyway; cycles, counts, averages and "Total time" are exact.
 
-Not emulated: xenalyze's TSC-skew heuristics (§6.8; the record is applied or
+Not emulated: xenalyze's TSC-skew heuristics (the record is applied or
 ignored as rule 3 says, but no pcpu offset is ever shifted),
 ``TRC_SCHED_SWITCH`` records, and xenalyze re-activating a pcpu whose data
 had already ended when the highest active pcpu peeks at one of its windows
@@ -46,13 +46,16 @@ import tempfile
 from dataclasses import dataclass
 from typing import IO
 
+from runstate._abi import check_kernel
 from runstate.analysis import _xenalyze
 from runstate.errors import InputError
 from runstate.sources.base import ReadOptions
 from runstate.sources.xentrace.constants import DEFAULT_CPU_HZ
 from runstate.sources.xentrace.walk import Walker
 
-#: xenalyze's domain runstate labels, in its print order, with the seed's names
+check_kernel(_xenalyze)
+
+#: xenalyze's domain runstate labels, in its print order, with runstate's names
 LABELS: tuple[tuple[str, str], ...] = (
     ("blocked", "blocked"),
     ("partial run", "partial_run"),
@@ -81,7 +84,7 @@ class XenalyzeState:
 @dataclass(frozen=True, slots=True)
 class XenalyzeDomain:
     dom: int
-    #: seed state name (full_run, ..., lost) -> figures; only states with count > 0
+    #: state name (full_run, ..., lost) -> figures; only states with count > 0
     states: dict[str, XenalyzeState]
 
 

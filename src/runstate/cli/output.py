@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
+import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import TextIO
 
 from runstate.errors import UsageError
+from runstate.report.table import TableOptions, resolve_sort
 
 
 @contextlib.contextmanager
@@ -29,3 +33,74 @@ def open_output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+# ---- the table's options (``runstate report`` and any command printing the table) ----
+
+def add_table_arguments(p: argparse.ArgumentParser) -> None:
+    """The options that choose and lay out table rows."""
+    g = p.add_argument_group("table (--format table)")
+    g.add_argument("--sort", metavar="COLUMN", type=_sort_key,
+                   help="order rows by this column, largest first (names as in the header "
+                   "joined by _: full_cont, conc_haz, blocked, life, rdy, cont_p95, domain, "
+                   "...; default: contention = full_cont + conc_haz + partial_cont)")
+    g.add_argument("--top", type=_positive_int, metavar="N", help="show the first N rows only")
+    g.add_argument("--match", metavar="REGEX", type=_regex,
+                   help="only domains whose name matches REGEX")
+    g.add_argument("--all-rows", action="store_true",
+                   help="also list domains that were only blocked (folded into one line "
+                   "by default)")
+    g.add_argument("--wide", action="store_true",
+                   help="more columns: %%run per member, state changes, p95 per "
+                   "contention state, lost spans")
+
+
+def table_options(args: argparse.Namespace, sink: TextIO) -> TableOptions:
+    """Rows and layout from the command line; the width from --width, COLUMNS, the terminal.
+
+    Output that is not a terminal is never shortened unless a width is given
+    (``--width`` or ``COLUMNS``), so pipes see whole names and whole rows.
+    """
+    color = _is_terminal(sink)
+    width: int | None = args.width
+    if width is None and os.environ.get("COLUMNS", "").isdigit():
+        width = int(os.environ["COLUMNS"])
+    if width is None and color:
+        width = shutil.get_terminal_size((100, 24)).columns
+    if width is not None and width < 40:
+        raise UsageError(f"--width {width}: the table needs at least 40 columns")
+    return TableOptions(sort=args.sort, top=args.top, match=args.match,
+                        all_rows=args.all_rows, wide=args.wide, color=color, width=width,
+                        group=args.group)
+
+
+def _is_terminal(sink: TextIO) -> bool:
+    try:
+        return sink.isatty() and os.environ.get("TERM") != "dumb"
+    except (AttributeError, ValueError):
+        return False
+
+
+def _sort_key(text: str) -> str:
+    try:
+        return resolve_sort(text)
+    except UsageError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("--sort ")) from None
+
+
+def _regex(text: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as error:
+        raise argparse.ArgumentTypeError(f"bad regular expression {text!r}: {error}") \
+            from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive: {text!r}")
+    return value

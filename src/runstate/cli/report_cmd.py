@@ -5,19 +5,20 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import replace
+from fractions import Fraction
 from importlib import resources
 from typing import TextIO
 
-from runstate.analysis.pipeline import Window, analyze
-from runstate.cli.output import open_output
+from runstate.analysis.pipeline import IntervalLimit, TraceWindow, analyze
+from runstate.cli.output import add_table_arguments, open_output, table_options
 from runstate.cli.progress import progress_bar
-from runstate.cli.units import parse_duration_ns, parse_frequency, parse_seconds
-from runstate.engine.results import IntervalResult
+from runstate.cli.units import DURATION_HELP, parse_duration_ns, parse_frequency, parse_seconds
+from runstate.engine.results import IntervalResult, RunResult
 from runstate.errors import UsageError
-from runstate.report.csv_out import header as csv_header
-from runstate.report.csv_out import interval_rows, render_csv
-from runstate.report.json_out import interval_to_dict, render_json, report_to_dict
+from runstate.report.csv_out import CsvStream
+from runstate.report.json_out import JsonStream
 from runstate.report.model import HOST_IDLE, Clock, Report, build_report, interval_row
 from runstate.report.table import interval_cells, render_table
 from runstate.sources.base import ReadOptions, Source, SourceInfo
@@ -49,17 +50,19 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p.add_argument("--sample", nargs="?", const="qemu", choices=sorted(SAMPLES),
                    help="report on a bundled sample: qemu (default; a real 4-vCPU QEMU guest "
                    "on 2 cores) or sim (simulated CSV events)")
-    p.add_argument("--format", choices=("table", "json", "csv", "xenalyze"), default="table",
+    p.add_argument("--format", choices=("table", "json", "csv", "xenalyze", "html"),
+                   default="table",
                    help="output format (default: table; xenalyze needs --semantics xenalyze)")
     p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
     p.add_argument("--input-format", metavar="NAME",
                    help="skip format detection; one of: " + ", ".join(reader_names()))
     p.add_argument("--from", dest="start", metavar="SECONDS",
-                   help="window start, in the trace's own clock (seconds)")
+                   help="window start, in seconds of the trace's own clock (as perf script "
+                   "prints it; Xen: since the first record); clipped to the trace")
     p.add_argument("--to", dest="end", metavar="SECONDS",
-                   help="window end, in the trace's own clock (seconds)")
+                   help="window end, in the same seconds; clipped to the trace")
     p.add_argument("--interval", metavar="DURATION",
-                   help="also report fixed intervals, e.g. 1s, 100ms")
+                   help="also report fixed intervals, e.g. 1s, 100ms; " + DURATION_HELP)
     p.add_argument("--cpu-hz", metavar="HZ", help="Xen: TSC frequency, e.g. 2.4G, 2400M")
     p.add_argument("--semantics", choices=("exact", "xenalyze"), default="exact",
                    help="Xen: exact (default) or xenalyze's own rules")
@@ -70,15 +73,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="skip and count corrupt records instead of failing")
     p.add_argument("--one-pass", action="store_true",
                    help="read once, as for a stream (members count from their first record)")
-    p.add_argument("--width", type=int, default=None, help="table width (default: terminal)")
+    p.add_argument("--width", type=int, default=None,
+                   help="table width (default: the terminal's, or COLUMNS; piped output is "
+                   "not shortened)")
+    add_table_arguments(p)
     p.set_defaults(run=run)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    path: str
-    source: Source
-    window: Window
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -91,21 +90,50 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         return _run_xenalyze(args, paths, options, out, err)
     if args.format == "xenalyze":
         raise UsageError("--format xenalyze goes with --semantics xenalyze")
+    if args.format == "html":  # the report with its pictures, in one self-contained file
+        from runstate.cli.plot_cmd import report_html
+
+        return report_html(args, paths, options, out, err)
     with open_output(args.output, out) as sink:
+        stream = _ReportStream.of(args.format, sink, several=len(paths) > 1)
         reports = []
         for path in paths:
             source = open_source(path, options, args.input_format)
             _warn_assumptions(source.info, err)
-            window = _window(args, source.info)
-            streaming = not source.rereadable and window.interval_ns is not None
-            printer = _IntervalPrinter(args.format, sink, source) if streaming else None
-            with progress_bar(err) as progress:
-                result = analyze(source, window, one_pass=args.one_pass,
-                                 on_interval=printer.emit if printer else None,
-                                 progress=progress, strict=args.strict)
-            reports.append(build_report(result, source.info))
-        sink.write(_render(reports, args, sink))
+            result = _analyze(args, source, sink, stream, err)
+            report = build_report(result, source.info)
+            if stream is not None:
+                stream.end(report)
+            else:
+                reports.append(report)
+        if stream is not None:
+            stream.close()
+        else:
+            sink.write(_render(reports, args, sink))
     return 0
+
+
+#: a table with more intervals than this is refused: it could not be read on a screen
+TABLE_MAX_INTERVALS = 1000
+
+
+def _analyze(args: argparse.Namespace, source: Source, sink: TextIO,
+             stream: _ReportStream | None, err: TextIO) -> RunResult:
+    """One source's result; its intervals go to ``stream`` or a line printer as they finish."""
+    window = _window(args)
+    limit = IntervalLimit()
+    on_run = None
+    if stream is not None:
+        stream.begin(source)
+        on_run = stream.intervals
+    elif window.interval_ns is not None and not source.rereadable:
+        on_run = _IntervalPrinter(sink, source).emit
+    elif window.interval_ns is not None:
+        limit = IntervalLimit(TABLE_MAX_INTERVALS, "a table that long cannot be read: use "
+                              "--format csv or --format json, or a larger --interval")
+    with progress_bar(err) as progress:
+        return analyze(source, window, one_pass=args.one_pass, on_interval_run=on_run,
+                       progress=progress, strict=args.strict, interval_limit=limit)
 
 
 def _paths(args: argparse.Namespace) -> list[str]:
@@ -126,33 +154,25 @@ def _warn_assumptions(info: SourceInfo, err: TextIO) -> None:
               "(TSC frequency is not recorded in the file)", file=err)
 
 
-def _window(args: argparse.Namespace, info: SourceInfo) -> Window:
-    per_second = info.cpu_hz if info.cpu_hz is not None else 1e9
-    origin = info.origin if info.origin is not None else 0
+def _window(args: argparse.Namespace) -> TraceWindow:
+    """The user's window in seconds: the pipeline places it once the trace's span is known."""
 
-    def ticks(seconds: str | None) -> int | None:
-        return None if seconds is None else origin + round(parse_seconds(seconds) * per_second)
+    def seconds(text: str | None) -> Fraction | None:
+        if text is None:
+            return None
+        parse_seconds(text)  # the checks and the message
+        return Fraction(text.strip())
 
-    start, end = ticks(args.start), ticks(args.end)
+    start, end = seconds(args.start), seconds(args.end)
     if start is not None and end is not None and end <= start:
         raise UsageError("--to must be after --from")
-    interval = None
-    if args.interval is not None:
-        interval = max(1, round(parse_duration_ns(args.interval) * per_second / 1e9))
-    return Window(start, end, interval)
+    interval = None if args.interval is None else parse_duration_ns(args.interval)
+    return TraceWindow(start, end, interval)
 
 
 def _render(reports: list[Report], args: argparse.Namespace, sink: TextIO) -> str:
-    if args.format == "json":
-        if len(reports) == 1:
-            return render_json(reports[0])
-        return json.dumps({"reports": [report_to_dict(r) for r in reports]}, indent=2) + "\n"
-    if args.format == "csv":
-        texts = [render_csv(r) for r in reports]
-        return texts[0] + "".join(t.split("\n", 1)[1] for t in texts[1:])
-    color = sink is sys.stdout and sink.isatty()
-    width = args.width or (_terminal_width() if color else 100)
-    return "\n".join(render_table(r, color=color, width=width) for r in reports)
+    options = table_options(args, sink)
+    return "\n".join(render_table(r, options=options) for r in reports)
 
 
 def _terminal_width() -> int:
@@ -161,38 +181,89 @@ def _terminal_width() -> int:
     return max(80, shutil.get_terminal_size((100, 24)).columns)
 
 
-class _IntervalPrinter:
-    """Prints each interval of a stream as soon as it completes."""
+def _spans(first: IntervalResult, count: int, clock: Clock) -> Iterator[tuple[int, int]]:
+    """(start, end) in ns of ``count`` equal intervals from ``first`` on."""
+    step = first.end_ns - first.start_ns
+    starts = range(first.start_ns, first.start_ns + count * step, step)
+    if clock.hz is None:  # ticks are ns already: no conversion per interval
+        return zip(starts, range(first.end_ns, first.end_ns + count * step, step),
+                   strict=True)
+    return ((clock.at(t), clock.at(t + step)) for t in starts)
 
-    def __init__(self, fmt: str, sink: TextIO, source: Source) -> None:
-        self.fmt = fmt
+
+def _domain_names(source: Source) -> dict[str, str]:
+    return {d.key: d.name for d in source.registry.domains if d.tags.get("kind") != HOST_IDLE}
+
+
+class _ReportStream:
+    """JSON or CSV written as the analysis runs: intervals as they finish, totals at the end."""
+
+    def __init__(self, sink: TextIO, json_out: JsonStream | None,
+                 csv_out: CsvStream | None) -> None:
+        self._sink = sink
+        self._json = json_out
+        self._csv = csv_out
+        self._source: Source | None = None
+
+    @classmethod
+    def of(cls, fmt: str, sink: TextIO, *, several: bool) -> _ReportStream | None:
+        if fmt == "json":
+            return cls(sink, JsonStream(sink, several), None)
+        if fmt == "csv":
+            return cls(sink, None, CsvStream(sink))
+        return None
+
+    def begin(self, source: Source) -> None:
+        self._source = source
+        if self._json is not None:
+            self._json.begin()
+
+    def intervals(self, first: IntervalResult, count: int) -> None:
+        assert self._source is not None
+        # a stream learns its time origin as it reads, so look the clock up each time
+        clock = Clock.of(self._source.info)
+        row = interval_row(first, clock)
+        if self._json is not None:
+            self._json.intervals(row, _spans(first, count, clock))
+        if self._csv is not None:
+            self._csv.intervals(row, _spans(first, count, clock), _domain_names(self._source))
+        if not self._source.rereadable:
+            self._sink.flush()  # a stream's reader sees each interval when it completes
+
+    def end(self, report: Report) -> None:
+        if self._json is not None:
+            self._json.end(report)
+        if self._csv is not None:
+            self._csv.totals(report)
+
+    def close(self) -> None:
+        if self._json is not None:
+            self._json.close()
+
+
+class _IntervalPrinter:
+    """Prints each interval of a stream as a table line as soon as it completes."""
+
+    def __init__(self, sink: TextIO, source: Source) -> None:
         self.sink = sink
         self.source = source
         self.started = False
 
-    def emit(self, interval: IntervalResult) -> None:
-        # the source learns its time origin as it reads, so look it up each time
-        row = interval_row(interval, Clock.of(self.source.info))
-        names = {d.key: d.name for d in self.source.registry.domains
-                 if d.tags.get("kind") != HOST_IDLE}
-        if self.fmt == "json":
-            self._write(json.dumps(interval_to_dict(row)))
-        elif self.fmt == "csv":
-            if not self.started:
-                self._write(",".join(csv_header()))
-            for cells in interval_rows([row], names):
-                self._write(",".join(cells))
-        else:
-            if not self.started:
-                self._write("start_s       domain  full_run full_cont conc_haz blocked "
-                            "part_run part_cont lost (% of interval lifetime)")
-            for cells in interval_cells(row, names):
+    def emit(self, first: IntervalResult, count: int) -> None:
+        clock = Clock.of(self.source.info)
+        row = interval_row(first, clock)
+        names = _domain_names(self.source)
+        if not self.started:
+            self._write("start_s       domain  full_run full_cont conc_haz blocked "
+                        "part_run part_cont lost (% of interval lifetime)")
+            self.started = True
+        for start, end in _spans(first, count, clock):
+            for cells in interval_cells(replace(row, start_ns=start, end_ns=end), names):
                 self._write(" ".join(c.rjust(8) for c in cells))
-        self.started = True
+        self.sink.flush()
 
     def _write(self, line: str) -> None:
         self.sink.write(line + "\n")
-        self.sink.flush()
 
 
 def _run_xenalyze(args: argparse.Namespace, paths: list[str], options: ReadOptions,

@@ -19,6 +19,8 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../kernel_abi.h"
+
 enum { RUNNING = 0, RUNNABLE = 1, BLOCKED = 2, OFFLINE = 3, ABSENT = 4, UNKNOWN = 5, UNSEEN = 6 };
 enum { D_LOST = 6, D_NONE = 7, N_DSTATES = 7, N_MBUCKETS = 5, M_LOST = 4 };
 enum { LOSS_BEGIN = 10, LOSS_END = 11 };
@@ -194,7 +196,9 @@ static void member_event(Kernel *k, Py_ssize_t m, int64_t t, int old, int new)
             k->g[G_LATE] += 1;
         }
     } else if (cur == UNKNOWN) {
-        /* one pass after lost data: move the member's lost time to what it was */
+        /* one pass after lost data: move the member's lost time to what it was;
+         * a row whose old state is UNKNOWN ends a span the trace cannot decide
+         * (a lost switch), which stays lost */
         if (old < ABSENT && span > 0 && k->g[G_DEPTH] == 0) {
             k->mns[m * N_MBUCKETS + M_LOST] -= span;
             k->mns[m * N_MBUCKETS + old] += span;
@@ -228,6 +232,10 @@ static void run(Kernel *k, Py_ssize_t n, const int64_t *time, const int32_t *mem
 }
 
 /* ---- argument plumbing ------------------------------------------------- */
+/* Every array is checked for element type, contiguity and length, and every
+ * code the loop uses as an index (states, member and domain numbers) for its
+ * range, before the loop runs: a caller's mistake is a ValueError, never a
+ * stray write. */
 
 static void release(Kernel *k)
 {
@@ -236,21 +244,37 @@ static void release(Kernel *k)
     k->n_views = 0;
 }
 
-static void *view(Kernel *k, PyObject *obj, Py_ssize_t itemsize, Py_ssize_t *count, int writable)
+static void *view(Kernel *k, PyObject *obj, const char *name, int kind, Py_ssize_t itemsize,
+                  Py_ssize_t *count, int writable)
 {
-    Py_buffer *b = &k->views[k->n_views];
-    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
-    if (PyObject_GetBuffer(obj, b, flags) < 0)
-        return NULL;
-    k->n_views++;
-    if (b->itemsize != itemsize) {
-        PyErr_Format(PyExc_TypeError, "kernel array has item size %zd, expected %zd",
-                     b->itemsize, itemsize);
+    if (k->n_views >= (int)(sizeof k->views / sizeof k->views[0])) {
+        PyErr_SetString(PyExc_ValueError, "too many arrays");
         return NULL;
     }
-    if (count)
-        *count = b->len / itemsize;
-    return b->buf;
+    void *p = abi_view(&k->views[k->n_views], obj, name, kind, itemsize, writable, count);
+    if (p != NULL)
+        k->n_views++;
+    return p;
+}
+
+static int expect_len(const char *name, Py_ssize_t got, Py_ssize_t want)
+{
+    if (got == want)
+        return 0;
+    PyErr_Format(PyExc_ValueError, "%s has %zd elements, expected %zd", name, got, want);
+    return -1;
+}
+
+static int codes_in_range(const char *name, const int8_t *a, Py_ssize_t n, int lo, int hi)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (a[i] < lo || a[i] > hi) {
+            PyErr_Format(PyExc_ValueError, "%s[%zd] = %d is not a valid code (%d..%d)", name, i,
+                         (int)a[i], lo, hi);
+            return -1;
+        }
+    }
+    return 0;
 }
 
 /* state: (mdom, mstate, msince, mns, dcount, dlast, dns, ep_state, ep_len,
@@ -258,38 +282,80 @@ static void *view(Kernel *k, PyObject *obj, Py_ssize_t itemsize, Py_ssize_t *cou
 static int bind_state(Kernel *k, PyObject *state)
 {
     if (!PyTuple_Check(state) || PyTuple_GET_SIZE(state) != 13) {
-        PyErr_SetString(PyExc_TypeError, "state must be a 13-tuple of arrays");
+        PyErr_SetString(PyExc_ValueError, "state must be a 13-tuple of arrays");
         return -1;
     }
 #define ITEM(i) PyTuple_GET_ITEM(state, i)
-    Py_ssize_t nm, nd, ng;
-    if (!(k->mdom = view(k, ITEM(0), 4, &nm, 0)) ||
-        !(k->mstate = view(k, ITEM(1), 1, NULL, 1)) ||
-        !(k->msince = view(k, ITEM(2), 8, NULL, 1)) ||
-        !(k->mns = view(k, ITEM(3), 8, NULL, 1)) ||
-        !(k->dcount = view(k, ITEM(4), 4, NULL, 1)) ||
-        !(k->dlast = view(k, ITEM(5), 8, &nd, 1)) ||
-        !(k->dns = view(k, ITEM(6), 8, NULL, 1)) ||
-        !(k->ep_state = view(k, ITEM(7), 1, NULL, 1)) ||
-        !(k->ep_len = view(k, ITEM(8), 8, NULL, 1)) ||
-        !(k->ep_count = view(k, ITEM(9), 8, NULL, 1)) ||
-        !(k->ep_max = view(k, ITEM(10), 8, NULL, 1)) ||
-        !(k->ep_hist = view(k, ITEM(11), 4, NULL, 1)) ||
-        !(k->g = view(k, ITEM(12), 8, &ng, 1)))
+    Py_ssize_t nm, nd, ng, c[10];
+    if (!(k->mdom = view(k, ITEM(0), "mdom", AK_SIGNED, 4, &nm, 0)) ||
+        !(k->mstate = view(k, ITEM(1), "mstate", AK_SIGNED, 1, &c[0], 1)) ||
+        !(k->msince = view(k, ITEM(2), "msince", AK_SIGNED, 8, &c[1], 1)) ||
+        !(k->mns = view(k, ITEM(3), "mns", AK_SIGNED, 8, &c[2], 1)) ||
+        !(k->dcount = view(k, ITEM(4), "dcount", AK_SIGNED, 4, &c[3], 1)) ||
+        !(k->dlast = view(k, ITEM(5), "dlast", AK_SIGNED, 8, &nd, 1)) ||
+        !(k->dns = view(k, ITEM(6), "dns", AK_SIGNED, 8, &c[4], 1)) ||
+        !(k->ep_state = view(k, ITEM(7), "ep_state", AK_SIGNED, 1, &c[5], 1)) ||
+        !(k->ep_len = view(k, ITEM(8), "ep_len", AK_SIGNED, 8, &c[6], 1)) ||
+        !(k->ep_count = view(k, ITEM(9), "ep_count", AK_SIGNED, 8, &c[7], 1)) ||
+        !(k->ep_max = view(k, ITEM(10), "ep_max", AK_SIGNED, 8, &c[8], 1)) ||
+        !(k->ep_hist = view(k, ITEM(11), "ep_hist", AK_UNSIGNED, 4, &c[9], 1)) ||
+        !(k->g = view(k, ITEM(12), "globals", AK_SIGNED, 8, &ng, 1)))
         return -1;
 #undef ITEM
-    if (ng < N_GLOBALS) {
-        PyErr_SetString(PyExc_ValueError, "globals array too short");
+    if (expect_len("mstate", c[0], nm) < 0 || expect_len("msince", c[1], nm) < 0 ||
+        expect_len("mns", c[2], nm * N_MBUCKETS) < 0 ||
+        expect_len("dcount", c[3], nd * 4) < 0 || expect_len("dns", c[4], nd * N_DSTATES) < 0 ||
+        expect_len("ep_state", c[5], nd) < 0 || expect_len("ep_len", c[6], nd) < 0 ||
+        expect_len("ep_count", c[7], nd * N_DSTATES) < 0 ||
+        expect_len("ep_max", c[8], nd * N_DSTATES) < 0 ||
+        expect_len("ep_hist", c[9], nd * N_DSTATES * N_BUCKETS) < 0 ||
+        expect_len("globals", ng, N_GLOBALS) < 0)
         return -1;
+    for (Py_ssize_t m = 0; m < nm; m++) {
+        if (k->mdom[m] < 0 || k->mdom[m] >= nd) {
+            PyErr_Format(PyExc_ValueError, "mdom[%zd] = %d names none of the %zd domains", m,
+                         (int)k->mdom[m], nd);
+            return -1;
+        }
     }
+    if (codes_in_range("mstate", k->mstate, nm, RUNNING, UNSEEN) < 0 ||
+        codes_in_range("ep_state", k->ep_state, nd, 0, D_NONE) < 0)
+        return -1;
     k->n_members = nm;
     k->n_domains = nd;
+    return 0;
+}
+
+static int check_events(Py_ssize_t n, const int64_t *time, const int32_t *member,
+                        const int8_t *old, const int8_t *new, Py_ssize_t n_members)
+{
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (i > 0 && time[i] < time[i - 1]) {
+            /* unsorted rows would be accounted silently wrong: refuse them */
+            PyErr_Format(PyExc_ValueError, "events go back in time at row %zd: %lld after %lld",
+                         i, (long long)time[i], (long long)time[i - 1]);
+            return -1;
+        }
+        if (member[i] < -1 || member[i] >= n_members) {
+            PyErr_Format(PyExc_ValueError, "event %zd names member %d of %zd", i,
+                         (int)member[i], n_members);
+            return -1;
+        }
+        int bad = member[i] >= 0
+                      ? (old[i] < RUNNING || old[i] > UNKNOWN || new[i] < RUNNING || new[i] > UNKNOWN)
+                      : (new[i] != LOSS_BEGIN && new[i] != LOSS_END);
+        if (bad) {
+            PyErr_Format(PyExc_ValueError, "event %zd has an invalid state code", i);
+            return -1;
+        }
+    }
     return 0;
 }
 
 static PyObject *py_feed(PyObject *self, PyObject *args)
 {
     PyObject *state, *t_obj, *m_obj, *o_obj, *n_obj, *r_obj;
+    (void)self;
     if (!PyArg_ParseTuple(args, "OOOOOO", &state, &t_obj, &m_obj, &o_obj, &n_obj, &r_obj))
         return NULL;
     Kernel k;
@@ -299,36 +365,30 @@ static PyObject *py_feed(PyObject *self, PyObject *args)
     const int32_t *member;
     const int8_t *old, *new;
     if (bind_state(&k, state) < 0 ||
-        !(time = view(&k, t_obj, 8, &n, 0)) || !(member = view(&k, m_obj, 4, &n2, 0)) ||
-        !(old = view(&k, o_obj, 1, &n3, 0)) || !(new = view(&k, n_obj, 1, &n4, 0)))
+        !(time = view(&k, t_obj, "time", AK_SIGNED, 8, &n, 0)) ||
+        !(member = view(&k, m_obj, "member", AK_SIGNED, 4, &n2, 0)) ||
+        !(old = view(&k, o_obj, "old_state", AK_SIGNED, 1, &n3, 0)) ||
+        !(new = view(&k, n_obj, "new_state", AK_SIGNED, 1, &n4, 0)))
         goto fail;
-    if (n2 != n || n3 != n || n4 != n) {
-        PyErr_SetString(PyExc_ValueError, "event columns differ in length");
+    if (expect_len("member", n2, n) < 0 || expect_len("old_state", n3, n) < 0 ||
+        expect_len("new_state", n4, n) < 0)
         goto fail;
-    }
     if (r_obj != Py_None) {
         Py_ssize_t nr;
-        if (!(k.resolve = view(&k, r_obj, 1, &nr, 0)))
+        if (!(k.resolve = view(&k, r_obj, "resolve", AK_SIGNED, 1, &nr, 0)))
+            goto fail;
+        if (k.n_members == 0 ? nr != 0 : nr % k.n_members != 0) {
+            PyErr_Format(PyExc_ValueError,
+                         "resolve has %zd elements, not a whole number of rows of %zd members",
+                         nr, k.n_members);
+            goto fail;
+        }
+        if (codes_in_range("resolve", k.resolve, nr, -1, UNSEEN) < 0)
             goto fail;
         k.n_epochs = k.n_members ? nr / k.n_members : 0;
     }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (i > 0 && time[i] < time[i - 1]) {
-            /* unsorted rows would be accounted silently wrong: refuse them */
-            PyErr_Format(PyExc_ValueError, "events go back in time at row %zd: %lld after %lld",
-                         i, (long long)time[i], (long long)time[i - 1]);
-            goto fail;
-        }
-        if (member[i] >= k.n_members) {
-            PyErr_Format(PyExc_IndexError, "event %zd names member %d of %zd", i,
-                         (int)member[i], k.n_members);
-            goto fail;
-        }
-        if (member[i] >= 0 && (old[i] < 0 || old[i] > ABSENT || new[i] < 0 || new[i] > ABSENT)) {
-            PyErr_Format(PyExc_ValueError, "event %zd has an invalid state code", i);
-            goto fail;
-        }
-    }
+    if (check_events(n, time, member, old, new, k.n_members) < 0)
+        goto fail;
     Py_BEGIN_ALLOW_THREADS
     run(&k, n, time, member, old, new);
     Py_END_ALLOW_THREADS
@@ -343,6 +403,7 @@ static PyObject *py_close_all(PyObject *self, PyObject *args)
 {
     PyObject *state;
     long long t;
+    (void)self;
     if (!PyArg_ParseTuple(args, "OL", &state, &t))
         return NULL;
     Kernel k;
@@ -359,17 +420,39 @@ static PyObject *py_close_all(PyObject *self, PyObject *args)
 static PyMethodDef methods[] = {
     {"feed", py_feed, METH_VARARGS, "feed(state, time, member, old, new, resolve) -> None"},
     {"close_all", py_close_all, METH_VARARGS, "close_all(state, t): account every domain up to t"},
-    {NULL, NULL, 0, NULL},
+    {NULL, NULL, 0, NULL, },
 };
 
-static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods};
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernel", "domain runstate accounting loop", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+/* the codes Python shares with this loop (runstate.model.states, engine.core) */
+static int add_constants(PyObject *mod)
+{
+    return ABI_CONST_AS(mod, "ABI_VERSION", KERNEL_ABI_VERSION) < 0 ||
+           ABI_CONST(mod, N_BUCKETS) < 0 || ABI_CONST(mod, N_GLOBALS) < 0 ||
+           ABI_CONST(mod, N_DSTATES) < 0 || ABI_CONST(mod, N_MBUCKETS) < 0 ||
+           ABI_CONST(mod, RUNNING) < 0 || ABI_CONST(mod, RUNNABLE) < 0 ||
+           ABI_CONST(mod, BLOCKED) < 0 || ABI_CONST(mod, OFFLINE) < 0 ||
+           ABI_CONST(mod, ABSENT) < 0 || ABI_CONST(mod, UNKNOWN) < 0 ||
+           ABI_CONST(mod, UNSEEN) < 0 || ABI_CONST(mod, D_LOST) < 0 ||
+           ABI_CONST(mod, D_NONE) < 0 || ABI_CONST(mod, M_LOST) < 0 ||
+           ABI_CONST(mod, LOSS_BEGIN) < 0 || ABI_CONST(mod, LOSS_END) < 0 ||
+           ABI_CONST(mod, G_DEPTH) < 0 || ABI_CONST(mod, G_EPOCH) < 0 ||
+           ABI_CONST(mod, G_EPOCH_START) < 0 || ABI_CONST(mod, G_WINDOW_START) < 0 ||
+           ABI_CONST(mod, G_MISMATCH) < 0 || ABI_CONST(mod, G_NO_CHANGE) < 0 ||
+           ABI_CONST(mod, G_LATE) < 0 || ABI_CONST(mod, G_UNBALANCED) < 0 ||
+           ABI_CONST(mod, G_IN_LOSS_EVENTS) < 0 || ABI_CONST(mod, G_LAST_TIME) < 0
+               ? -1
+               : 0;
+}
 
 PyMODINIT_FUNC PyInit__kernel(void)
 {
     PyObject *mod = PyModule_Create(&module);
-    if (!mod)
-        return NULL;
-    PyModule_AddIntConstant(mod, "N_BUCKETS", N_BUCKETS);
-    PyModule_AddIntConstant(mod, "N_GLOBALS", N_GLOBALS);
+    if (mod != NULL && add_constants(mod) < 0)
+        Py_CLEAR(mod);
     return mod;
 }

@@ -16,6 +16,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
+from runstate._abi import check_constants, check_kernel
 from runstate.engine import _kernel
 from runstate.engine.histogram import bucket_of, percentiles
 from runstate.engine.resolve import Resolution
@@ -29,20 +30,42 @@ from runstate.engine.results import (
 from runstate.errors import UsageError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
-from runstate.model.states import MEMBER_BUCKETS, DomainState, MemberState
+from runstate.model.states import (
+    LOSS_BEGIN,
+    LOSS_END,
+    MEMBER_BUCKETS,
+    DomainState,
+    MemberState,
+)
+
+# The kernel defines the array layout; the codes it shares with the model are
+# compared with the model's enums at import, so a stale build cannot misread them.
+check_kernel(_kernel)
+check_constants(_kernel, {
+    **{state.name: int(state) for state in MemberState},
+    "D_LOST": int(DomainState.LOST), "N_DSTATES": len(DomainState),
+    "N_MBUCKETS": len(MEMBER_BUCKETS), "M_LOST": MEMBER_BUCKETS.index("lost"),
+    "LOSS_BEGIN": LOSS_BEGIN, "LOSS_END": LOSS_END,
+})
 
 N_STATES = len(DomainState)
 _DOMAIN_STATES = tuple(DomainState)
 _QUANTILES = (0.50, 0.95, 0.99)
 N_BUCKETS = _kernel.N_BUCKETS
-_NO_STATE = 7
+#: ``ep_state`` of a domain outside any episode
+_NO_STATE = _kernel.D_NONE
 _CATEGORY = (0, 1, 2, 2, -1, 3, -1)
 
-# indices into the globals array (see the enum in _kernel.c)
-G_DEPTH, G_EPOCH, G_EPOCH_START, G_WINDOW_START = 0, 1, 2, 3
-G_MISMATCH, G_NO_CHANGE, G_LATE, G_UNBALANCED, G_IN_LOSS, G_LAST_TIME = 4, 5, 6, 7, 8, 9
+# indices into the globals array
+G_DEPTH, G_EPOCH, G_EPOCH_START = _kernel.G_DEPTH, _kernel.G_EPOCH, _kernel.G_EPOCH_START
+G_WINDOW_START, G_MISMATCH = _kernel.G_WINDOW_START, _kernel.G_MISMATCH
+G_NO_CHANGE, G_LATE, G_UNBALANCED = _kernel.G_NO_CHANGE, _kernel.G_LATE, _kernel.G_UNBALANCED
+G_IN_LOSS, G_LAST_TIME = _kernel.G_IN_LOSS_EVENTS, _kernel.G_LAST_TIME
 
 IntervalSink = Callable[[IntervalResult], None]
+#: receives ``count`` consecutive intervals at once: ``first`` and ``count - 1`` more of the
+#: same length right after it, each with exactly ``first``'s figures (a quiet stretch)
+IntervalRunSink = Callable[[IntervalResult, int], None]
 
 
 class _State:
@@ -125,6 +148,9 @@ class Engine:
             applied where the resolution says nothing.
         on_interval: called with each finished interval; by default intervals
             are kept and returned by :meth:`finish`.
+        on_interval_run: if given, receives every finished interval instead of
+            ``on_interval``, a stretch of intervals in which no event happened
+            as one call (its figures repeat, so they are computed once).
     """
 
     def __init__(
@@ -136,6 +162,7 @@ class Engine:
         resolution: Resolution | None = None,
         initial: dict[int, MemberState] | None = None,
         on_interval: IntervalSink | None = None,
+        on_interval_run: IntervalRunSink | None = None,
     ) -> None:
         if interval_ns is not None and interval_ns <= 0:
             raise UsageError("the interval must be a positive duration")
@@ -145,6 +172,7 @@ class Engine:
         self._interval_ns = interval_ns
         self._intervals: list[IntervalResult] = []
         self._on_interval = on_interval or self._intervals.append
+        self._on_interval_run = on_interval_run
         self._s = _State()
         self._start: int | None = None
         self._next_boundary: int | None = None
@@ -182,7 +210,7 @@ class Engine:
                 self._run(batch.slice(pos, len(batch)))
                 return
             self._run(batch.slice(pos, cut))
-            self._cross_boundary()
+            self._cross_boundaries(int(times[cut]))
             pos = max(pos, cut)
 
     def _begin(self, start_ns: int) -> None:
@@ -257,6 +285,31 @@ class Engine:
         self._emit_interval(boundary - self._interval_ns, boundary)
         self._next_boundary = boundary + self._interval_ns
 
+    def _cross_boundaries(self, t: int) -> None:
+        """Cross every interval boundary at or before ``t``; no event lies between them.
+
+        The first interval holds the events fed so far.  The ones after it up to
+        ``t`` are quiet: every domain stays in one state, so their figures are
+        equal and one kernel call accounts them all, whatever their number.
+        """
+        assert self._next_boundary is not None and self._interval_ns is not None
+        self._cross_boundary()
+        if t >= self._next_boundary:
+            self._quiet_run((t - self._next_boundary) // self._interval_ns + 1)
+
+    def _quiet_run(self, count: int) -> None:
+        assert self._next_boundary is not None and self._interval_ns is not None
+        step = self._interval_ns
+        begin = self._next_boundary - step
+        end = begin + count * step
+        self._close(end)
+        total = self._s.dns - self._interval_base
+        self._interval_base = self._s.dns.copy()
+        each = total // count
+        assert bool((each * count == total).all()), "a quiet interval changed state"
+        self._emit(IntervalResult(begin, begin + step, self._alive(each)), count)
+        self._next_boundary = end + step
+
     def _close(self, t: int) -> None:
         _kernel.close_all(self._s.as_tuple(), t)
         if t > int(self._s.g[G_LAST_TIME]):
@@ -265,13 +318,26 @@ class Engine:
     def _emit_interval(self, start: int, end: int) -> None:
         delta = self._s.dns - self._interval_base
         self._interval_base = self._s.dns.copy()
+        self._emit(IntervalResult(start, end, self._alive(delta)), 1)
+
+    def _alive(self, delta: npt.NDArray[np.int64]) -> dict[str, dict[DomainState, int]]:
+        """Time per state of the domains that lived in the interval."""
         alive = np.flatnonzero(delta.sum(axis=1) > 0)
         # plain-int rows and zip: iterating the enum per domain cost ~3 ms per interval
-        domains = {
+        return {
             self.registry.domains[d].key: dict(zip(_DOMAIN_STATES, row, strict=True))
             for d, row in zip(alive.tolist(), delta[alive].tolist(), strict=True)
         }
-        self._on_interval(IntervalResult(start, end, domains))
+
+    def _emit(self, first: IntervalResult, count: int) -> None:
+        if self._on_interval_run is not None:
+            self._on_interval_run(first, count)
+            return
+        step = first.end_ns - first.start_ns
+        for k in range(count):
+            # the repeats share one figures dict: it is never changed after this
+            self._on_interval(first if k == 0 else IntervalResult(
+                first.start_ns + k * step, first.end_ns + k * step, first.domains))
 
     # ---- results ----------------------------------------------------------
 
@@ -280,8 +346,8 @@ class Engine:
         if self._start is None:
             self._begin(t_ns)
         self._grow()
-        while self._next_boundary is not None and self._next_boundary <= t_ns:
-            self._cross_boundary()
+        if self._next_boundary is not None and self._next_boundary <= t_ns:
+            self._cross_boundaries(t_ns)
         self._close(t_ns)
 
     def snapshot(self, t_ns: int | None = None) -> RunResult:

@@ -34,11 +34,6 @@ def bucket_bounds(index: int) -> tuple[int, int]:
     return sub << shift, 1 << shift
 
 
-def percentile(hist: npt.NDArray[np.uint32], q: float, max_value: int) -> int:
-    """Nearest-rank percentile ``q`` (0..1) of the lengths counted in ``hist``."""
-    return percentiles(hist, (q,), max_value)[0]
-
-
 def percentiles(
     hist: npt.NDArray[np.uint32], qs: tuple[float, ...], max_value: int
 ) -> tuple[int, ...]:

@@ -1,6 +1,7 @@
 """First pass over a re-readable input: what each member was doing before its first record.
 
-SPEC: a member's state before its first record is the old state that record
+By the domain runstate rules (docs/semantics.md, "Exact mode and the first
+pass"), a member's state before its first record is the old state that record
 reveals, and it held since the window start (or since the end of the last
 lost-data window).  A one-pass engine cannot know this until the record
 arrives, so for files the pipeline reads the input twice: this resolver learns,

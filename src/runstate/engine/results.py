@@ -40,7 +40,7 @@ class DomainResult:
     entered_ns: int | None
     #: number of state changes (episodes started)
     changes: int
-    #: number of lost/unknown episodes (the seed's ``missed_changes``)
+    #: number of lost/unknown episodes (the hypervisor interface's ``missed_changes``)
     lost_intervals: int
     members_seen: int
     members_expected: int | None

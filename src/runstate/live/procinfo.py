@@ -124,3 +124,19 @@ def qemu_vms() -> dict[int, str]:
         if name is not None:
             found[pid] = name
     return found
+
+
+def thread_group(tid: int) -> int | None:
+    """The process (thread group leader) of thread ``tid``; None if there is no such task.
+
+    ``/proc/TID`` exists for every thread, not only for processes, so a thread id
+    given as ``--pid`` is found, and its process is what gets recorded and named.
+    """
+    status = _read(f"/proc/{tid}/status")
+    if status is None:
+        return None
+    for line in status.splitlines():
+        if line.startswith("Tgid:"):
+            value = line.split()[1:2]
+            return int(value[0]) if value and value[0].isdigit() else None
+    return None

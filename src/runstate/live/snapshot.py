@@ -64,6 +64,12 @@ class LiveDomain:
     #: state changes the source could not see (lost events, overruns)
     missed: int = 0
     member_rows: tuple[LiveMember, ...] = ()
+    #: ns summed over the members in each member bucket ("running", "runnable",
+    #: "blocked", ...) since the monitor started, exited members included; divided
+    #: by members and time it gives the mean %run / %ready of a member
+    member_ns: dict[str, int] = field(default_factory=dict)
+    #: state changes since the monitor started
+    changes: int = 0
 
 
 @dataclass(frozen=True, slots=True)

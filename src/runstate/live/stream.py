@@ -39,6 +39,8 @@ class LiveSchedStream:
         self._held = SchedEvents.concat([])
         self.comms: dict[int, str] = {}
         self.losses: list[LossWindow] = []
+        #: every event up to this time has been returned (None before the first poll)
+        self.watermark_ns: int | None = None
 
     def poll(self) -> SchedEvents:
         """Events that are final now, sorted by time."""
@@ -77,4 +79,6 @@ class LiveSchedStream:
         cut = len(merged) if watermark is None else \
             int(np.searchsorted(merged.time, watermark, side="right"))
         self._held = merged.take(np.arange(cut, len(merged)))
+        if watermark is not None:
+            self.watermark_ns = max(watermark, self.watermark_ns or watermark)
         return merged.take(np.arange(cut))

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from runstate.model.states import LOSS_BEGIN, LOSS_END
-
 TIME_DTYPE = np.int64
 MEMBER_DTYPE = np.int32
 STATE_DTYPE = np.int8
@@ -81,8 +79,3 @@ class EventBatch:
             np.concatenate([b.old_state for b in batches]),
             np.concatenate([b.new_state for b in batches]),
         )
-
-
-def loss_rows(begin_ns: int, end_ns: int) -> tuple[tuple[int, int, int, int], ...]:
-    """The two marker rows ``(time, member, old, new)`` for a lost-data window."""
-    return ((begin_ns, -1, 0, LOSS_BEGIN), (end_ns, -1, 0, LOSS_END))

@@ -6,9 +6,10 @@ more values describe membership rather than scheduling: ``ABSENT`` (the member
 does not exist at that moment: not created yet, exited, vCPU taken down) and,
 inside the engine only, ``UNKNOWN`` and ``UNSEEN``.
 
-Domain runstates use the seed patch's numbering (the hypervisor ABI of "xen:
-Implement domain runstates"): full_run 0 ... partial_contention 5; ``LOST`` is
-the seventh state for time whose state the data cannot tell.
+Domain runstates use the hypervisor's numbering (the interface proposed for
+Xen as "xen: Implement domain runstates"): full_run 0 ... partial_contention 5;
+``LOST`` is the seventh state for time whose state the data cannot tell
+(docs/semantics.md).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ MEMBER_BUCKETS = ("running", "runnable", "blocked", "offline", "lost")
 
 
 class DomainState(IntEnum):
-    """The six domain runstates of the seed patch, plus ``LOST``."""
+    """The six domain runstates, in the hypervisor's numbering, plus ``LOST``."""
 
     FULL_RUN = 0
     FULL_CONTENTION = 1
@@ -74,25 +75,3 @@ class DomainState(IntEnum):
 #: Marker codes in an EventBatch's ``new_state`` column when ``member == -1``.
 LOSS_BEGIN = 10
 LOSS_END = 11
-
-
-def classify(running: int, runnable: int, blocked: int) -> DomainState | None:
-    """The seed's rule: the domain state from how many members are in each state.
-
-    Offline members are counted as blocked.  Returns ``None`` when no member
-    counts (time outside the domain's lifetime).
-    """
-    mask = (running > 0) | (runnable > 0) << 1 | (blocked > 0) << 2
-    return _BY_MASK[mask]
-
-
-_BY_MASK: tuple[DomainState | None, ...] = (
-    None,
-    DomainState.FULL_RUN,
-    DomainState.FULL_CONTENTION,
-    DomainState.CONCURRENCY_HAZARD,
-    DomainState.BLOCKED,
-    DomainState.PARTIAL_RUN,
-    DomainState.PARTIAL_CONTENTION,
-    DomainState.CONCURRENCY_HAZARD,
-)

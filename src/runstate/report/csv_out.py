@@ -1,7 +1,8 @@
 """CSV rendering: one row per domain (scope ``total``) and per interval and domain.
 
 Column names carry their units (``_ns``, ``_pct``).  Interval rows leave the
-episode columns empty.
+episode columns empty.  Interval rows come first, as each interval finishes
+(:class:`CsvStream`), then one total row per domain.
 """
 
 from __future__ import annotations
@@ -9,6 +10,8 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterable
+from itertools import islice
+from typing import TextIO
 
 from runstate.model.states import DomainState
 from runstate.report.model import DomainRow, IntervalRow, Report
@@ -25,13 +28,13 @@ def header() -> list[str]:
 
 
 def render_csv(report: Report) -> str:
+    """The rows exactly as :class:`CsvStream` writes them while the analysis runs."""
     out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(header())
-    for d in report.domains:
-        writer.writerow(_domain_row(report, d))
+    stream = CsvStream(out)
     names = {d.domain: d.name for d in report.domains}
-    writer.writerows(interval_rows(report.intervals, names))
+    for row in report.intervals:
+        stream.intervals(row, [(row.start_ns, row.end_ns)], names)
+    stream.totals(report)
     return out.getvalue()
 
 
@@ -62,3 +65,30 @@ def _domain_row(report: Report, d: DomainRow) -> list[str]:
 
 def _pct(part: int, whole: int) -> str:
     return f"{100.0 * part / whole:.2f}" if whole else "0.00"
+
+
+class CsvStream:
+    """CSV written while the reports are computed: the header, interval rows as each
+    interval finishes, then each report's total rows once it is complete."""
+
+    def __init__(self, sink: TextIO) -> None:
+        self._sink = sink
+        self._writer = csv.writer(sink, lineterminator="\n")
+        self._writer.writerow(header())
+
+    def intervals(self, row: IntervalRow, spans: Iterable[tuple[int, int]],
+                  names: dict[str, str]) -> None:
+        """Rows with ``row``'s figures, for each (start_ns, end_ns) of ``spans``."""
+        tails = []
+        for cells in interval_rows([row], names):
+            text = io.StringIO()
+            csv.writer(text, lineterminator="\n").writerow(cells[3:])
+            tails.append(text.getvalue())
+        pending = iter(spans)
+        while chunk := list(islice(pending, 4096)):
+            self._sink.write("".join([f"interval,{start},{end},{tail}"
+                                      for start, end in chunk for tail in tails]))
+
+    def totals(self, report: Report) -> None:
+        for d in report.domains:
+            self._writer.writerow(_domain_row(report, d))

@@ -86,6 +86,10 @@ class DomainRow:
     changes: int
     lost_intervals: int
     members: tuple[MemberRow, ...]
+    #: cause -> ns of member time the trace could not decide (summed over members):
+    #: ``lost_switch``/``lost_wakeup`` are shown as lost; ``detected_late`` is time shown
+    #: in the state believed then, before the loss that makes it uncertain was seen
+    uncertain: dict[str, int] = field(default_factory=dict)
 
     def share(self, state: DomainState) -> float:
         """Fraction of the lifetime spent in ``state`` (0 when the domain never lived)."""
@@ -128,11 +132,16 @@ def build_report(result: RunResult, info: SourceInfo,
     """Convert an engine result (ticks) and its source's facts into a :class:`Report`."""
     clock = Clock.of(info)
     ordered = sorted(result.domains, key=lambda d: _natural(d.key))
-    rows = [_domain_row(d, clock, info.cpu_hz is not None) for d in ordered]
+    uncertain = info.uncertain_ns
+    rows = [_domain_row(d, clock, info.cpu_hz is not None, uncertain.get(d.key, {}))
+            for d in ordered]
     idle_keys = {d.key for d in result.domains if d.tags.get("kind") == HOST_IDLE}
     notes = list(info.notes)
     if result.provisional:
         notes.append("one-pass read: members count from their first record")
+    drops = dropped_events_note(result.anomalies | info.anomalies, uncertain)
+    if drops:
+        notes.append(drops)
     return Report(
         source=info.path,
         format=info.format,
@@ -150,6 +159,100 @@ def build_report(result: RunResult, info: SourceInfo,
     )
 
 
+#: what each anomaly means for the figures: exact anyway, shown as lost, or not bounded
+ANOMALY_EFFECT = {
+    "switch_chain_breaks": "shown as lost",     # a switch missing: its span is lost
+    "chain_repairs": "shown as lost",
+    "chain_repairs_unproven": "shown as lost",  # ... up to the task's next event
+    "switch_in_time_unknown": "shown as lost",  # ... and the wakeup before it
+    "switch_in_not_runnable": "shown as lost",  # a wakeup missing
+    "wakeup_of_running": "exact",               # legal: woken before it switched out
+    "lost_events": "shown as lost",             # the tracer said so: a loss window
+    "loss_window_clamped": "not bounded",
+    "switch_out_not_running": "not bounded",
+    "event_after_exit": "not bounded",
+    "time_backwards": "not bounded",
+    "silent_runnable_unresolved": "left out",
+}
+#: the undecidable-span causes a source counts, as the footer names them
+SPAN_CAUSE_LABELS = {"lost_switch": "lost switch", "lost_wakeup": "lost wakeup",
+                     "detected_late": "before it was seen"}
+BPF_HINT = ("a live `runstate top --source bpf` on this host sees every event "
+            "(it counts in the kernel, where nothing is dropped)")
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.1f} ms"
+
+
+def total_uncertain(report: Report) -> dict[str, int]:
+    """Cause -> ns of undecidable member time over every domain (host idle included)."""
+    out: dict[str, int] = {}
+    for d in (*report.domains, *report.host_idle):
+        for cause, ns in d.uncertain.items():
+            out[cause] = out.get(cause, 0) + ns
+    return out
+
+
+def anomaly_line(report: Report) -> str:
+    """The footer's anomaly counts, each with what it means for the figures."""
+    nonzero = {k: v for k, v in report.anomalies.items() if v}
+    if not nonzero:
+        return "anomalies: none"
+    parts = [f"{k} {v}" + (f" ({ANOMALY_EFFECT[k]})" if k in ANOMALY_EFFECT else "")
+             for k, v in nonzero.items()]
+    return "anomalies: " + ", ".join(parts)
+
+
+def uncertain_line(report: Report) -> str | None:
+    """How much member time the trace could not decide, and why (None: all decided)."""
+    causes = total_uncertain(report)
+    shown_lost = {c: ns for c, ns in causes.items() if c != "detected_late" and ns}
+    late = causes.get("detected_late", 0)
+    if not shown_lost and not late:
+        return None
+    text = "uncertain: " + ", ".join(f"{SPAN_CAUSE_LABELS.get(c, c)} {_ms(ns)}"
+                                     for c, ns in shown_lost.items())
+    text += " of member time, shown as lost" if shown_lost else ""
+    if late:
+        text += ("; " if shown_lost else "") + \
+            f"{_ms(late)} shown as believed before a loss was seen (uncertain, not lost)"
+    return text
+
+
+def host_idle_line(report: Report) -> str:
+    """Each CPU's idle share; time the trace cannot tell is said, never shown as busy."""
+    parts = []
+    for d in report.host_idle:
+        for m in d.members:
+            if not report.duration_ns:
+                parts.append(f"cpu{m.member} -")
+                continue
+            idle, lost = m.ns["running"], m.ns["lost"]
+            if lost >= report.duration_ns:
+                parts.append(f"cpu{m.member} unknown")
+            elif lost:
+                parts.append(f"cpu{m.member} {100 * idle / report.duration_ns:.1f}% "
+                             f"(+{100 * lost / report.duration_ns:.1f}% unknown)")
+            else:
+                parts.append(f"cpu{m.member} {100 * idle / report.duration_ns:.1f}%")
+    return "host idle: " + (", ".join(parts) if parts else "no data")
+
+
+def dropped_events_note(anomalies: dict[str, int], uncertain: dict[str, dict[str, int]]
+                        ) -> str | None:
+    """A note for traces that lost scheduler events without saying so."""
+    breaks = anomalies.get("switch_chain_breaks", 0)
+    wakeups = anomalies.get("switch_in_not_runnable", 0)
+    if not breaks and not wakeups:
+        return None
+    lost = sum(ns for causes in uncertain.values() for c, ns in causes.items()
+               if c != "detected_late")
+    return (f"the tracer dropped scheduler events without saying so ({breaks} switch chain "
+            f"breaks, {wakeups} unexpected switch-ins); what they would have decided, "
+            f"{_ms(lost)} of member time, is shown as lost; {BPF_HINT}")
+
+
 def _natural(key: str) -> tuple[int, int, str]:
     """Numeric ids (Xen domids, pids) in numeric order, then names."""
     return (0, int(key), "") if key.isdigit() else (1, 0, key)
@@ -163,7 +266,8 @@ def interval_row(interval: IntervalResult, clock: Clock) -> IntervalRow:
     return IntervalRow(clock.at(interval.start_ns), clock.at(interval.end_ns), domains)
 
 
-def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool) -> DomainRow:
+def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool,
+                uncertain: dict[str, int]) -> DomainRow:
     ns = clock.apportion([d.states[s].ns for s in DomainState])
     states = {
         s: StateRow(
@@ -195,4 +299,5 @@ def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool) -> DomainRow:
         changes=d.changes,
         lost_intervals=d.lost_intervals,
         members=members,
+        uncertain={cause: clock.ns(ns) for cause, ns in sorted(uncertain.items())},
     )

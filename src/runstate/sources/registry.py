@@ -68,6 +68,9 @@ def open_source(path: str, options: ReadOptions, input_format: str | None = None
         head = b""
     else:
         head = _read_head(path)
+    if not head and not os.path.isdir(path):
+        raise InputError("stdin" if path == "-" else path,
+                         "empty input (no data to read)")
     reader = find_reader(input_format) if input_format else detect(path, head)
     return reader.open(path, stream, options)
 

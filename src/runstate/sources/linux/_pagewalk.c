@@ -20,7 +20,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "../../kernel_abi.h"
+
 #define HEADER 16
+/* the largest sub-buffer a kernel writes (order-10 pages of 64 KiB) */
+#define MAX_PAGE (1 << 26)
 #define COMMIT_MASK ((1u << 27) - 1)
 #define MISSED_EVENTS (1u << 31)
 #define MISSED_STORED (1u << 30)
@@ -52,32 +56,32 @@ static PyObject *failure(Views *v, Py_ssize_t n, Py_ssize_t offset, const char *
  * the walk goes on; error_offset is then the first corrupt page's offset. */
 static PyObject *walk(PyObject *self, PyObject *args) {
     PyObject *o_pages, *o_times, *o_offsets, *o_lengths, *o_info;
-    Py_ssize_t page_size;
+    Py_ssize_t page_size, n_bytes, cap, n_offsets, n_lengths, n_info;
     int lenient = 0;
     Views v;
+    (void)self;
     memset(&v, 0, sizeof v);
     if (!PyArg_ParseTuple(args, "OnOOOO|p", &o_pages, &page_size, &o_times, &o_offsets,
                           &o_lengths, &o_info, &lenient))
         return NULL;
-    if (PyObject_GetBuffer(o_pages, &v.pages, PyBUF_SIMPLE) < 0 ||
-        PyObject_GetBuffer(o_times, &v.times, PyBUF_WRITABLE) < 0 ||
-        PyObject_GetBuffer(o_offsets, &v.offsets, PyBUF_WRITABLE) < 0 ||
-        PyObject_GetBuffer(o_lengths, &v.lengths, PyBUF_WRITABLE) < 0 ||
-        PyObject_GetBuffer(o_info, &v.info, PyBUF_WRITABLE) < 0) {
+    if (!abi_view(&v.pages, o_pages, "pages", AK_BYTES, 1, 0, &n_bytes) ||
+        !abi_view(&v.times, o_times, "times", AK_SIGNED, 8, 1, &cap) ||
+        !abi_view(&v.offsets, o_offsets, "offsets", AK_SIGNED, 8, 1, &n_offsets) ||
+        !abi_view(&v.lengths, o_lengths, "lengths", AK_SIGNED, 4, 1, &n_lengths) ||
+        !abi_view(&v.info, o_info, "page_info", AK_SIGNED, 8, 1, &n_info)) {
         release(&v);
         return NULL;
     }
-    if (page_size <= HEADER || v.pages.len % page_size != 0) {
+    if (page_size <= HEADER || page_size > MAX_PAGE || n_bytes % page_size != 0) {
         release(&v);
         PyErr_SetString(PyExc_ValueError, "buffer is not a whole number of pages");
         return NULL;
     }
     const uint8_t *buf = (const uint8_t *)v.pages.buf;
-    Py_ssize_t n_pages = v.pages.len / page_size;
-    Py_ssize_t cap = v.times.len / 8;
-    if (v.offsets.len / 8 < cap || v.lengths.len / 4 < cap || v.info.len / 8 < 3 * n_pages) {
+    Py_ssize_t n_pages = n_bytes / page_size;
+    if (n_offsets != cap || n_lengths != cap || n_info != 3 * n_pages) {
         release(&v);
-        PyErr_SetString(PyExc_ValueError, "output arrays too small");
+        PyErr_SetString(PyExc_ValueError, "output arrays of the wrong lengths");
         return NULL;
     }
     int64_t *times = (int64_t *)v.times.buf, *offsets = (int64_t *)v.offsets.buf;
@@ -178,6 +182,13 @@ static PyMethodDef methods[] = {
 };
 
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_pagewalk",
-                                    "tracefs ring-buffer page walker", -1, methods};
+                                    "tracefs ring-buffer page walker", -1, methods,
+                                    NULL, NULL, NULL, NULL};
 
-PyMODINIT_FUNC PyInit__pagewalk(void) { return PyModule_Create(&module); }
+PyMODINIT_FUNC PyInit__pagewalk(void) {
+    PyObject *mod = PyModule_Create(&module);
+    if (mod != NULL && (ABI_CONST_AS(mod, "ABI_VERSION", KERNEL_ABI_VERSION) < 0 ||
+                        ABI_CONST(mod, MAX_PAGE) < 0))
+        Py_CLEAR(mod);
+    return mod;
+}

@@ -18,8 +18,13 @@ kept event.  perf's untimed end-of-run LOST_SAMPLES summaries are only counted.
 A file whose writer was killed keeps a zero data size in its header and no
 feature sections: the data runs to the end of the file (a partial last record
 is dropped and counted), and the formats are taken from this host's tracefs
-when the file has none (noted).  Damage elsewhere is an InputError with the
-byte offset (``--lenient`` skips and counts malformed samples).
+when the file has none (noted).  Such a file, or one cut short (its header
+declares more data than there is), is complete only up to a time perf's rounds
+and per-CPU buffers prove (see :mod:`.perfdata_order`): the trace ends there,
+later events are left out (``events_after_cut``) and a note names the byte
+where the data stops.
+Damage elsewhere is an InputError with the byte offset (``--lenient`` skips and
+counts malformed samples).
 """
 
 from __future__ import annotations
@@ -74,6 +79,7 @@ class PerfDataSource:
         self._cache: list[SchedEvents | LostEvents] | None = None
         self._active: set[int] | None = None
         self._untimed = 0
+        self._after_cut = 0
         try:
             with open(path, "rb") as f:
                 self.header = read_header(path, f)
@@ -101,6 +107,9 @@ class PerfDataSource:
                                    "host's tracefs formats")
         self._records = RecordDecoder(self.path, h, self._options, self.info)
         self._filtered = not system_wide(h.cmdline, h.attrs)
+        # perf -a opens each event once per CPU: a cut file has all CPUs once it has seen
+        # this many (per-task recordings have no such count)
+        self._n_streams = None if self._filtered else len(tp[0].ids)
         if self._filtered:
             self.info.notes.append("perf recorded only some tasks (no -a): switch-ins by "
                                    "untraced tasks are missing, so running and runnable times "
@@ -114,6 +123,8 @@ class PerfDataSource:
         self.info.initial_states.clear()
         if self._untimed:
             self.info.anomalies["lost_samples_untimed"] = self._untimed
+        if self._after_cut:
+            self.info.anomalies["events_after_cut"] = self._after_cut
         items = iter(self._cache) if self._cache is not None else self._items()
         yield from sched_batches(self.path, items, names, self.registry, self.info,
                                  self._options, n_cpus=self.header.n_cpus,
@@ -179,7 +190,7 @@ class PerfDataSource:
             yield SchedEvents.concat(held)
 
     def _ordered(self) -> Iterator[SchedEvents | LostEvents]:
-        order = RoundOrder()
+        order = RoundOrder(self._n_streams)
         for buf, offs, types, base in self._records.blocks():
             if np.any(types == REC_COMPRESSED):
                 pos = int(offs[np.argmax(types == REC_COMPRESSED)])
@@ -193,7 +204,26 @@ class PerfDataSource:
             losses += [records.lost(buf, o, 8) for o in offs[types == REC_LOST_SAMPLES].tolist()]
             losses = self._placed(losses)
             yield from order.add(events, sample_pos, rounds, losses)
-        yield from order.flush_all()
+        if not self.header.truncated:
+            yield from order.flush_all()
+            return
+        yield from order.flush_complete()
+        self._end_at_cut(order)
+
+    def _end_at_cut(self, order: RoundOrder) -> None:
+        """The trace of a cut-off file ends where its data is last known complete."""
+        stop = self.header.data_offset + self.header.data_size
+        if order.complete_until is None:
+            raise InputError(self.path, "the data stops before perf finished two rounds and "
+                             "before every CPU's events began, so no span of it is known "
+                             "complete", offset=stop)
+        self._after_cut = order.dropped
+        self.info.end_ns = order.complete_until
+        note = (f"{self.path}: the data stops at byte {stop}; the trace ends at "
+                f"{order.complete_until / 1e9:.9f} s, the last time the file holds every "
+                f"CPU's events; {order.dropped} later events are left out")
+        if note not in self.info.notes:
+            self.info.notes.append(note)
 
     def _place_losses(self, items: list[SchedEvents | LostEvents]
                       ) -> list[SchedEvents | LostEvents]:

@@ -23,6 +23,9 @@ MAGIC = b"PERFILE2"
 HEADER_SIZE = 104
 # features
 FEAT_TRACING_DATA, FEAT_NRCPUS, FEAT_CMDLINE = 1, 7, 11
+#: the most CPUs a Linux kernel supports (x86-64 MAXSMP: NR_CPUS 8192); a larger
+#: count in a header is damage, and would size per-CPU state after it
+MAX_CPUS = 8192
 PERF_TYPE_TRACEPOINT = 2
 _CLOCKS = {0: "realtime", 1: "mono", 4: "mono_raw", 7: "boot", 11: "tai"}
 
@@ -159,7 +162,16 @@ def _read_features(path: str, f: IO[bytes], header: Header, bits: int, at: int,
             header.cmdlines.update(tracing.cmdlines)
         elif bit == FEAT_NRCPUS and length >= 8:
             f.seek(off)
-            header.n_cpus = struct.unpack("<II", f.read(8))[1]
+            header.n_cpus = _cpu_count(path, f.read(8), off)
         elif bit == FEAT_CMDLINE:
             f.seek(off)
             header.cmdline = _strings(f.read(length))
+
+
+def _cpu_count(path: str, raw: bytes, off: int) -> int:
+    """The online CPU count of the nr_cpus feature (u32 available, u32 online), checked."""
+    available, online = struct.unpack("<II", raw)
+    if not 1 <= online <= min(available, MAX_CPUS):
+        raise InputError(path, f"impossible CPU count in the nr_cpus section: {online} online "
+                         f"of {available} (at most {MAX_CPUS})", offset=off)
+    return int(online)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from runstate._abi import check_kernel
 from runstate.errors import InputError
 from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux import _perfwalk
@@ -26,6 +27,8 @@ from runstate.sources.linux.perfdata_tracing import SCHED_KINDS
 from runstate.sources.linux.sched import NEEDED_EVENTS, RECORD_HINT, LostEvents
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 from runstate.sources.linux.tpformat import EventFormat
+
+check_kernel(_perfwalk)
 
 BLOCK = 8 << 20
 
@@ -296,8 +299,10 @@ class RecordDecoder:
                 pid, other, state = get("pid"), minus, zero
         except (KeyError, ValueError) as err:
             raise InputError(self.path, f"unknown tracepoint format: {err.args[0]}") from None
+        # common_pid: the task current on the CPU (evidence for a dropped switch)
+        actor = get("common_pid") if "common_pid" in fmt.fields else minus
         return SchedEvents.from_columns(time, cpu, np.full(n, kind, np.int8), pid, other,
-                                        state)
+                                        state, actor)
 
     # ---- side band and losses --------------------------------------------------
 

@@ -49,7 +49,7 @@ _LOST = re.compile(r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[LOST (?P<n>\d+) EVENTS\]")
 #: lines a trace may carry besides events: lost-event notes, trace-cmd's ``cpus=N``
 _SKIP = re.compile(r"^\s*(?:CPU:\s*\d+\s+\[LOST \d+ EVENTS\]|cpus=\d+\s*$)")
 
-#: prev_state letters as the 6.x print format writes them (linux-tracing.md §1.2)
+#: prev_state letters as the 6.x kernels' print format writes them (docs/linux.md)
 _STATE_BITS = {"S": 0x01, "D": 0x02, "T": 0x04, "t": 0x08, "X": 0x10, "Z": 0x20, "P": 0x40,
                "I": 0x80, "R": 0x00, "W": 0x00, "K": 0x02, "N": 0x00}
 
@@ -91,6 +91,10 @@ class TextTable:
     pid: list[int] = field(default_factory=list)
     other: list[int] = field(default_factory=list)
     pstate: list[int] = field(default_factory=list)
+    #: the task current on the CPU (the line's tid): evidence for a dropped switch
+    actor: list[int] = field(default_factory=list)
+    #: the actor of the line being decoded (-1: not known)
+    current_actor: int = -1
     #: (index of the next event, loss) for each lost-events line
     losses: list[tuple[int, LostEvents]] = field(default_factory=list)
     names: TaskNames = field(default_factory=TaskNames)
@@ -105,6 +109,7 @@ class TextTable:
         self.pid.append(pid)
         self.other.append(other)
         self.pstate.append(pstate)
+        self.actor.append(self.current_actor)
         if len(self.time) >= 1 << 16:
             self._freeze()
 
@@ -122,9 +127,11 @@ class TextTable:
         """Move the Python lists into compact numpy columns (about 29 bytes per event)."""
         if self.time:
             self.frozen.append(SchedEvents.from_columns(self.time, self.cpu, self.kind,
-                                                        self.pid, self.other, self.pstate))
+                                                        self.pid, self.other, self.pstate,
+                                                        self.actor))
             self.n_frozen += len(self.time)
-            for column in (self.time, self.cpu, self.kind, self.pid, self.other, self.pstate):
+            for column in (self.time, self.cpu, self.kind, self.pid, self.other, self.pstate,
+                           self.actor):
                 column.clear()
 
     def finish(self) -> SchedEvents:
@@ -274,7 +281,7 @@ class TextSchedSource:
             m = match(line)
             if m is None:
                 if not self._ignorable(line, table):
-                    self._raise(line_no, self.bad_line_reason, line)
+                    self._raise(line_no, self._bad_line(line), line)
                 continue
             t = time_ns(m["secs"], m["frac"])
             if t < last:
@@ -283,7 +290,15 @@ class TextSchedSource:
             last = t
             self._add_event(table, t, m, line_no, line)
         if not table.names.tgid:
-            self.info.notes.append(self.no_tgid_note)
+            self._without_tgids()
+
+    def _bad_line(self, line: str) -> str:
+        """What is wrong with a line that is neither an event nor ignorable."""
+        return self.bad_line_reason
+
+    def _without_tgids(self) -> None:
+        """No line said which process a thread belongs to."""
+        self.info.notes.append(self.no_tgid_note)
 
     def _add_event(self, table: TextTable, t: int, m: re.Match[str], line_no: int,
                    line: str) -> None:
@@ -292,10 +307,11 @@ class TextSchedSource:
             table.names.tgid[tid] = int(tgid)
         if self.event_system is not None and m["event"] != self.event_system:
             return
+        table.current_actor = tid if tid >= 0 else -1
         try:
             add_fields(table, t, int(m["cpu"]), m["name"], m["args"])
         except TextParseError as err:
-            self._raise(line_no, str(err), line)
+            self._raise(line_no, str(err) if m["args"].strip() else self._bad_line(line), line)
 
     def _ignorable(self, line: str, table: TextTable) -> bool:
         """Blank lines, ``#`` comments and lost-event notes (recorded as losses)."""
@@ -321,15 +337,80 @@ class TextSchedSource:
         return InputError(self.path, reason, line=line_no, record=line.strip()[:120])
 
 
+#: the perf script fields (and option) every event line needs, in perf's order
+PERF_SCRIPT_FIELDS = "-F comm,pid,tid,cpu,time,event,trace --ns"
+#: --group values that group by thread; every other mode needs pids
+THREAD_WISE_GROUPS = ("thread",)
+#: --group values (None: the default) that need the process of each thread
+GROUP_MODES_NEEDING_PIDS = (None, "process", "vm", "cgroup")
+
+
 class PerfScriptSource(TextSchedSource):
-    """``perf script`` default text output of the sched tracepoints."""
+    """``perf script`` text output of the sched tracepoints.
+
+    perf script's default fields for tracepoints leave out the pid, so threads
+    cannot be grouped into processes; rather than report each thread as a
+    process of its own (figures that look right and are not), that is an
+    error unless ``--group thread`` (or a group file) asks for threads.
+    """
 
     format_name = "perf-script"
     line_pattern = PERF_LINE
     bad_line_reason = "not a perf script event line"
     event_system = "sched"
-    no_tgid_note = ("perf script text without pids (use -F comm,pid,tid,...): "
-                    "each thread counts as its own process")
+    no_tgid_note = ("perf script text without pids: each thread is its own domain "
+                    f"(for processes, use perf script {PERF_SCRIPT_FIELDS})")
+
+    def _bad_line(self, line: str) -> str:
+        missing = missing_fields(line)
+        if not missing:
+            return self.bad_line_reason
+        return (f"perf script output without the {', '.join(missing)} "
+                f"field{'s' if len(missing) > 1 else ''}; runstate needs "
+                f"perf script {PERF_SCRIPT_FIELDS}")
+
+    def _without_tgids(self) -> None:
+        if self._options.group in THREAD_WISE_GROUPS or self._options.group not in \
+                GROUP_MODES_NEEDING_PIDS:
+            self.info.notes.append(self.no_tgid_note)
+            return
+        raise InputError(self.path, "perf script output without the pid field: threads "
+                         f"cannot be grouped into processes or VMs; use perf script "
+                         f"{PERF_SCRIPT_FIELDS}, or --group thread")
+
+
+#: pieces of a perf script sched line, each found on its own
+_FIELD_PATTERNS = (
+    ("pid", re.compile(r"(?:^|\s)-?\d+/-?\d+\s")),
+    ("cpu", re.compile(r"\s\[\d+\]\s")),
+    ("time", re.compile(r"\s\d+\.\d+:\s")),
+    ("event", re.compile(r"\ssched:sched_\w+:")),
+)
+_TRACE_FIELDS = re.compile(r"(?:^|\s)(?:prev_comm|comm)=")
+
+
+def looks_like_perf_script(line: str) -> bool:
+    """True for a perf script sched line, whichever of its fields -F left out."""
+    if " sched:sched_" in line:
+        return True
+    # without the event field: the tracepoint's own fields, but not ftrace's ``sched_x:``
+    return _TRACE_FIELDS.search(line) is not None and \
+        re.search(r"\ssched_\w+:\s", line) is None
+
+
+def missing_fields(line: str) -> list[str]:
+    """The fields runstate needs that this perf script line lacks (empty: none or not
+    a perf script line at all)."""
+    if not looks_like_perf_script(line):
+        return []
+    trace = _TRACE_FIELDS.search(line)
+    prefix = " " + (line[:trace.start()] if trace else line) + " "
+    missing = [name for name, pattern in _FIELD_PATTERNS if pattern.search(prefix) is None]
+    if trace is None:
+        missing.append("trace")
+    if re.match(r"\s*-?\d+(?:/-?\d+)?\s+(?:\[|\d+\.|sched:)", prefix):
+        missing.insert(0, "comm")
+    return missing if any(name != "pid" for name in missing) else []
 
 
 def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:
@@ -351,12 +432,22 @@ def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:
     return False
 
 
+def _partial_fields(head: bytes) -> bool:
+    """perf script text that lacks a field runstate needs: taken, so that reading it
+    says which field is missing instead of "unknown input format"."""
+    for line in head.decode("utf-8", "replace").splitlines()[:50]:
+        if not line.strip() or line.lstrip().startswith("#") or _SKIP.match(line):
+            continue
+        return bool(missing_fields(line))
+    return False
+
+
 class PerfScriptReader:
-    FORMAT = FormatInfo("perf-script", "perf script text output of sched tracepoints "
-                        "(perf script -i perf.data [--ns])", 700)
+    FORMAT = FormatInfo("perf-script", "perf script text of sched tracepoints "
+                        f"(perf script {PERF_SCRIPT_FIELDS})", 700)
 
     def sniff(self, path: str, head: bytes) -> bool:
-        return sniff_lines(head, PERF_LINE, " sched:sched_")
+        return sniff_lines(head, PERF_LINE, " sched:sched_") or _partial_fields(head)
 
     def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
              ) -> PerfScriptSource:

@@ -25,8 +25,13 @@ Layout (version 1)::
      "kernel": "6.18.44 ...", "host": "..."}
 
 ``tasks`` is /proc at the start (a thread that never switches is known only
-from it).  ``meta.json`` is written last, so a directory without it is not a
-finished recording.
+from it).  ``meta.json`` is written when recording starts, with
+``"finished": false``, and rewritten at the end; a recorder killed before the
+end (SIGKILL, a crash, power loss) so leaves a recording that is still read,
+up to its last event, with a note saying it was not finished.  Names come
+from the events where they have them (the latest seen), so a task that
+``exec``-s or renames itself is named as perf names it, not as /proc named it
+at the start.
 
 Lost data: a page flagged by the kernel as following overwritten events
 becomes a lost window on that CPU; if the kernel's counters report more
@@ -87,10 +92,13 @@ class RecordingMeta:
     byte_order: str = "little"
     kernel: str = ""
     host: str = ""
+    #: False while recording (and in the recording of a recorder that was killed)
+    finished: bool = True
 
     def to_json(self) -> dict[str, Any]:
         return {
-            "format": FORMAT_NAME, "version": VERSION, "clock": self.clock,
+            "format": FORMAT_NAME, "version": VERSION, "finished": self.finished,
+            "clock": self.clock,
             "start_ns": self.start_ns, "stop_ns": self.stop_ns, "page_size": self.page_size,
             "byte_order": self.byte_order, "cpus": self.cpus, "events": self.events,
             "pid_filter": self.pid_filter,
@@ -123,6 +131,7 @@ class RecordingMeta:
                 clock=str(obj.get("clock", "mono")),
                 byte_order=str(obj.get("byte_order", "little")),
                 kernel=str(obj.get("kernel", "")), host=str(obj.get("host", "")),
+                finished=obj.get("finished", True) is not False,
             )
         except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise InputError(path, f"bad recording metadata: {type(err).__name__} {err}") \
@@ -169,10 +178,22 @@ class RecordingWriter:
         self.bytes_written = 0
         if self.path.exists() and any(self.path.iterdir()):
             raise FileExistsError(f"{self.path} exists and is not empty")
-        self.path.mkdir(parents=True, exist_ok=True)
+        # the parent must exist: a typo in a path should not create directories
+        self.path.mkdir(exist_ok=True)
         self._files: dict[int, IO[bytes]] = {
             cpu: open(self.path / f"cpu{cpu}.raw", "wb")  # noqa: SIM115 - closed in close()
             for cpu in cpus}
+
+    def begin(self, meta: RecordingMeta) -> None:
+        """Write ``meta.json`` marked unfinished, so a killed recorder leaves a readable
+        recording."""
+        meta.finished = False
+        self._write_meta(meta)
+
+    def flush(self) -> None:
+        """Hand the pages written so far to the kernel (they survive a killed recorder)."""
+        for f in self._files.values():
+            f.flush()
 
     def write_page(self, cpu: int, page: bytes) -> None:
         if len(page) != self.page_size:
@@ -191,6 +212,10 @@ class RecordingWriter:
     def finish(self, meta: RecordingMeta) -> None:
         """Close the page files and write ``meta.json`` (atomically, last)."""
         self.close()
+        meta.finished = True
+        self._write_meta(meta)
+
+    def _write_meta(self, meta: RecordingMeta) -> None:
         meta.kernel = meta.kernel or " ".join(platform.uname()[2:4])
         meta.host = meta.host or platform.node()
         tmp = self.path / (META_FILE + ".tmp")
@@ -275,6 +300,11 @@ class RecordingSource:
                         "truncated_bytes": 0}
         #: with a pid filter: the filtered threads and their forked descendants
         self._keep: set[int] | None = None
+        if not self.meta.finished:
+            # the end is the last event: learn it now, so the window is right from the start
+            self._scan()
+            self.info = SourceInfo(format=self.info.format, path=path, clock=self.meta.clock,
+                                   start_ns=self.meta.start_ns, end_ns=self.meta.stop_ns)
 
     def cpu_file(self, cpu: int) -> str:
         return os.path.join(self.path, f"cpu{cpu}.raw")
@@ -285,8 +315,11 @@ class RecordingSource:
         self.info = SourceInfo(format=self.info.format, path=self.path, clock=self.meta.clock,
                                start_ns=self.meta.start_ns, end_ns=self.meta.stop_ns)
         self._note_losses()
+        # with a pid filter, only the recorded threads decide the default grouping: a
+        # QEMU vCPU that merely switched with one of them does not make the report per VM
         converter = SchedConverter(self.path, self.registry, self.info, names, self._options,
-                                   n_cpus=len(self.meta.cpus), filtered=self._keep is not None)
+                                   n_cpus=len(self.meta.cpus), active=self._keep,
+                                   filtered=self._keep is not None)
         if self._keep is not None:
             converter.grouping = _FilteredGrouping(converter.grouping, self._keep)
         yield from convert_stream(converter, self.items())
@@ -336,9 +369,12 @@ class RecordingSource:
         if self._names is not None:
             return self._names
         names = self.meta.task_names()
-        seen: dict[int, str] = {}
+        #: tid -> (time of the chunk's last event, comm): the latest name wins
+        seen: dict[int, tuple[int, str]] = {}
         forks: list[tuple[int, int]] = []
         losses: list[LossWindow] = []
+        ends: list[tuple[PageStreamDecoder, bool, int]] = []
+        last_event = self.meta.start_ns
         for cpu in self.meta.cpus:
             stream = self._stream(cpu)
             located = 0
@@ -349,18 +385,25 @@ class RecordingSource:
                 self._damage["corrupt_pages"] += chunk.corrupt_pages
                 self._damage["events_out_of_order_dropped"] += chunk.dropped_backwards
                 self._damage["truncated_bytes"] += chunk.truncated_bytes
+                at = int(chunk.events.time[-1]) if len(chunk.events) else -1
+                last_event = max(last_event, at)
                 for tid, comm in chunk.comms.items():
-                    seen.setdefault(tid, comm)
+                    if at >= seen.get(tid, (-1, ""))[0]:
+                        seen[tid] = (at, comm)
                 fork = chunk.events.kind == int(SchedKind.FORK)
                 forks.extend(zip(chunk.events.other_pid[fork].tolist(),
                                  chunk.events.pid[fork].tolist(), strict=True))
                 losses.extend(chunk.losses)
                 located += sum(w.count for w in chunk.losses if w.count > 0)
                 self._unknown += chunk.unknown
+            ends.append((stream, truncated, located))
+        if not self.meta.finished:
+            self.meta.stop_ns = last_event
+        for stream, truncated, located in ends:
             losses.extend(stream.finish(self.meta.stop_ns, truncated))
-            losses.extend(self._unlocated(cpu, located, losses))
-        for tid, comm in seen.items():
-            names.comm.setdefault(tid, comm)
+            losses.extend(self._unlocated(stream.cpu, located, losses))
+        for tid, (_, comm) in seen.items():
+            names.comm[tid] = comm
         self._losses = sorted(losses, key=lambda w: (w.start_ns, w.cpu))
         if self.meta.pid_filter is not None:
             self._keep = _descendants(set(self.meta.pid_filter), forks)
@@ -392,6 +435,10 @@ class RecordingSource:
                 + stats.get("dropped", 0)
             if lost:
                 self.info.notes.append(f"kernel reported {lost} events lost on cpu {cpu}")
+        if not self.meta.finished:
+            self.info.notes.append("recording not finished: the recorder stopped without "
+                                   "closing it; data up to "
+                                   f"{self.meta.stop_ns / 1e9:.6f} s")
         if self.meta.pid_filter is not None:
             self.info.notes.append(f"recorded with a pid filter ({len(self.meta.pid_filter)} "
                                    "threads, forks followed)")

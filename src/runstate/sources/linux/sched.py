@@ -3,7 +3,7 @@
 Every Linux reader decodes its input into :class:`SchedEvents` chunks and
 feeds them to a :class:`SchedConverter`, which yields
 :class:`~runstate.model.events.EventBatch` rows for the members of a
-:class:`~runstate.sources.linux.grouping.Grouping` (linux-tracing.md §1.3-1.6):
+:class:`~runstate.sources.linux.grouping.Grouping` (docs/linux.md):
 
 * ``sched_switch``: prev leaves the CPU: runnable if ``prev_state & 0xff == 0``
   (R, R+), gone (ABSENT) if ``prev_state & 0x30`` (X, Z), blocked otherwise;
@@ -15,30 +15,54 @@ feeds them to a :class:`SchedConverter`, which yields
   member ``c`` (named ``cpuC``) of the host-idle domain (key ``host-idle``, tag
   ``kind=host-idle``), running while the CPU is idle, blocked otherwise.
 
-Chain check: every switch's prev must be the previous switch's next on that
-CPU.  ftrace and perf silently lose some switches; when P switches out on CPU
-c while ``curr[c]`` is Q, the converter inserts the missing ``Q -> P`` switch at
-``max(last switch on c, last wakeup of P) + 1`` (``chain_repairs``):
+Lost events are never filled in with a guess.  ftrace and perf silently drop
+some switches and wakeups; what the trace then cannot decide becomes an
+*undecidable span* of the member: its rows carry the engine's UNKNOWN state
+from the earliest moment the missing event could have happened to the first
+event proving what happened, so the member shows ``lost`` over it and so does
+its domain.  The evidence that bounds a span is used:
 
-* P was woken since it last blocked: its switch-in is placed right after the
-  later of its wakeup and the CPU's last switch.  If its wakeup was lost too,
-  it is placed after the CPU's last switch, the earliest it could have run
-  (``switch_in_time_unknown``: an upper bound of its running time).
-* Q is the idle task, or has passed ``sched_process_exit``: its new state is
-  known (idle / gone).  Otherwise Q's state after the lost switch is told by
-  Q's next event (a wakeup: it had blocked; a switch-in: it was runnable); the
-  rows from that point are held back until then, for at most
-  ``MAX_HELD_CHUNKS`` chunks, after which Q is taken as blocked
-  (``chain_repairs_unproven``).
-* A task switched in on one CPU while current on another left the first
-  unseen; the first CPU's next switch is then no break.
+* Chain check: every switch's prev must be the previous switch's next on that
+  CPU.  When P switches out on CPU c while ``curr[c]`` is Q, the switch
+  ``Q -> P`` was lost somewhere after the CPU's last switch, P's last wakeup
+  and P's last switch-out elsewhere, and before P's switch-out
+  (``switch_chain_breaks``, ``chain_repairs``).  Q is undecidable over that
+  span, and so is P; if P was believed asleep (its wakeup was lost too,
+  ``switch_in_time_unknown``) or running elsewhere, P's span starts at its own
+  last event.
+* After the span, Q is idle again (its idle task), gone (it passed
+  ``sched_process_exit``), or told by its next event: a wakeup proves it had
+  blocked by the end of the span.  A switch-in proves nothing (its wakeup may
+  have been lost), so Q's span goes on up to it, as it does when no event
+  comes within ``MAX_HELD_CHUNKS`` chunks (``chain_repairs_unproven``); the
+  rows from the span's end on are held back meanwhile.
+* Any other event recorded on CPU c proves that its actor (the task current
+  there, ``common_pid``; readers that know it fill :attr:`SchedEvents.actor`)
+  was running on c then: if c's current task is another, the switch to the
+  actor was lost before it, and the spans end at that event instead of at the
+  actor's next switch-out.
+* A switch-in of a task believed asleep: its wakeup was lost, some time after
+  its last event (``switch_in_not_runnable``).  A switch-in of a task believed
+  running on another CPU: it left that CPU unseen, some time after it got
+  there; that CPU's next switch is then no break.
+* A recorded wakeup of a task not known to be running is taken as what it
+  says: the task was not running before it.  (A wakeup of a running task is
+  legal, ``wakeup_of_running``; after a lost switch-in it would read as a real
+  wakeup, which no sched event can tell apart.)
+
+The length of each span is counted per domain and cause in
+``SourceInfo.uncertain_ns`` (``lost_switch``, ``lost_wakeup``).  Rows already
+handed on cannot change: a span that would begin before them begins at them,
+and the part before is counted as ``detected_late`` (uncertain, shown in the
+state believed then).  Rows from each chunk's first event on are held back
+until the next chunk, so this only happens for spans reaching further back.
 
 Ring-buffer loss (:class:`LostEvents`) becomes a lost-data window; afterwards
 every task's state is inferred afresh from its next event.
 
-Rows a repair or loss inserts in the past are merged in by a stable sort of
-the chunk's output; they are never placed before rows already yielded (a
-loss that began earlier is shortened and counted: ``loss_window_clamped``).
+Rows a span or loss inserts in the past are merged in by a stable sort of the
+chunk's output; they are never placed before rows already yielded (a loss
+that began earlier is shortened and counted: ``loss_window_clamped``).
 """
 
 from __future__ import annotations
@@ -50,6 +74,7 @@ from typing import Any, Protocol
 import numpy as np
 import numpy.typing as npt
 
+from runstate._abi import check_constants, check_kernel
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
@@ -58,6 +83,9 @@ from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux import _schedwalk
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 from runstate.sources.linux.schedmembers import FLOOR_START, ConverterBase
+
+check_kernel(_schedwalk)
+check_constants(_schedwalk, {f"K_{kind.name}": int(kind) for kind in SchedKind})
 
 #: rows are held back while a deferred switch-out is open for at most this many chunks
 MAX_HELD_CHUNKS = 4
@@ -68,12 +96,16 @@ BLOCKED = int(MemberState.BLOCKED)
 ABSENT = int(MemberState.ABSENT)
 #: converter-internal: nothing known yet (the next event tells the old state)
 UNKNOWN = -1
+#: in a span the trace cannot decide: rows carry the engine's UNKNOWN (shown as lost)
+SPAN = int(MemberState.UNKNOWN)
+#: why a span is undecidable, in the order of ``_schedwalk``'s per-task columns
+SPAN_CAUSES = ("lost_switch", "lost_wakeup", "detected_late")
 
 #: the anomaly counters this module fills (SourceInfo.anomalies)
 ANOMALIES = (
     "switch_chain_breaks",     # a switch's prev is not the CPU's current task
     "chain_repairs",           # missing switch-ins inserted
-    "chain_repairs_unproven",  # ... where the switched-out member's state stays unknown
+    "chain_repairs_unproven",  # ... where the switched-out task's span goes on to its next event
     "switch_in_time_unknown",  # ... where the switched-in task's wakeup was lost too
     "switch_out_not_running",  # prev was believed runnable/blocked/gone elsewhere
     "switch_in_not_runnable",  # next was believed blocked or running
@@ -145,10 +177,14 @@ class SchedConverter(ConverterBase):
         self._t_exiting = np.zeros(0, np.uint8)
         self._t_wakeup = np.zeros(0, np.int64)
         self._t_deferred = np.zeros(0, np.int64)
+        self._t_last_event = np.zeros(0, np.int64)
+        self._t_span_from = np.zeros(0, np.int64)
+        self._t_uncertain = np.zeros((0, len(SPAN_CAUSES)), np.int64)
         self._t_member = np.zeros(0, np.int32)
         self._c_curr = np.zeros(0, np.int64)
         self._c_last = np.zeros(0, np.int64)
         self._c_idle = np.zeros(0, np.int64)
+        self._c_seen = np.zeros(0, np.bool_)  # CPUs with any event
         self._counts = np.zeros(len(COUNTERS), np.int64)
         self._first = np.zeros(len(COUNTERS), np.int64)
         self._g = np.array([FLOOR_START, FLOOR_START, 0, 0, int(filtered)], np.int64)
@@ -161,21 +197,22 @@ class SchedConverter(ConverterBase):
     def feed(self, events: SchedEvents) -> EventBatch:
         if self._first_time is None and len(events):
             self._first_time = int(events.time[0])
-        a, b = self._task_columns(events)
+        a, b, actor = self._task_columns(events)
         n_carry = len(self._carry)
-        cap = n_carry + 4 * len(events) + 16  # a repaired switch makes up to 4 rows
+        cap = n_carry + 8 * len(events) + 16  # a repaired switch makes up to 7 rows
         out = _Rows.alloc(cap)
         out.copy_in(self._carry)
         n = _schedwalk.walk(
-            (events.time, events.cpu, events.kind, a, b, events.prev_state),
+            (events.time, events.cpu, events.kind, a, b, events.prev_state, actor),
             (self._t_state, self._t_grouped, self._t_exiting, self._t_wakeup,
-             self._t_deferred),
+             self._t_deferred, self._t_last_event, self._t_span_from, self._t_uncertain),
             (self._c_curr, self._c_last, self._c_idle),
             out.columns(), n_carry, (self._counts, self._first, self._g))
         rows = out.head(n)
         self._register_rows(rows)
         self._sync_counts()
-        return self._split_and_emit(rows, len(events))
+        start = int(events.time[0]) if len(events) else int(self._g[_G_LAST])
+        return self._split_and_emit(rows, start)
 
     def lost(self, loss: LostEvents) -> None:
         self._count("lost_events", loss.count if loss.count is not None else 1, loss.end_ns)
@@ -186,6 +223,7 @@ class SchedConverter(ConverterBase):
         end = max(loss.end_ns, begin)
         markers = _Rows.from_lists([begin, end], [-1, -1], [0, 0], [LOSS_BEGIN, LOSS_END])
         self._carry = _Rows.concat([self._carry, markers])
+        self._close_spans(begin)
         self._t_state[:] = UNKNOWN
         self._c_curr[:] = -1
 
@@ -194,33 +232,41 @@ class SchedConverter(ConverterBase):
             raise InputError(self.path, "no sched_switch events in the trace; runstate needs "
                              + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
         switched = {c for c, t in enumerate(self._c_last.tolist()) if t != _NO_TIME}
-        self._silent_members(self._seen, switched)
+        cpus_seen = set(np.flatnonzero(self._c_seen).tolist())
+        self._silent_members(self._seen, switched, cpus_seen)
+        self._quiet_cpus(cpus_seen, switched)
         self._give_up_open(self._carry)
         self._set_window(self._first_time, int(self._g[_G_LAST]))
+        self._close_spans(int(self._g[_G_LAST]))
+        self._record_uncertain()
         rows, self._carry = self._carry, _Rows.empty()
         return self._emit_rows(rows)
 
     # ---- tasks -----------------------------------------------------------------
 
     def _task_columns(self, ev: SchedEvents) -> tuple[npt.NDArray[np.int32],
+                                                      npt.NDArray[np.int32],
                                                       npt.NDArray[np.int32]]:
-        """Dense task indices for the pid and other_pid columns (-1: no task)."""
+        """Dense task indices for the pid, other_pid and actor columns (-1: no task)."""
         if len(ev) == 0:
-            return np.zeros(0, np.int32), np.zeros(0, np.int32)
+            return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32)
         _check_range(self.path, "cpu", ev.cpu, MAX_CPUS)
         _check_range(self.path, "pid", ev.pid, PID_LIMIT)
         _check_range(self.path, "pid", ev.other_pid, PID_LIMIT)
+        pc = ev.actors()
+        _check_range(self.path, "pid", pc, PID_LIMIT)
         switch = ev.kind == int(SchedKind.SWITCH)
         self._grow_cpus(int(ev.cpu.max()) + 1)
+        self._c_seen[ev.cpu] = True
         pa = ev.pid
         pb = np.where(switch, ev.other_pid, -1)
-        top = int(max(pa.max(), pb.max())) + 1
+        top = int(max(pa.max(), pb.max(), pc.max())) + 1
         if top > self._pid_table.shape[0]:
             table = np.full(max(top, 2 * self._pid_table.shape[0]), -1, np.int32)
             table[: self._pid_table.shape[0]] = self._pid_table
             self._pid_table = table
         table = self._pid_table
-        for col in (pa, pb):
+        for col in (pa, pb, pc):
             pos = col[col > 0]
             new = pos[table[pos] < 0]
             for pid in np.unique(new).tolist():
@@ -230,7 +276,9 @@ class SchedConverter(ConverterBase):
         a = np.where(switch & (pa == 0), idle, a)
         b = np.where(pb > 0, table[np.maximum(pb, 0)], -1).astype(np.int32)
         b = np.where(switch & (pb == 0), idle, b)
-        return np.ascontiguousarray(a), np.ascontiguousarray(b)
+        c = np.where(pc > 0, table[np.maximum(pc, 0)], -1).astype(np.int32)
+        c = np.where(pc == 0, idle, c)
+        return np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(c)
 
     def _task(self, key: int) -> int:
         index = self._dense.get(key)
@@ -253,6 +301,11 @@ class SchedConverter(ConverterBase):
         self._t_exiting = grown(self._t_exiting, 0)
         self._t_wakeup = grown(self._t_wakeup, _NO_TIME)
         self._t_deferred = grown(self._t_deferred, -1)
+        self._t_last_event = grown(self._t_last_event, _NO_TIME)
+        self._t_span_from = grown(self._t_span_from, _NO_TIME)
+        uncertain = np.zeros((n, len(SPAN_CAUSES)), np.int64)
+        uncertain[: self._t_uncertain.shape[0]] = self._t_uncertain
+        self._t_uncertain = uncertain
         self._t_member = grown(self._t_member, -1)
 
     def _grow_cpus(self, n: int) -> None:
@@ -262,6 +315,7 @@ class SchedConverter(ConverterBase):
         self._c_curr = np.concatenate([self._c_curr, np.full(n - old, -1, np.int64)])
         self._c_last = np.concatenate([self._c_last, np.full(n - old, _NO_TIME, np.int64)])
         self._c_idle = np.concatenate([self._c_idle, np.full(n - old, -1, np.int64)])
+        self._c_seen = np.concatenate([self._c_seen, np.zeros(n - old, np.bool_)])
         for cpu in range(old, n):
             self._c_idle[cpu] = self._task(-1 - cpu)
 
@@ -277,32 +331,60 @@ class SchedConverter(ConverterBase):
 
     # ---- output ----------------------------------------------------------------
 
-    def _split_and_emit(self, rows: _Rows, n_events: int) -> EventBatch:
-        """Hold back rows from the earliest open deferred switch-out on, within limits."""
+    def _split_and_emit(self, rows: _Rows, chunk_start: int) -> EventBatch:
+        """Hand on the rows before this chunk; hold back the rest.
+
+        Rows from the chunk's first event on are held until the next chunk, so
+        a span the next chunk reveals can still begin among them; rows from an
+        open span end on are held for at most ``MAX_HELD_CHUNKS`` chunks.
+        """
         open_rows = self._t_deferred[self._t_deferred >= 0]
         self._held_chunks = self._held_chunks + 1 if open_rows.size else 0
+        cut = chunk_start
         if open_rows.size and self._held_chunks <= MAX_HELD_CHUNKS:
-            cut = int(rows.time[open_rows].min())
-            keep = rows.time >= cut
-            new_index = np.cumsum(keep) - 1
-            tasks = np.flatnonzero(self._t_deferred >= 0)
-            self._t_deferred[tasks] = new_index[self._t_deferred[tasks]]
-            self._carry = rows.take(keep)
-            return self._emit_rows(rows.take(~keep))
-        self._give_up_open(rows)
-        self._carry = _Rows.empty()
-        return self._emit_rows(rows)
+            cut = min(cut, int(rows.time[open_rows].min()))
+        else:
+            self._give_up_open(rows)
+        keep = rows.time >= cut
+        new_index = np.cumsum(keep) - 1
+        tasks = np.flatnonzero(self._t_deferred >= 0)
+        self._t_deferred[tasks] = new_index[self._t_deferred[tasks]]
+        self._carry = rows.take(keep)
+        return self._emit_rows(rows.take(~keep))
 
     def _give_up_open(self, rows: _Rows) -> None:
+        """Open span ends no later event decided: the spans go on until the task's next event."""
         tasks = np.flatnonzero(self._t_deferred >= 0)
         if tasks.size == 0:
             return
-        rows.new[self._t_deferred[tasks]] = BLOCKED
-        self._t_state[tasks] = BLOCKED
+        ends = self._t_deferred[tasks]
+        rows.new[ends] = SPAN
+        self._t_state[tasks] = SPAN
+        self._t_span_from[tasks] = rows.time[ends]
         self._t_deferred[tasks] = -1
         self._g[_G_OPEN] = 0
         self._held_chunks = 0
         self._count("chain_repairs_unproven", int(tasks.size), None)
+
+    def _close_spans(self, t: int) -> None:
+        """Count spans still open at ``t`` (a loss window or the trace end) up to ``t``."""
+        open_ = np.flatnonzero((self._t_span_from != _NO_TIME) & (self._t_grouped > 0))
+        gap = np.maximum(t - self._t_span_from[open_], 0)
+        self._t_uncertain[open_, 0] += gap
+        self._t_span_from[:] = _NO_TIME
+
+    def _record_uncertain(self) -> None:
+        """Per domain, the ns of undecidable member time by cause."""
+        found: dict[str, dict[str, int]] = {}
+        tasks = np.flatnonzero((self._t_uncertain.sum(axis=1) > 0) & (self._t_member >= 0))
+        for task in tasks.tolist():
+            domain = self.registry.members[int(self._t_member[task])].domain
+            causes = found.setdefault(self.registry.domains[domain].key, {})
+            for cause, ns in zip(SPAN_CAUSES, self._t_uncertain[task].tolist(), strict=True):
+                if ns:
+                    causes[cause] = causes.get(cause, 0) + ns
+        self.info.uncertain_ns.clear()  # a second pass over the same input finds the same
+        self.info.uncertain_ns.update(found)
 
     def _emit_rows(self, rows: _Rows) -> EventBatch:
         if len(rows) == 0:

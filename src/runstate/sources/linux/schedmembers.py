@@ -21,6 +21,8 @@ from runstate.sources.linux.schedevents import TaskNames
 HOST_IDLE_KEY = "host-idle"
 #: cache marker: the task belongs to no group
 NO_MEMBER = -1
+#: a header's CPU count is trusted for quiet CPUs up to this (beyond: damage)
+MAX_HEADER_CPUS = 4096
 #: rows may not go below the floor; this is its value before anything was yielded
 FLOOR_START = -(1 << 62)
 
@@ -102,16 +104,22 @@ class ConverterBase:
         self.registry.domain(where.domain_key, where.domain_name)
         return self.registry.member(where.domain_key, where.member_key, where.member_name)
 
-    def _silent_members(self, seen: set[int], cpus_switched: set[int]) -> None:
+    def _silent_members(self, seen: set[int], cpus_switched: set[int],
+                        cpus_seen: set[int] | None = None) -> None:
         """Members with no event: their /proc start state, where the source knows it.
+
+        ``cpus_seen``: the CPUs with any event (default: those that switched).
 
         ``R`` (running or runnable) for a task that never switched: it cannot have
         waited for a CPU while every CPU kept switching, so it was running on a
         CPU with no switch at all; if every CPU switched, it is not decidable:
         the member is left out and counted (``silent_runnable_unresolved``).
         """
-        all_cpus = set(range(self.n_cpus)) if self.n_cpus is not None else set()
-        idle_cpus = all_cpus - cpus_switched
+        cpus_seen = cpus_switched if cpus_seen is None else cpus_seen
+        # a CPU with events but no switch, or one the header counts beyond those that
+        # switched (never a set built from the header's count: it may be damaged)
+        idle_cpus = bool(cpus_seen - cpus_switched) or (
+            self.n_cpus is not None and len(cpus_switched) < self.n_cpus <= MAX_HEADER_CPUS)
         for tid in sorted(self.names.start_state):
             if tid in seen or tid <= 0:
                 continue
@@ -124,6 +132,24 @@ class ConverterBase:
                 continue
             state = MemberState.RUNNING if letter == "R" else MemberState.BLOCKED
             self.info.initial_states[member] = state
+
+    def _quiet_cpus(self, cpus_seen: set[int], cpus_switched: set[int]) -> None:
+        """Host-idle members for CPUs that never switched: what they ran is unknown.
+
+        A CPU with no switch in the window ran one thing throughout, but whether
+        that was its idle task the trace cannot say: the member is unknown for
+        the whole window (shown as lost), never 0 % idle.  The CPUs are those with
+        events, plus those the header counts when the count is plausible.
+        """
+        if self.filtered:
+            return
+        cpus = set(cpus_seen)
+        if self.n_cpus is not None and self.n_cpus <= MAX_HEADER_CPUS:
+            cpus.update(range(self.n_cpus))
+        for cpu in sorted(cpus - cpus_switched):
+            member = self._member_of(-1 - cpu)
+            if member >= 0:
+                self.info.initial_states.setdefault(member, MemberState.UNKNOWN)
 
     def _count(self, name: str, n: int, t: int | None) -> None:
         self.info.count(name, n)

@@ -24,10 +24,14 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
+from runstate._abi import check_kernel
 from runstate.errors import InputError
+from runstate.sources.linux import _pagewalk
 from runstate.sources.linux._pagewalk import walk
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind
 from runstate.sources.linux.tpformat import EventFormat, Field
+
+check_kernel(_pagewalk)
 
 PAGE_HEADER_BYTES = 16
 #: the kernel's PID_MAX_LIMIT on 64-bit: a larger pid means a damaged payload
@@ -187,10 +191,16 @@ class SchedDecoder:
             keep &= ~damaged
         unknown = int(len(times) - int(keep.sum()))
         idx = np.flatnonzero(keep)
+        # common_pid (offset 4 of every record): the task current on the CPU, evidence
+        # for a dropped switch; -1 where damaged
+        actor = _gather(data, offsets[idx], _COMMON_PID)
+        actor[(actor < 0) | (actor > PID_MAX_LIMIT)] = -1
         events = SchedEvents.from_columns(times[idx], np.full(len(idx), cpu, dtype=np.int32),
-                                          kind[idx], pid[idx], other[idx], state[idx])
+                                          kind[idx], pid[idx], other[idx], state[idx], actor)
         return events, comms, unknown
 
+
+_COMMON_PID = Field("common_pid", 4, 4, True, False, None)
 
 _DTYPES = {(1, False): "u1", (1, True): "i1", (2, False): "<u2", (2, True): "<i2",
            (4, False): "<u4", (4, True): "<i4", (8, False): "<u8", (8, True): "<i8"}

@@ -1,7 +1,7 @@
 """Xen trace record ids (upstream names from ``xen/include/public/trace.h``) and ``--cpu-hz``.
 
 Only the ids the reader acts on are listed; every other record is skipped by
-size.  See docs/xentrace-format.md for the layout these numbers describe.
+size.  See docs/xentrace.md for the layout these numbers describe.
 """
 
 from __future__ import annotations

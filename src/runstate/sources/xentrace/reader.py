@@ -5,7 +5,7 @@ name ``d<dom>v<vcpu>``.  The idle domain 32767 is registered like any other
 but tagged ``{"kind": "host-idle"}`` (its vCPU n is pcpu n's idle loop), so
 reports show it as host idleness.  Ticks are TSC cycles (``info.cpu_hz``).
 
-Exact mode rules (SPEC):
+Exact mode rules (docs/semantics.md, docs/xentrace.md):
 
 * ``TRC_SCHED_RUNSTATE_CHANGE`` is one row (old/new from the event id).
 * ``TRC_SCHED_CONTINUE_RUNNING`` is no state change, so it is dropped, except
@@ -51,12 +51,12 @@ from runstate.sources.xentrace.constants import (
 )
 from runstate.sources.xentrace.walk import (
     IDS_MASK,
-    MARKER_IDS,
     Kind,
     PcpuIndex,
     Records,
     Stat,
     Walker,
+    is_marker,
     packed_marker,
 )
 
@@ -99,7 +99,7 @@ class _Members:
         """Register the vCPUs of unknown packed keys (markers skipped), in order of
         appearance."""
         keys = packed & IDS_MASK
-        keys[keys == MARKER_IDS] = -1
+        keys[is_marker(packed)] = -1
         out = np.empty(keys.shape[0], np.int32)
         if _walk.lookup(keys, out, self.tkeys, self.tvals) == 0:
             return

@@ -18,13 +18,17 @@ from typing import IO
 import numpy as np
 import numpy.typing as npt
 
+from runstate._abi import check_constants, check_kernel
 from runstate.errors import InputError
+from runstate.model.states import LOSS_BEGIN, LOSS_END
 from runstate.sources.xentrace import _walk
-from runstate.sources.xentrace.constants import MAX_PCPUS
+from runstate.sources.xentrace.constants import MAX_PCPUS, MAX_WINDOW_BYTES
 
-# cursor slots (see _walk.c)
-C_OFF, C_WEND, C_PCPU, C_STATUS, C_ERR_OFF, C_ERR_CODE, C_ERR_WORD, C_ERR_AUX = range(8)
-ST_FULL, ST_MORE, ST_ERROR = 0, 1, 2
+# cursor slots and walk status (the walker defines the cursor's layout)
+C_OFF, C_WEND, C_PCPU, C_STATUS = _walk.C_OFF, _walk.C_WEND, _walk.C_PCPU, _walk.C_STATUS
+C_ERR_OFF, C_ERR_CODE = _walk.C_ERR_OFF, _walk.C_ERR_CODE
+C_ERR_WORD, C_ERR_AUX = _walk.C_ERR_WORD, _walk.C_ERR_AUX
+ST_FULL, ST_MORE, ST_ERROR = _walk.ST_FULL, _walk.ST_MORE, _walk.ST_ERROR
 
 #: bytes read from a stream at a time (less if less is available: read1)
 STREAM_READ = 1 << 20
@@ -97,13 +101,30 @@ class Records:
 
 #: ``Records.key & IDS_MASK``: the ids part of the packed key
 IDS_MASK = 0xFFFFFFFF
-#: packed key of a loss marker row: ids all ones
+#: ids of a loss marker row; a marker is told by its flag, not by these ids,
+#: which a real vCPU (domain 65535, vCPU 65535) may also carry
 MARKER_IDS = 0xFFFFFFFF
 
 
 def packed_marker(flag: int) -> int:
     """Packed key of a loss marker row (flag/new = LOSS_BEGIN or LOSS_END)."""
     return MARKER_IDS | flag << 32 | flag << 48
+
+
+def is_marker(packed: npt.NDArray[np.int64]) -> npt.NDArray[np.bool_]:
+    """Which packed keys are loss markers (flag LOSS_BEGIN or LOSS_END)."""
+    flag = (packed >> 32) & 0xFF
+    marker: npt.NDArray[np.bool_] = (flag == LOSS_BEGIN) | (flag == LOSS_END)
+    return marker
+
+
+check_kernel(_walk)
+check_constants(_walk, {
+    "MAX_PCPUS": MAX_PCPUS, "MAX_WINDOW": MAX_WINDOW_BYTES,
+    "R_LOSS_BEGIN": LOSS_BEGIN, "R_LOSS_END": LOSS_END,
+    **{f"K_{kind.name}": int(kind) for kind in Kind},
+    **{f"S_{stat.name}": int(stat) for stat in Stat},
+})
 
 
 def _columns(cap: int) -> tuple[npt.NDArray[np.generic], ...]:

@@ -1,6 +1,6 @@
 """Writing xentrace files: records buffered per pcpu and written as windows.
 
-The file layout is what ``xentrace`` produces (docs/xentrace-format.md §3):
+The file layout is what ``xentrace`` produces (docs/xentrace.md, "File layout"):
 each window is a ``TRC_TRACE_CPU_CHANGE`` header (pcpu, byte size) followed by
 that pcpu's records.  :meth:`XentraceWriter.poll` writes one window for every
 pcpu with buffered records, in pcpu order, like one polling round of

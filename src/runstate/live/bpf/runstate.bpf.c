@@ -1,0 +1,408 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * Domain runstate accounting inside the kernel.
+ *
+ * Every followed task (a "member") belongs to one group (a VM, process,
+ * cgroup or thread group).  Per group the kernel keeps how many members are
+ * running, runnable and blocked, the group's current domain state, when that
+ * state was entered and the nanoseconds spent in each state so far.  All of it
+ * changes under the group's spin lock, so user space reading a group with
+ * BPF_F_LOCK always gets a consistent set of counters.
+ *
+ * Members are put in the member table by user space; they count from their
+ * first event or from the one-off task iterator run ("rs_init_members"), which
+ * reads each new member's scheduling state exactly.  Threads and processes
+ * forked by a member join the table here, so none is missed.
+ *
+ * Built CO-RE: the few kernel structure fields used are declared below with
+ * preserve_access_index and relocated against the running kernel's BTF when
+ * the object is loaded, so one object works on every BTF-enabled kernel.
+ */
+#include <linux/types.h>
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_core_read.h>
+
+/* --- the kernel structures read, only the fields used (CO-RE relocated) --- */
+struct sched_entity {
+	unsigned char sched_delayed;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	unsigned int __state;
+	int on_cpu;
+	int on_rq;
+	int pid;
+	int tgid;
+	struct sched_entity se;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter_meta {
+	void *seq;
+} __attribute__((preserve_access_index));
+
+struct bpf_iter__task {
+	struct bpf_iter_meta *meta;
+	struct task_struct *task;
+} __attribute__((preserve_access_index));
+
+/* raw task __state bits */
+#define RS_TASK_DEAD 0x80
+#define RS_TASK_NEW 0x800
+
+/* member states (the first three are the counted ones) */
+#define M_RUNNING 0
+#define M_RUNNABLE 1
+#define M_BLOCKED 2
+#define M_UNSEEN 3 /* in the table, not yet counted */
+#define M_UNKNOWN 4 /* counted, state not known (until its next event): the group is lost */
+
+/* domain states, numbered as the project's DomainState */
+#define D_FULL_RUN 0
+#define D_FULL_CONTENTION 1
+#define D_CONCURRENCY_HAZARD 2
+#define D_BLOCKED 3
+#define D_PARTIAL_RUN 4
+#define D_PARTIAL_CONTENTION 5
+#define D_LOST 6
+#define D_NSTATES 7
+#define D_NONE -1
+
+/* how forked processes are grouped (config slot 0) */
+#define FORK_JOINS_PARENT 0
+#define FORK_NEW_PROCESS_GROUP 1 /* group = tgid of a new process */
+#define FORK_NEW_THREAD_GROUP 2  /* group = tid of every new task */
+
+struct rs_group {
+	struct bpf_spin_lock lock;
+	__u32 members;
+	__s32 n_running;
+	__s32 n_runnable;
+	__s32 n_blocked;
+	__s32 n_unknown;
+	__s32 state;
+	__u64 since;
+	__u64 ns[D_NSTATES];
+	__u64 missed;
+	__u64 changes;
+	__u64 first_ns;
+	/* ns summed over members in each member state, up to mlast */
+	__u64 member_ns[3];
+	__u64 mlast;
+};
+
+struct rs_member {
+	__u32 group;
+	__u32 state;
+	__u64 since;
+	__u64 ns[4]; /* running, runnable, blocked, unknown */
+};
+
+/* the argument of rs_set_state: a member's state as user space knows it */
+struct rs_state_arg {
+	__u32 tid;
+	__u32 state;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u32);
+	__type(value, struct rs_member);
+} members SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u32);
+	__type(value, struct rs_group);
+} groups SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} config SEC(".maps");
+
+/* events that reached a member (slot 0) and members a full table could not take (slot 1) */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 2);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+static __always_inline void count(__u32 slot)
+{
+	__u64 *c = bpf_map_lookup_elem(&counters, &slot);
+
+	if (c)
+		*c += 1;
+}
+
+static __always_inline int classify(const struct rs_group *g)
+{
+	if (g->n_unknown > 0)
+		return D_LOST;
+	if (g->n_blocked <= 0) {
+		if (g->n_runnable <= 0)
+			return g->n_running > 0 ? D_FULL_RUN : D_NONE;
+		return g->n_running > 0 ? D_CONCURRENCY_HAZARD : D_FULL_CONTENTION;
+	}
+	if (g->n_running > 0)
+		return g->n_runnable > 0 ? D_CONCURRENCY_HAZARD : D_PARTIAL_RUN;
+	return g->n_runnable > 0 ? D_PARTIAL_CONTENTION : D_BLOCKED;
+}
+
+static __always_inline void add_count(struct rs_group *g, __u32 state, int delta)
+{
+	if (state == M_RUNNING)
+		g->n_running += delta;
+	else if (state == M_RUNNABLE)
+		g->n_runnable += delta;
+	else if (state == M_BLOCKED)
+		g->n_blocked += delta;
+	else if (state == M_UNKNOWN)
+		g->n_unknown += delta;
+}
+
+static __always_inline void add_group_ns(struct rs_group *g, int state, __u64 delta)
+{
+	if (state >= 0 && state < D_NSTATES)
+		g->ns[state] += delta;
+}
+
+/* Move member m to new_state (M_UNSEEN = leaves the group); the group lock is held. */
+static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 new_state,
+				 __u64 now)
+{
+	__u32 old = m->state;
+	int next;
+
+	if (old == new_state)
+		return;
+	/* the clock was read before the lock: another CPU may have moved on meanwhile */
+	if (now < g->since)
+		now = g->since;
+	if (now < g->mlast)
+		now = g->mlast;
+	if (now < m->since)
+		now = m->since;
+	if (g->mlast) {
+		__u64 delta = now - g->mlast;
+
+		if (g->n_running > 0)
+			g->member_ns[0] += delta * g->n_running;
+		if (g->n_runnable > 0)
+			g->member_ns[1] += delta * g->n_runnable;
+		if (g->n_blocked > 0)
+			g->member_ns[2] += delta * g->n_blocked;
+	}
+	g->mlast = now;
+	if (old != M_UNSEEN) {
+		if (old == M_RUNNING)
+			m->ns[0] += now - m->since;
+		else if (old == M_RUNNABLE)
+			m->ns[1] += now - m->since;
+		else if (old == M_BLOCKED)
+			m->ns[2] += now - m->since;
+		else
+			m->ns[3] += now - m->since;
+		add_count(g, old, -1);
+	} else {
+		g->members += 1;
+	}
+	if (new_state != M_UNSEEN)
+		add_count(g, new_state, 1);
+	else if (g->members > 0)
+		g->members -= 1;
+	m->state = new_state;
+	m->since = now;
+	next = classify(g);
+	if (next == g->state)
+		return;
+	if (g->state >= 0)
+		add_group_ns(g, g->state, now - g->since);
+	else if (g->first_ns == 0)
+		g->first_ns = now;
+	g->state = next;
+	g->since = now;
+	g->changes += 1;
+}
+
+/* Apply a transition to task pid; returns 1 when the member left (to be deleted). */
+static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_idle)
+{
+	struct rs_member *m;
+	struct rs_group *g;
+	__u64 now;
+
+	if (pid == 0)
+		return 0;
+	m = bpf_map_lookup_elem(&members, &pid);
+	if (!m)
+		return 0;
+	g = bpf_map_lookup_elem(&groups, &m->group);
+	if (!g)
+		return 0;
+	count(0);
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&g->lock);
+	if (!only_from_idle || m->state == M_BLOCKED || m->state == M_UNSEEN ||
+	    m->state == M_UNKNOWN)
+		move(g, m, new_state, now);
+	bpf_spin_unlock(&g->lock);
+	return new_state == M_UNSEEN;
+}
+
+SEC("tp_btf/sched_switch")
+int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next,
+	     unsigned int prev_state)
+{
+	__u32 prev_pid = BPF_CORE_READ(prev, pid);
+	__u32 next_pid = BPF_CORE_READ(next, pid);
+	__u32 after;
+
+	if (prev_state & RS_TASK_DEAD)
+		after = M_UNSEEN;
+	else if (preempt || prev_state == 0)
+		after = M_RUNNABLE;
+	else
+		after = M_BLOCKED;
+	if (transition(prev_pid, after, 0))
+		bpf_map_delete_elem(&members, &prev_pid);
+	transition(next_pid, M_RUNNING, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup")
+int BPF_PROG(rs_wakeup, struct task_struct *p)
+{
+	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1);
+	return 0;
+}
+
+SEC("tp_btf/sched_wakeup_new")
+int BPF_PROG(rs_wakeup_new, struct task_struct *p)
+{
+	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1);
+	return 0;
+}
+
+static __always_inline __u32 child_group(__u32 parent_group, struct task_struct *parent,
+					 struct task_struct *child)
+{
+	__u32 slot = 0;
+	__u64 *mode = bpf_map_lookup_elem(&config, &slot);
+	__u32 child_tgid = BPF_CORE_READ(child, tgid);
+
+	if (!mode || *mode == FORK_JOINS_PARENT)
+		return parent_group;
+	if (*mode == FORK_NEW_THREAD_GROUP)
+		return BPF_CORE_READ(child, pid);
+	if (child_tgid != (__u32)BPF_CORE_READ(parent, tgid))
+		return child_tgid;
+	return parent_group;
+}
+
+SEC("tp_btf/sched_process_fork")
+int BPF_PROG(rs_fork, struct task_struct *parent, struct task_struct *child)
+{
+	__u32 parent_pid = BPF_CORE_READ(parent, pid);
+	__u32 child_pid = BPF_CORE_READ(child, pid);
+	struct rs_member *pm = bpf_map_lookup_elem(&members, &parent_pid);
+	struct rs_member fresh = {};
+	struct rs_group empty = {};
+
+	if (!pm)
+		return 0;
+	fresh.group = child_group(pm->group, parent, child);
+	fresh.state = M_UNSEEN;
+	if (fresh.group != pm->group) {
+		empty.state = D_NONE;
+		bpf_map_update_elem(&groups, &fresh.group, &empty, BPF_NOEXIST);
+	}
+	if (bpf_map_update_elem(&members, &child_pid, &fresh, BPF_NOEXIST) == 0)
+		return 0;
+	count(1);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(rs_exit, struct task_struct *p)
+{
+	/* the task still runs here; it leaves at its last switch (TASK_DEAD) */
+	__u32 pid = BPF_CORE_READ(p, pid);
+
+	if (bpf_map_lookup_elem(&members, &pid))
+		count(0);
+	return 0;
+}
+
+/* Count each member not seen yet from its exact scheduling state now. */
+SEC("iter/task")
+int rs_init_members(struct bpf_iter__task *ctx)
+{
+	struct task_struct *task = ctx->task;
+	struct rs_member *m;
+	struct rs_group *g;
+	__u32 pid, state;
+	__u64 now;
+
+	if (!task)
+		return 0;
+	pid = task->pid;
+	m = bpf_map_lookup_elem(&members, &pid);
+	if (!m || m->state != M_UNSEEN || (task->__state & RS_TASK_NEW))
+		return 0;
+	g = bpf_map_lookup_elem(&groups, &m->group);
+	if (!g)
+		return 0;
+	if (task->on_cpu)
+		state = M_RUNNING;
+	else if (task->on_rq && !(bpf_core_field_exists(task->se.sched_delayed) &&
+				  task->se.sched_delayed))
+		state = M_RUNNABLE;
+	else
+		state = M_BLOCKED;
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&g->lock);
+	if (m->state == M_UNSEEN)
+		move(g, m, state, now);
+	bpf_spin_unlock(&g->lock);
+	return 0;
+}
+
+/*
+ * Count a member the iterator could not visit, from what user space knows
+ * (/proc: sleeping, or running/runnable = unknown until its next event).
+ * Run by user space with BPF_PROG_TEST_RUN; only a member not counted yet moves.
+ */
+SEC("syscall")
+int rs_set_state(struct rs_state_arg *arg)
+{
+	__u32 tid = arg->tid;
+	__u32 state = arg->state;
+	struct rs_member *m;
+	struct rs_group *g;
+	__u64 now;
+
+	if (state != M_BLOCKED && state != M_UNKNOWN)
+		return 1;
+	m = bpf_map_lookup_elem(&members, &tid);
+	if (!m)
+		return 1;
+	g = bpf_map_lookup_elem(&groups, &m->group);
+	if (!g)
+		return 1;
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&g->lock);
+	if (m->state == M_UNSEEN)
+		move(g, m, state, now);
+	bpf_spin_unlock(&g->lock);
+	return 0;
+}
+
+char LICENSE[] SEC("license") = "GPL";

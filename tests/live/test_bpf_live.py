@@ -1,0 +1,127 @@
+"""The in-kernel counters against the kernel's own per-thread accounting.
+
+``/proc/PID/schedstat`` holds each thread's time on a CPU and time waiting for
+one, kept by the scheduler itself: the bpf source's member rows must match
+their differences over the same seconds.  Threads started after the monitor
+must join their process's domain in the kernel.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from runstate.errors import EnvironmentProblem
+from runstate.live.bpf.loader import missing_requirement
+from runstate.live.monitor import Monitor
+from runstate.live.snapshot import LiveSnapshot, Selection
+from tests.live.live_workloads import BURSTY, domain, group_file, need_root, processes
+
+pytestmark = pytest.mark.live
+
+
+def _bpf_monitor(select: Selection) -> Monitor:
+    need_root()
+    problem = missing_requirement()
+    if problem is not None:
+        pytest.skip(problem)
+    try:
+        return Monitor(select, source="bpf").start()
+    except EnvironmentProblem as problem:
+        pytest.skip(str(problem))
+
+
+def _schedstat(pid: int) -> tuple[int, int]:
+    with open(f"/proc/{pid}/schedstat", encoding="ascii") as f:
+        run, wait, _ = f.read().split()
+    return int(run), int(wait)
+
+
+def _member_totals(snap: LiveSnapshot, key: str) -> dict[str, int]:
+    rows = {r.key: r for r in domain(snap).member_rows}
+    return rows[key].totals_ns
+
+
+#: schedstat of a running thread is brought up to date at ticks and switches only
+STAT_LAG_NS = 10_000_000
+#: measured on a 2-core host at load 14: within 1.5 % of the window
+TOLERANCE = 0.02
+
+
+def _bracketed(monitor: Monitor, pids: list[int]
+               ) -> tuple[LiveSnapshot, dict[int, tuple[int, int]], dict[int, tuple[int, int]]]:
+    """A snapshot with schedstat read just before and just after it.
+
+    The test process may be descheduled between the reads on a busy host, so
+    the snapshot's figures are compared with that bracket, not a single read.
+    """
+    low = {p: _schedstat(p) for p in pids}
+    snap = monitor.snapshot()
+    high = {p: _schedstat(p) for p in pids}
+    return snap, low, high
+
+
+def test_member_times_match_schedstat(tmp_path: Path) -> None:
+    with processes([BURSTY] * 3) as pids:
+        monitor = _bpf_monitor(Selection(pids=tuple(pids), group=group_file(tmp_path, pids)))
+        try:
+            time.sleep(0.2)
+            before, low0, high0 = _bracketed(monitor, pids)
+            time.sleep(2.0)
+            after, low1, high1 = _bracketed(monitor, pids)
+        finally:
+            monitor.stop()
+    window = after.time_ns - before.time_ns
+    for pid in pids:
+        a, b = _member_totals(before, str(pid)), _member_totals(after, str(pid))
+        for i, bucket in enumerate(("running", "runnable")):
+            live = b[bucket] - a[bucket]
+            slack = STAT_LAG_NS + TOLERANCE * window
+            least = low1[pid][i] - high0[pid][i] - slack
+            most = high1[pid][i] - low0[pid][i] + slack
+            assert least <= live <= most, (pid, bucket, least, live, most)
+            assert live > 0.05 * window  # the workload runs and waits
+
+
+THREADS_LATER = """
+import threading, time
+time.sleep(0.8)
+def work():
+    end = time.time() + 30
+    while time.time() < end:
+        sum(range(20000))
+        time.sleep(0.001)
+ts = [threading.Thread(target=work) for _ in range(3)]
+for t in ts: t.start()
+for t in ts: t.join()
+"""
+
+
+def test_threads_started_later_join_their_process() -> None:
+    proc = subprocess.Popen([sys.executable, "-c", THREADS_LATER])
+    try:
+        time.sleep(0.3)
+        monitor = _bpf_monitor(Selection(pids=(proc.pid,), group="process"))
+        try:
+            first = monitor.snapshot()
+            time.sleep(1.5)
+            second = monitor.snapshot()
+        finally:
+            monitor.stop()
+    finally:
+        proc.kill()
+        proc.wait()
+    key = f"proc:{proc.pid}"
+    assert {d.key: d.members for d in first.domains}[key] == 1
+    grown = {d.key: d for d in second.domains}[key]
+    assert grown.members == 4
+    workers = [r for r in grown.member_rows if r.key != str(proc.pid)]
+    # each worker counted from its creation: it ran and its times are within its life
+    for row in workers:
+        life = sum(row.totals_ns.values())
+        assert row.totals_ns["running"] > 0
+        assert 0 < life <= second.time_ns - first.time_ns

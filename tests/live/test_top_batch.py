@@ -1,0 +1,136 @@
+"""``runstate top --batch``: one record per interval, checked against the clock and the workload."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from runstate.live.bpf.loader import missing_requirement
+from tests.live.live_workloads import SLEEP, SPIN, group_file, need_root, processes
+
+pytestmark = pytest.mark.live
+STATES = ("full_run", "full_contention", "concurrency_hazard", "blocked", "partial_run",
+          "partial_contention", "lost")
+
+
+def _top(*args: str, stdin: str | None = None, env: dict[str, str] | None = None
+         ) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "runstate", "top", *args], input=stdin,
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, **(env or {})})
+
+
+@pytest.mark.parametrize("source", ["bpf", "tracefs"])
+def test_json_records_cover_each_interval(tmp_path: Path, source: str) -> None:
+    need_root()
+    if source == "bpf" and missing_requirement():
+        pytest.skip(str(missing_requirement()))
+    with processes([SPIN] + [SLEEP] * 2) as pids:
+        done = _top("--batch", "--source", source, "--interval", "500ms", "--count", "3",
+                    "--group", group_file(tmp_path, pids),
+                    *(a for p in pids for a in ("--pid", str(p))))
+    assert done.returncode == 0, done.stderr
+    assert f"source {source}" in done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert len(records) == 3
+    previous_end = None
+    previous_totals = None
+    for record in records:
+        assert record["schema"] == "runstate.report/1"
+        window = record["window"]
+        # back to back, each about one interval long (tracefs: up to the events decoded,
+        # which lag the clock by a varying fraction of a second)
+        if previous_end is not None:
+            assert window["start_ns"] == previous_end
+        assert 0.1e9 < window["duration_ns"] < 2e9
+        previous_end = window["end_ns"]
+        (load,) = [d for d in record["domains"] if d["name"] == "load"]
+        assert load["members_seen"] == 3
+        ns = {s: load["states"][s]["ns"] for s in STATES}
+        # the domain lived through the whole interval: its states add up to the window
+        assert abs(sum(ns.values()) - window["duration_ns"]) < 0.01 * window["duration_ns"]
+        # one spinner, two sleepers: some members always blocked, never all running
+        # (after the first record: members are counted one after the other at the start)
+        if previous_totals is not None:
+            assert ns["full_run"] == ns["full_contention"] == ns["concurrency_hazard"] == 0
+            assert ns["partial_run"] + ns["partial_contention"] > 0.9 * window["duration_ns"]
+        totals = load["totals"]
+        if previous_totals is not None:
+            grown = {s: totals[s] - previous_totals[s] for s in STATES}
+            assert all(abs(grown[s] - ns[s]) <= 1 for s in STATES), (grown, ns)
+        previous_totals = totals
+        assert load["current_state"] in ("partial_run", "partial_contention")
+        assert load["since_ns"] <= window["end_ns"]
+
+
+def test_csv_rows_under_one_header(tmp_path: Path) -> None:
+    need_root()
+    with processes([SLEEP] * 2) as pids:
+        done = _top("--batch", "--format", "csv", "--interval", "300ms", "--count", "2",
+                    "--group", group_file(tmp_path, pids),
+                    *(a for p in pids for a in ("--pid", str(p))))
+    assert done.returncode == 0, done.stderr
+    rows = list(csv.DictReader(io.StringIO(done.stdout)))
+    assert [r["name"] for r in rows] == ["load", "load"]
+    for row in rows:
+        length = int(row["end_ns"]) - int(row["start_ns"])
+        assert int(row["blocked_ns"]) == sum(int(row[f"{s}_ns"]) for s in STATES)
+        assert abs(int(row["blocked_ns"]) - length) < 0.01 * length
+        assert float(row["blocked_pct"]) == 100.0
+
+
+def test_auto_falls_back_and_says_why(tmp_path: Path) -> None:
+    need_root()
+    with processes([SLEEP]) as pids:
+        done = _top("--batch", "--interval", "200ms", "--count", "1", "--pid", str(pids[0]),
+                    env={"RUNSTATE_BPF_OBJECT": str(tmp_path / "missing.bpf.o")})
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.splitlines()
+    assert any("missing.bpf.o" in line and "using tracefs" in line for line in lines), lines
+    assert "source tracefs" in done.stderr
+
+
+def test_stream_on_stdin_matches_the_report(tmp_path: Path) -> None:
+    sample = Path(__file__).parents[2] / "src" / "runstate" / "data" / "sample.csv"
+    text = sample.read_text()
+    done = _top("-", "--batch", "--interval", "200ms", stdin=text)
+    assert done.returncode == 0, done.stderr
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert records
+    report = subprocess.run([sys.executable, "-m", "runstate", "report", "-", "--format",
+                             "json"], input=text, capture_output=True, text=True, check=True)
+    expected = {d["domain"]: {s: d["states"][s]["ns"] for s in STATES}
+                for d in json.loads(report.stdout)["domains"]}
+    final = {d["domain"]: d["totals"] for d in records[-1]["domains"]}
+    assert final.keys() == expected.keys()
+    for key, states in expected.items():
+        assert final[key] == states, key
+
+
+@pytest.mark.parametrize("args", [["file.csv"], ["--count", "0"], ["--interval", "x"],
+                                  ["-", "--all"]])
+def test_usage_errors(args: list[str]) -> None:
+    done = _top("--batch", *args)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") <= 3 and "Traceback" not in done.stderr
+
+
+def test_without_root_one_line_names_what_is_missing(tmp_path: Path) -> None:
+    need_root()  # to become an unprivileged user
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv is not installed")
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                           sys.executable, "-m", "runstate", "top", "--batch", "--count", "1"],
+                          capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    if "No module named" in done.stderr:
+        pytest.skip("the package is not readable by an unprivileged user here")
+    assert done.returncode == 1
+    assert done.stderr == "runstate: error: bpf needs root; tracefs needs root\n"
