@@ -174,8 +174,12 @@ def test_running_and_runnable_agree_with_schedstat(tracefs, workload, tmp_path):
                 continue
             run = (after[tid][0] - before[tid][0]) / length
             wait = (after[tid][1] - before[tid][1]) / length
-            assert member.ns["running"] / length == pytest.approx(run, abs=0.02), member
-            assert member.ns["runnable"] / length == pytest.approx(wait, abs=0.02), member
+            # what the trace could not decide (dropped switches) is lost, never guessed:
+            # the kernel's own figure lies between what is shown and shown + lost
+            lost = member.ns["lost"] / length
+            for shown, truth in ((member.ns["running"] / length, run),
+                                 (member.ns["runnable"] / length, wait)):
+                assert shown - 0.02 <= truth <= shown + lost + 0.02, (member, truth)
             checked += 1
     assert checked >= 3  # the three workers (the sleeping main thread may have no event)
 

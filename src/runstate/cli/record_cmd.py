@@ -8,17 +8,14 @@ and an existing one is kept unless ``--force``.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
-import signal
 import sys
 import threading
-from collections.abc import Iterator
-from types import FrameType
 from typing import TextIO
 
+from runstate.cli.stopping import stop_on_signals
 from runstate.cli.units import DURATION_HELP, parse_duration_ns
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.live.recorder import CommandNotStarted, RecordSummary, record, select_pids
@@ -39,9 +36,6 @@ DURATION is {DURATION_HELP}.
 Needs root.  Ctrl-C (or SIGTERM) stops early and still writes a valid
 recording; the tracefs instance is always removed.  A recording whose
 recorder was killed is still read, up to its last event."""
-
-#: signals that end a recording cleanly
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -93,7 +87,7 @@ def run_record(args: argparse.Namespace, out: TextIO | None = None,
         _name_thread_groups(args.pid, pids, err)
     _prepare_output(args.output, args.force)
     stop = threading.Event()
-    with _stop_on_signals(stop):
+    with stop_on_signals(stop):
         try:
             summary = record(args.output, pids=pids, vms=vms, duration_s=duration_s,
                              stop=stop, buffer_kb=args.buffer_kb, command=command or None,
@@ -168,20 +162,3 @@ def _print_summary(summary: RecordSummary, command: list[str], err: TextIO) -> N
     for cpu, lost in sorted(summary.lost.items()):
         print(f"warning: the kernel lost {lost} events on cpu {cpu}; that time is reported "
               "as lost (use --buffer-kb to enlarge the buffer)", file=err)
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Turn SIGINT/SIGTERM/SIGHUP into a stop request while recording."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {}
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError):  # not the main thread
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

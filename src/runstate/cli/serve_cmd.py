@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
-import signal
 import threading
-from collections.abc import Iterator
-from types import FrameType
 from typing import TextIO
 
 from runstate.cli.advise_cmd import load_thresholds
+from runstate.cli.stopping import stop_on_signals
 from runstate.cli.units import parse_duration_ns
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.live.snapshot import Selection
@@ -31,9 +28,6 @@ removes what it set up in the kernel."""
 
 #: how often the monitor looks for new tasks of the selection (a VM started later)
 REFRESH_S = 5.0
-
-#: signals that end serving cleanly
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -87,7 +81,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     selection = Selection(pids=tuple(args.pid), vms=tuple(args.vm), all_tasks=args.all,
                           group=args.group)
     stop = threading.Event()
-    with _stop_on_signals(stop), Monitor(selection, source=args.source) as monitor:
+    with stop_on_signals(stop), Monitor(selection, source=args.source) as monitor:
         collector = SnapshotCollector(monitor.snapshot, thresholds, window_ns)
         try:
             server = MetricsServer(make_registry(collector), host, port)
@@ -111,20 +105,3 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host else host
-
-
-@contextlib.contextmanager
-def _stop_on_signals(stop: threading.Event) -> Iterator[None]:
-    """Turn SIGINT/SIGTERM/SIGHUP into a stop request while serving."""
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {}
-    for sig in STOP_SIGNALS:
-        with contextlib.suppress(ValueError, OSError):  # not the main thread
-            previous[sig] = signal.signal(sig, handler)
-    try:
-        yield
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)

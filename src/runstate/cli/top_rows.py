@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from runstate.analysis.advice import DomainFigures, advise_domain
 from runstate.live.snapshot import LiveDomain, LiveMember, LiveSnapshot
 from runstate.model.states import MEMBER_BUCKETS, DomainState
 
@@ -133,3 +134,17 @@ def _read_cpu_times() -> list[int] | None:
     if not first or first[0] != "cpu":
         return None
     return [int(v) for v in first[1:9]]
+
+
+def worst_finding(row: DomainRow) -> str:
+    """The domain's worst finding over the interval as ``rule:level`` ("" for none).
+
+    The same rules and default thresholds as ``runstate advise``, applied to the
+    interval's shares (live counters carry no episode lengths, so the hazard rule
+    is judged on its share alone).
+    """
+    advice = advise_domain(DomainFigures(row.key, row.name, row.members, row.ns))
+    if not advice.findings:
+        return ""
+    worst = advice.findings[0]
+    return f"{worst.rule.value}:{worst.level.label}"

@@ -1,7 +1,8 @@
 """The full-screen view of ``runstate top`` (rich), with esxtop-like keys.
 
 One row per domain: members, the seven states in % of the last interval, the
-mean %run and %ready of a member, the current state and for how long.  Keys:
+mean %run and %ready of a member, the current state and for how long, and the
+worst finding ``runstate advise`` would make of the interval.  Keys:
 ``q`` quit, ``<`` ``>`` or ``s`` change the sort column, ``r`` reverse it,
 ``j`` ``k`` (or arrows) move the cursor, ``m`` expand the domain under the
 cursor into its members, ``p`` pause, ``?`` help.
@@ -25,7 +26,7 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from runstate.cli.top_rows import STATES, DomainRow, HostCpu, Interval, interval
+from runstate.cli.top_rows import STATES, DomainRow, HostCpu, Interval, interval, worst_finding
 from runstate.live.monitor import StopOnSignals
 from runstate.model.states import DomainState
 
@@ -52,6 +53,8 @@ COLUMNS: tuple[Column, ...] = (
     Column("%RDY", lambda r: r.ready_pct),
     Column("STATE", lambda r: "" if r.current_state is None else r.current_state.label),
     Column("FOR", lambda r: r.current_for_ns or 0),
+    # the worst finding of `runstate advise` over the interval, e.g. fewer_vcpus:high
+    Column("FINDING", worst_finding),
 )
 HELP = ("q quit   < > s sort column   r reverse   j k move   m members   p pause   ? help")
 
@@ -127,7 +130,8 @@ def render(iv: Interval | None, view: ViewState, busy: float | None, interval_ns
     table = Table(box=None, pad_edge=False, header_style="bold reverse", expand=False)
     for i, column in enumerate(COLUMNS):
         title = column.title + ("v" if view.reverse else "^") if i == view.sort else column.title
-        table.add_column(title, justify="left" if i in (0, len(COLUMNS) - 2) else "right",
+        table.add_column(title, justify="left" if i in (0, len(COLUMNS) - 3, len(COLUMNS) - 1)
+                         else "right",
                          no_wrap=True)
     for index, row in enumerate(rows):
         style = "reverse" if index == view.cursor else ""
@@ -136,7 +140,7 @@ def render(iv: Interval | None, view: ViewState, busy: float | None, interval_ns
             for m in row.member_rows:
                 table.add_row(f"  {m.name}", "", *([""] * len(STATES)),
                               f"{m.percent('running'):.1f}", f"{m.percent('runnable'):.1f}",
-                              m.state, "", style="dim")
+                              m.state, "", "", style="dim")
     parts: list[Text | Table] = [header, table]
     if iv is not None and iv.notes:
         parts.append(Text("; ".join(iv.notes), style="dim"))
@@ -149,7 +153,7 @@ def _cells(row: DomainRow) -> list[str]:
     return ([row.name, str(row.members)]
             + [f"{row.share(s):.1f}" for s in STATES]
             + [f"{row.run_pct:.1f}", f"{row.ready_pct:.1f}", state,
-               _seconds(row.current_for_ns)])
+               _seconds(row.current_for_ns), worst_finding(row)])
 
 
 @contextlib.contextmanager
