@@ -2,12 +2,14 @@
 
 ``runstate record`` traces the workload to disk while both live sources watch
 it; the recording is then analysed (exact mode, two passes) over exactly the
-window between the two live snapshots.  Each state's share must agree within
-one point: the live counters and the offline analysis are independent paths
-(in-kernel accounting; incremental decoding) to the same figures.  Shares are
-of the time whose state is known: the offline analysis marks the spans its
-switch-chain repair cannot decide as ``lost`` (about 1-2 % here; checked to
-stay small), where the in-kernel counters, which miss no event, know the state.
+window between the two live snapshots.  The live counters and the offline
+analysis are independent paths to the same figures, so each state's share must
+agree within one point.  The trace may miss scheduler events the kernel counters
+see: what it cannot decide it shows as ``lost``, never as a state, so the
+in-kernel (bpf) share of each state must lie between what the recording shows
+and that plus the recording's lost share, within one point.  The tracefs source
+decodes the same kind of pages as the recording: all seven shares, ``lost``
+included, agree within one point.
 """
 
 from __future__ import annotations
@@ -35,12 +37,8 @@ from tests.live.live_workloads import (
 )
 
 pytestmark = pytest.mark.live
-#: points of difference allowed per state.  The tracefs source decodes the same
-#: kind of pages as the recording (they agree to ~0.05 points).  The in-kernel
-#: counters see the switches a trace drops (a few per second here, repaired by a
-#: guess) and were measured 0.0-2.6 points from the recording on a loaded host,
-#: while their per-member figures match /proc schedstat to 0.1 % (test_bpf_live).
-TOLERANCE_POINTS = {"tracefs": 1.0, "bpf": 3.0}
+#: points of difference allowed per state
+TOLERANCE_POINTS = 1.0
 
 
 def _recorded_shares(rec: Path, groups: str, start_ns: int, end_ns: int
@@ -54,14 +52,24 @@ def _recorded_shares(rec: Path, groups: str, start_ns: int, end_ns: int
     states = found[0]["states"]
     total = sum(states[s.label]["ns"] for s in DomainState)
     assert abs(total - (end_ns - start_ns)) <= 1_000_000  # the window we asked for
-    assert states["lost"]["ns"] < 0.05 * total
-    return known_shares({s: states[s.label]["ns"] for s in DomainState})
+    assert states["lost"]["ns"] < 0.25 * total  # enough is known for the check to bite
+    return {s: 100.0 * states[s.label]["ns"] / total for s in DomainState}
 
 
-def known_shares(ns: dict[DomainState, float]) -> dict[DomainState, float]:
-    """Percent of the known (not lost) time in each of the six states."""
-    known = sum(v for s, v in ns.items() if s is not DomainState.LOST)
-    return {s: 100.0 * v / known for s, v in ns.items() if s is not DomainState.LOST}
+def _disagreements(source: str, live: dict[DomainState, float],
+                   recorded: dict[DomainState, float]) -> dict[str, float]:
+    """States (and by how many points) where the live share falls outside what the
+    recording allows: its share, or for the in-kernel counters its share .. + lost."""
+    lost = recorded[DomainState.LOST]
+    out = {}
+    for state, value in recorded.items():
+        if source == "bpf" and state is DomainState.LOST:
+            continue
+        low, high = value, value + (lost if source == "bpf" else 0.0)
+        miss = max(low - live[state], live[state] - high, 0.0)
+        if miss > TOLERANCE_POINTS:
+            out[state.label] = round(miss, 2)
+    return out
 
 
 def _start(select: Selection, source: str) -> Monitor:
@@ -98,10 +106,11 @@ def test_live_sources_agree_with_a_recording(tmp_path: Path) -> None:
             _, err = recorder.communicate(timeout=30)
         assert recorder.returncode == 0, err
     for b, a in zip(before, after, strict=True):
-        live = known_shares(shares(b, a))
+        live = shares(b, a)
         recorded = _recorded_shares(rec, groups, b.time_ns, a.time_ns)
-        differences = {s.label: round(live[s] - recorded[s], 2) for s in recorded}
-        assert all(abs(d) <= TOLERANCE_POINTS[a.source] for d in differences.values()), \
-            (a.source, str(differences), str({s.label: round(v, 1) for s, v in live.items()}))
+        assert not _disagreements(a.source, live, recorded), \
+            (a.source, _disagreements(a.source, live, recorded),
+             {s.label: round(v, 1) for s, v in live.items()},
+             {s.label: round(v, 1) for s, v in recorded.items()})
         # the workload really mixes states, so agreeing is not trivial
         assert sum(1 for v in recorded.values() if v > 5) >= 2, recorded
