@@ -7,7 +7,10 @@ waiting on a run queue, kept by the scheduler itself) is read once the guest
 has booted and again when it is done; the report over exactly that window
 (``--from``/``--to``, perf recording CLOCK_MONOTONIC) must show each vCPU's
 running and runnable time within 1 % of the window of those counters, the
-time it shows as lost being the only other slack.  This host's tracers drop
+time it shows as lost being the only other slack.  The same run is also watched
+by the eBPF source (in-kernel counters that miss no scheduler event): over the
+same stretch, each domain state's time lies within 1 % of the window of what
+the report shows, its lost time again the only other slack.  This host's tracers drop
 switches and wakeups while a CPU idles, so some lost time is expected.  Needs
 root, perf and qemu-system-x86_64; the guest is built into RUNSTATE_GUEST_DIR.
 """
@@ -25,6 +28,10 @@ import time
 from pathlib import Path
 
 import pytest
+
+from runstate.errors import EnvironmentProblem
+from runstate.live.monitor import Monitor
+from runstate.live.snapshot import LiveSnapshot, Selection
 
 ROOT = Path(__file__).resolve().parents[2]
 GUEST_DIR = Path(os.environ.get("RUNSTATE_GUEST_DIR",
@@ -94,9 +101,14 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict:
          "-display", "none", "-serial", f"file:{console}", "-monitor", "none",
          "-no-reboot", "-nic", "none"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     perf = None
+    monitor: Monitor | None = None
     try:
         _wait_for(console, "GUEST: booted", 90)
         tids = _vcpus(qemu.pid)
+        try:
+            monitor = Monitor(Selection(vms=("rslost",), group="vm"), source="bpf").start()
+        except EnvironmentProblem:
+            monitor = None  # no bpf here: the in-kernel check skips
         perf = subprocess.Popen(["perf", "record", "-q", "-k", "mono", "-e", EVENTS, "-a",
                                  "-o", str(data)], stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL)
@@ -105,6 +117,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict:
         # (the guest powers off right after "GUEST: done": the last sample that
         # could be read is the end)
         samples = [_schedstat(tids)]
+        snaps: list[LiveSnapshot | None] = [_snap(monitor)]
         deadline = time.monotonic() + sum(PHASES) + 60
         while "GUEST: done" not in console.read_text(errors="replace"):
             assert time.monotonic() < deadline, "the guest did not finish"
@@ -113,9 +126,13 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict:
                 samples.append(_schedstat(tids))
             except (FileNotFoundError, ProcessLookupError):
                 break
+            snaps.append(_snap(monitor))
         end = samples.pop()
+        end_snap = snaps[len(samples)] if len(snaps) > len(samples) else None
         time.sleep(0.2)
     finally:
+        if monitor is not None:
+            monitor.stop()
         if perf is not None:
             perf.send_signal(signal.SIGINT)
             perf.wait(timeout=30)
@@ -124,17 +141,60 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict:
     whole = subprocess.run([sys.executable, "-m", "runstate", "report", str(data), "--group",
                             "vm", "--format", "json"], capture_output=True, text=True)
     first_ns = json.loads(whole.stdout)["window"]["start_ns"]
-    start = next(sample for sample in samples if sample[0] > first_ns + 1_000_000)
+    start_index = next(i for i, sample in enumerate(samples) if sample[0] > first_ns + 1_000_000)
+    start = samples[start_index]
+    kernel = _kernel_view(data, snaps[start_index], end_snap, qemu.pid)
     report = subprocess.run(
         [sys.executable, "-m", "runstate", "report", str(data), "--group", "vm",
          "--format", "json", "--from", f"{start[0] / 1e9:.9f}", "--to", f"{end[0] / 1e9:.9f}"],
         capture_output=True, text=True)
     assert report.returncode == 0, report.stderr
     return {"report": json.loads(report.stdout), "start": start, "end": end, "qemu": qemu.pid,
+            "kernel": kernel,
             "table": subprocess.run([sys.executable, "-m", "runstate", "report", str(data),
                                      "--group", "vm", "--from", f"{start[0] / 1e9:.9f}",
                                      "--to", f"{end[0] / 1e9:.9f}"],
                                     capture_output=True, text=True).stdout}
+
+
+def _snap(monitor: Monitor | None) -> LiveSnapshot | None:
+    return None if monitor is None else monitor.snapshot(with_members=False)
+
+
+def _kernel_view(data: Path, first: LiveSnapshot | None, last: LiveSnapshot | None,
+                 qemu_pid: int) -> dict | None:
+    """The in-kernel counters between two snapshots, and the report over the same stretch."""
+    if first is None or last is None:
+        return None
+    (before,) = [d for d in first.domains if d.name == "rslost"]
+    (after,) = [d for d in last.domains if d.name == "rslost"]
+    counted = {s.label: after.totals_ns[s] - before.totals_ns[s] for s in after.totals_ns}
+    report = subprocess.run(
+        [sys.executable, "-m", "runstate", "report", str(data), "--group", "vm", "--format",
+         "json", "--from", f"{first.time_ns / 1e9:.9f}", "--to", f"{last.time_ns / 1e9:.9f}"],
+        capture_output=True, text=True)
+    assert report.returncode == 0, report.stderr
+    (vm,) = [d for d in json.loads(report.stdout)["domains"]
+             if d["domain"].endswith(f":{qemu_pid}")]
+    return {"counted": counted, "shown": {k: v["ns"] for k, v in vm["states"].items()},
+            "window": last.time_ns - first.time_ns}
+
+
+def test_domain_states_lie_within_what_the_report_shows(traced):
+    """Against the eBPF in-kernel counters of the same run: lost is the only slack."""
+    kernel = traced["kernel"]
+    if kernel is None:
+        pytest.skip("the bpf source does not load here")
+    window, shown, counted = kernel["window"], kernel["shown"], kernel["counted"]
+    slack = 0.01 * window
+    print(f"\nwindow {window / 1e9:.3f} s; per state, % of the window: shown / in-kernel")
+    for state, truth in sorted(counted.items()):
+        print(f"{state}: {100 * shown[state] / window:.2f} / {100 * truth / window:.2f}")
+    assert counted["lost"] <= slack, counted
+    for state, truth in counted.items():
+        if state != "lost":
+            assert shown[state] - slack <= truth <= shown[state] + shown["lost"] + slack, \
+                (state, shown, counted)
 
 
 def test_vcpu_counters_lie_within_what_the_report_shows(traced):
