@@ -58,8 +58,9 @@ def _measure(tmp_path: Path, programs: list[str], source: str, cpu: int | None =
 def test_four_busy_on_two_cores_is_concurrency_hazard(tmp_path: Path, source: str) -> None:
     share = _measure(tmp_path, [SPIN] * 4, source)
     assert dominant(share) is DomainState.CONCURRENCY_HAZARD, share
-    # never all four running, never one of them blocked (other load adds full_contention)
-    assert share[DomainState.FULL_RUN] == 0, share
+    # never all four running, never one of them blocked (other load adds full_contention);
+    # below 0.01 %: two CPUs' events a few hundred ns apart may be applied out of order
+    assert share[DomainState.FULL_RUN] < 0.01, share
     assert share[DomainState.CONCURRENCY_HAZARD] + share[DomainState.FULL_CONTENTION] > 95, share
 
 
@@ -67,7 +68,7 @@ def test_four_busy_on_two_cores_is_concurrency_hazard(tmp_path: Path, source: st
 def test_one_busy_three_sleeping_is_partial_run(tmp_path: Path, source: str) -> None:
     share = _measure(tmp_path, [SPIN] + [SLEEP] * 3, source)
     assert dominant(share) is DomainState.PARTIAL_RUN, share
-    assert share[DomainState.FULL_RUN] == 0 and share[DomainState.FULL_CONTENTION] == 0, share
+    assert share[DomainState.FULL_RUN] < 0.01 and share[DomainState.FULL_CONTENTION] < 0.01, share
 
 
 @pytest.mark.parametrize("source", SOURCES)
