@@ -175,12 +175,6 @@ def _render(reports: list[Report], args: argparse.Namespace, sink: TextIO) -> st
     return "\n".join(render_table(r, options=options) for r in reports)
 
 
-def _terminal_width() -> int:
-    import shutil
-
-    return max(80, shutil.get_terminal_size((100, 24)).columns)
-
-
 def _spans(first: IntervalResult, count: int, clock: Clock) -> Iterator[tuple[int, int]]:
     """(start, end) in ns of ``count`` equal intervals from ``first`` on."""
     step = first.end_ns - first.start_ns

@@ -10,7 +10,6 @@ socket gives the vCPU thread ids exactly.
 from __future__ import annotations
 
 import json
-import os
 import socket
 from dataclasses import dataclass
 
@@ -122,20 +121,9 @@ def vm_from_qmp(path: str) -> QemuVm:
         raise EnvironmentProblem(f"--qmp {path}: unexpected query-cpus-fast answer")
     vcpus = tuple(sorted((Vcpu(int(c["cpu-index"]), int(c["thread-id"]))
                           for c in cpus if isinstance(c, dict)), key=lambda v: v.index))
-    pid = _process_of(vcpus[0].tid) if vcpus else 0
+    pid = (procinfo.thread_group(vcpus[0].tid) or 0) if vcpus else 0
     name = named.get("name") if isinstance(named, dict) else None
     if not isinstance(name, str) or not name:
         name = procinfo.qemu_guest_name(pid) or f"qemu:{pid}"
     accel = {v.tid: v.accel for v in vcpu_threads(pid)}
     return QemuVm(name, pid, tuple(Vcpu(v.index, v.tid, accel.get(v.tid)) for v in vcpus))
-
-
-def _process_of(tid: int) -> int:
-    try:
-        with open(f"/proc/{tid}/status", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return tid if os.path.isdir(f"/proc/{tid}") else 0

@@ -138,7 +138,7 @@ class TaskCatalog:
     def describe(self, tid: int) -> Assignment | None:
         """Where thread ``tid`` belongs, reading /proc for a thread met only now."""
         if tid not in self.names.comm:
-            info = procinfo.thread_info(_tgid_of(tid), tid)
+            info = procinfo.thread_info(procinfo.thread_group(tid) or tid, tid)
             if info is None:
                 return None
             self._learn(info)
@@ -169,18 +169,6 @@ class TaskCatalog:
         for tid in [t for t in self._followed if t not in live_tids]:
             del self._followed[tid]
             self.names.comm.pop(tid, None)
-
-
-def _tgid_of(tid: int) -> int:
-    """The process of thread ``tid`` (from /proc/TID/status), or tid itself."""
-    try:
-        with open(f"/proc/{tid}/status", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("Tgid:"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        pass
-    return tid
 
 
 def cpu_count() -> int:
