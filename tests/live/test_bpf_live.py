@@ -84,7 +84,9 @@ def test_member_times_match_schedstat(tmp_path: Path) -> None:
             least = low1[pid][i] - high0[pid][i] - slack
             most = high1[pid][i] - low0[pid][i] + slack
             assert least <= live <= most, (pid, bucket, least, live, most)
-            assert live > 0.05 * window  # the workload runs and waits
+            # the workload both runs and waits (how long it waits depends on what else
+            # the host runs: 2.6 % of the window was seen on an idle host)
+            assert live > 0.01 * window
 
 
 THREADS_LATER = """
