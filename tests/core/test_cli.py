@@ -120,6 +120,15 @@ def test_output_file(run_cli, tmp_path):
     assert target.read_text().startswith("scope,start_ns,end_ns,domain,name")
 
 
+def test_output_into_a_missing_directory_is_an_error_not_a_usage_error(run_cli, tmp_path):
+    target = tmp_path / "no-such-dir" / "out.csv"
+    result = run_cli("report", TWO_VMS, "--format", "csv", "-o", str(target))
+    assert result.code == 1
+    assert result.err.strip().splitlines() == [
+        f"runstate: error: cannot write {target}: No such file or directory"]
+    assert not target.parent.exists()
+
+
 def test_help_has_examples(run_cli):
     for command in ("report", "convert", "formats"):
         result = run_cli(command, "--help")

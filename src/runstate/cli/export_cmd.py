@@ -8,7 +8,7 @@ import tempfile
 from typing import TextIO
 
 from runstate.cli.plot_cmd import add_source_arguments, analyze_sources, output_format
-from runstate.errors import UsageError
+from runstate.errors import EnvironmentProblem, UsageError
 from runstate.export.chrome_json import ChromeJsonWriter
 from runstate.export.layout import TrackNames
 from runstate.export.perfetto import PerfettoWriter
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runstate-", suffix=".tmp")
     except OSError as error:
-        raise UsageError(f"cannot write {args.output}: {error.strerror}") from None
+        raise EnvironmentProblem(f"cannot write {args.output}: {error.strerror}") from None
     try:
         if fmt == "json":
             with os.fdopen(fd, "w", encoding="utf-8") as text:

@@ -11,7 +11,7 @@ import tempfile
 from collections.abc import Iterator
 from typing import TextIO
 
-from runstate.errors import UsageError
+from runstate.errors import EnvironmentProblem, UsageError
 from runstate.report.table import TableOptions, resolve_sort
 
 
@@ -24,8 +24,8 @@ def open_output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runstate-", suffix=".tmp")
-    except OSError as err:
-        raise UsageError(f"cannot write {path}: {err.strerror}") from None
+    except OSError as err:  # a missing directory or no permission: the host, not the options
+        raise EnvironmentProblem(f"cannot write {path}: {err.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             yield f

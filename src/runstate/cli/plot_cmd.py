@@ -159,7 +159,7 @@ def _write_bytes(path: str, data: bytes) -> None:
             f.write(data)
         os.replace(tmp, path)
     except OSError as error:
-        raise UsageError(f"cannot write {path}: {error.strerror}") from None
+        raise EnvironmentProblem(f"cannot write {path}: {error.strerror}") from None
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
