@@ -26,12 +26,15 @@ the layers only when a function is called, so ``import runstate`` stays cheap.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from runstate.errors import InputError, RunstateError, UsageError
 from runstate.model.states import DomainState, MemberState
 
+#: ``typing.TYPE_CHECKING`` without importing typing, which costs every command
+#: a few ms of start-up (type checkers know this name)
+TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Any
+
     from runstate.analysis.pipeline import TraceWindow
     from runstate.model.events import EventBatch
     from runstate.model.registry import Registry
@@ -61,9 +64,9 @@ def open_source(path: str, *, input_format: str | None = None, cpu_hz: float | s
         InputError: the file cannot be read or is not a trace of a known format.
         UsageError: an option value is invalid.
     """
+    from runstate.cli.units import parse_frequency
     from runstate.sources.base import ReadOptions
     from runstate.sources.registry import open_source as open_any
-    from runstate.sources.xentrace.constants import parse_frequency
 
     hz = parse_frequency(cpu_hz) if isinstance(cpu_hz, str) else cpu_hz
     if hz is not None and not hz > 0:

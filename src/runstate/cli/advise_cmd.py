@@ -6,33 +6,19 @@ import argparse
 import math
 import time
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from runstate.analysis.advice import (
-    DomainAdvice,
-    DomainFigures,
-    Level,
-    Thresholds,
-    advise,
-    parse_thresholds,
-    reaches,
-)
-from runstate.analysis.pipeline import analyze
 from runstate.cli.output import open_output
 from runstate.cli.report_cmd import SAMPLES, _paths, _warn_assumptions, _window
 from runstate.cli.units import parse_duration_ns, parse_frequency
 from runstate.errors import EnvironmentProblem, UsageError
-from runstate.export.figures import figures_from_snapshots
-from runstate.live.snapshot import LiveSnapshot, Selection
-from runstate.report.advice_out import (
-    AdviceWindow,
-    figures_from_report,
-    render_advice_json,
-    render_advice_text,
-)
-from runstate.report.model import build_report
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source, reader_names
+
+if TYPE_CHECKING:  # the rules, the analysis and the live monitor load when advice is asked
+    from runstate.analysis.advice import DomainAdvice, DomainFigures, Level, Thresholds
+    from runstate.live.snapshot import LiveSnapshot
+    from runstate.report.advice_out import AdviceWindow
 
 #: exit code when a finding reaches --fail-on
 EXIT_FINDING = 3
@@ -99,6 +85,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def _level(text: str) -> Level:
+    from runstate.analysis.advice import Level
+
     try:
         return Level.parse(text)
     except ValueError as error:
@@ -107,6 +95,8 @@ def _level(text: str) -> Level:
 
 def load_thresholds(path: str | None) -> Thresholds:
     """The thresholds of ``--thresholds FILE``, or the defaults."""
+    from runstate.analysis.advice import Thresholds, parse_thresholds
+
     if path is None:
         return Thresholds()
     try:
@@ -135,6 +125,9 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         advice, window = _advise_live(args, thresholds, err)
     else:
         advice, window = _advise_traces(args, thresholds, err)
+    from runstate.analysis.advice import reaches
+    from runstate.report.advice_out import render_advice_json, render_advice_text
+
     with open_output(args.output, out) as sink:
         if args.format == "json":
             sink.write(render_advice_json(advice, thresholds, window))
@@ -147,6 +140,11 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _advise_traces(args: argparse.Namespace, thresholds: Thresholds, err: TextIO
                    ) -> tuple[list[DomainAdvice], AdviceWindow | None]:
+    from runstate.analysis.advice import advise
+    from runstate.analysis.pipeline import analyze
+    from runstate.report.advice_out import AdviceWindow, figures_from_report
+    from runstate.report.model import build_report
+
     if args.duration is not None:
         raise UsageError("--duration goes with live input (--pid/--vm/--all)")
     paths = _paths(args)
@@ -170,6 +168,10 @@ def _advise_traces(args: argparse.Namespace, thresholds: Thresholds, err: TextIO
 
 def _advise_live(args: argparse.Namespace, thresholds: Thresholds, err: TextIO
                  ) -> tuple[list[DomainAdvice], AdviceWindow]:
+    from runstate.analysis.advice import advise
+    from runstate.export.figures import figures_from_snapshots
+    from runstate.report.advice_out import AdviceWindow
+
     if args.duration is None or args.duration <= 0:
         raise UsageError("live advice needs --duration SECONDS (how long to watch)")
     if args.all and (args.pid or args.vm):
@@ -189,6 +191,8 @@ def watch(args: argparse.Namespace, interval_ns: int | None, err: TextIO
           ) -> tuple[LiveSnapshot, list[LiveSnapshot]]:
     """Run a monitor for the duration; return its first snapshot and the later ones
     (one per interval, the last at the end)."""
+    from runstate.live.snapshot import Selection
+
     try:
         from runstate.live.monitor import (  # type: ignore[import-not-found,unused-ignore]
             Monitor,

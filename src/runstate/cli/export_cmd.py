@@ -9,10 +9,6 @@ from typing import TextIO
 
 from runstate.cli.plot_cmd import add_source_arguments, analyze_sources, output_format
 from runstate.errors import EnvironmentProblem, UsageError
-from runstate.export.chrome_json import ChromeJsonWriter
-from runstate.export.layout import TrackNames
-from runstate.export.perfetto import PerfettoWriter
-from runstate.report.slices import stream_slices
 
 EPILOG = """\
 examples:
@@ -38,6 +34,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from runstate.export.chrome_json import ChromeJsonWriter
+    from runstate.export.layout import TrackNames
+    from runstate.export.perfetto import PerfettoWriter
+    from runstate.report.slices import stream_slices
+
     fmt = output_format(args.output, ("pftrace", "json"))
     runs = analyze_sources(args, err)
     if len(runs) != 1:

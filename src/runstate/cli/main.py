@@ -1,18 +1,28 @@
-"""Entry point: subcommands, error handling and exit codes (0 ok, 1 error, 2 usage)."""
+"""Entry point: subcommands, error handling and exit codes (0 ok, 1 error, 2 usage).
+
+Starting the command should cost little more than starting Python: the
+subcommands are listed from a table (name, module, one-line help), and only the
+one named on the command line has its module imported to add its options, so
+``--version`` and ``--help`` load no subcommand and no numpy.
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
 import importlib
+import importlib.util
+import os
 import sys
-import traceback
-from collections.abc import Sequence
-from typing import TextIO
 
 from runstate import __version__
-from runstate.cli import convert_cmd, formats_cmd, report_cmd
-from runstate.errors import RunstateError
+from runstate.errors import EnvironmentProblem, RunstateError
+
+TYPE_CHECKING = False  # as typing's, without importing typing at start-up
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import ModuleType
+    from typing import TextIO
 
 DESCRIPTION = """\
 How each VM or thread group spends its time in the six domain runstates:
@@ -28,35 +38,64 @@ examples:
   runstate SUBCOMMAND --help                    options of one subcommand"""
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: every subcommand, in the order ``--help`` lists them: (name, module in runstate.cli
+#: with ``add_parser(sub)``, one-line help, the same as the module gives); a module that
+#: is not installed on this platform simply adds no subcommand
+COMMANDS = (
+    ("report", "report_cmd", "domain runstate report of one or more traces"),
+    ("convert", "convert_cmd", "convert generic CSV events into a xentrace file"),
+    ("formats", "formats_cmd", "list the input formats runstate reads"),
+    ("record", "record_cmd", "record scheduler events (tracefs) for later reports"),
+    ("top", "top_cmd", "live view of the domain runstates of VMs or thread groups"),
+    ("vms", "vms_cmd", "list the QEMU/KVM guests running on this host"),
+    ("advise", "advise_cmd", "what to do about each VM or group (add/remove vCPUs, move "
+     "load), from a trace or live"),
+    ("serve", "serve_cmd", "Prometheus exporter of live domain runstates"),
+    ("plot", "plot_cmd", "picture of domain states over time (png/svg/pdf)"),
+    ("export", "export_cmd", "timeline trace for Perfetto (.pftrace) or Chrome (.json)"),
+)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; of the subcommands only ``command`` gets its options (its module is
+    imported), the others are there by name and help so that --help lists them and a
+    wrong name is refused with the same message."""
     parser = argparse.ArgumentParser(prog="runstate", description=DESCRIPTION, epilog=EPILOG,
-                     formatter_class=argparse.RawDescriptionHelpFormatter)
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"runstate {__version__}")
     parser.add_argument("--traceback", action="store_true",
                         help="show the Python traceback of an error (for debugging)")
     sub = parser.add_subparsers(dest="command", metavar="SUBCOMMAND")
-    report_cmd.add_parser(sub)
-    convert_cmd.add_parser(sub)
-    formats_cmd.add_parser(sub)
-    _add_optional_commands(sub)
+    for name, module, help_text in COMMANDS:
+        if not _installed(module):
+            continue
+        if name == command:
+            _command_module(name, module).add_parser(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
-#: subcommands in their own modules, each with ``add_parser(sub)``; a module that is not
-#: there (or cannot be imported on this platform) simply adds no subcommand
-OPTIONAL_COMMANDS = ("record_cmd", "top_cmd", "vms_cmd", "advise_cmd", "serve_cmd",
-                     "plot_cmd", "export_cmd")
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec(f"runstate.cli.{module}") is not None
 
 
-def _add_optional_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    for name in OPTIONAL_COMMANDS:
-        try:
-            module = importlib.import_module(f"runstate.cli.{name}")
-        except ModuleNotFoundError as error:
-            if error.name != f"runstate.cli.{name}":
-                raise
-            continue
-        module.add_parser(sub)
+def _command_module(name: str, module: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"runstate.cli.{module}")
+    except ImportError as error:
+        raise EnvironmentProblem(f"runstate {name} is not available here: {error}") from None
+
+
+def chosen_command(args: Sequence[str]) -> str | None:
+    """The subcommand named in ``args``: the first argument that is not an option (the
+    options before a subcommand take no value)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            return args[i + 1] if i + 1 < len(args) else None
+        if arg == "-" or not arg.startswith("-"):
+            return arg
+    return None
 
 
 def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
@@ -65,11 +104,15 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
     streams if ``stdout``/``stderr`` are given)."""
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    parser = build_parser()
     args_list = list(sys.argv[1:] if argv is None else argv)
     if "--traceback" in args_list[1:]:  # accepted after the subcommand too
         args_list.remove("--traceback")
         args_list.insert(0, "--traceback")
+    try:
+        parser = build_parser(chosen_command(args_list))
+    except EnvironmentProblem as error:
+        print(f"runstate: error: {error}", file=err)
+        return error.exit_code
     try:
         with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
             args = parser.parse_args(args_list)
@@ -83,7 +126,7 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
         return code
     except RunstateError as error:
         if args.traceback:
-            traceback.print_exc(file=err)
+            _print_traceback(err)
         print(f"runstate: error: {error}", file=err)
         return error.exit_code
     except KeyboardInterrupt:
@@ -93,14 +136,25 @@ def main(argv: Sequence[str] | None = None, stdout: TextIO | None = None,
         return 0
     except Exception as error:  # the last line of defence: one line, never a traceback
         if args.traceback:
-            traceback.print_exc(file=err)
+            _print_traceback(err)
         print(f"runstate: internal error: {type(error).__name__}: {error} "
               "(run with --traceback for details)", file=err)
         return 1
 
 
+def _print_traceback(err: TextIO) -> None:
+    import traceback  # only for --traceback: it costs start-up time
+
+    traceback.print_exc(file=err)
+
+
 def entry() -> None:
-    """Console-script entry point."""
+    """Console-script entry point.
+
+    numpy's BLAS would start a thread per core at import, costing tens of ms of CPU on
+    every run; nothing in the tool does linear algebra, so one thread is asked for.
+    """
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     code = main()
     with contextlib.suppress(BrokenPipeError):
         sys.stdout.flush()

@@ -9,10 +9,12 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from runstate.errors import EnvironmentProblem, UsageError
-from runstate.report.table import TableOptions, resolve_sort
+
+if TYPE_CHECKING:  # the table module (and numpy) loads only for --format table
+    from runstate.report.table import TableOptions
 
 
 @contextlib.contextmanager
@@ -61,6 +63,8 @@ def table_options(args: argparse.Namespace, sink: TextIO) -> TableOptions:
     Output that is not a terminal is never shortened unless a width is given
     (``--width`` or ``COLUMNS``), so pipes see whole names and whole rows.
     """
+    from runstate.report.table import TableOptions
+
     color = _is_terminal(sink)
     width: int | None = args.width
     if width is None and os.environ.get("COLUMNS", "").isdigit():
@@ -82,6 +86,8 @@ def _is_terminal(sink: TextIO) -> bool:
 
 
 def _sort_key(text: str) -> str:
+    from runstate.report.table import resolve_sort
+
     try:
         return resolve_sort(text)
     except UsageError as error:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import os
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from runstate.analysis.pipeline import analyze
 from runstate.cli.report_cmd import SAMPLES, _paths, _warn_assumptions, _window
-from runstate.engine.results import RunResult
 from runstate.errors import EnvironmentProblem, UsageError
-from runstate.report.html import Section
-from runstate.report.model import Clock, Report, build_report
-from runstate.report.plot import contention_ns, panels, render
-from runstate.report.slices import SliceStore, stream_slices
-from runstate.sources.base import ReadOptions, Source
+from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
+
+if TYPE_CHECKING:  # the analysis and the drawing (numpy, matplotlib) load when a run needs them
+    from runstate.engine.results import RunResult
+    from runstate.report.html import Section
+    from runstate.report.model import Clock, Report
+    from runstate.report.slices import SliceStore
+    from runstate.sources.base import Source
 
 FORMATS = ("png", "svg", "pdf")
 #: pictures in an HTML report: the domains with the most contention, as small multiples
@@ -72,6 +73,8 @@ class Run:
 
     @property
     def clock(self) -> Clock:
+        from runstate.report.model import Clock
+
         return Clock.of(self.source.info)
 
     @property
@@ -83,6 +86,8 @@ class Run:
         return self.clock.ns(first.end_ns - first.start_ns)
 
     def slices(self) -> SliceStore:
+        from runstate.report.slices import SliceStore, stream_slices
+
         store = SliceStore()
         stream_slices(self.source, self.result, store)
         return store
@@ -90,6 +95,9 @@ class Run:
 
 def analyze_sources(args: argparse.Namespace, err: TextIO) -> list[Run]:
     """Open and analyse every SOURCE (files only: slices need a second read)."""
+    from runstate.analysis.pipeline import analyze
+    from runstate.report.model import build_report
+
     options = ReadOptions(cpu_hz=None if args.cpu_hz is None else _hz(args.cpu_hz),
                           group=args.group, lenient=args.lenient)
     runs = []
@@ -119,6 +127,8 @@ def output_format(path: str, choices: tuple[str, ...]) -> str:
 
 def chosen_domains(run: Run, wanted: list[str] | None, top: int | None) -> list[str]:
     """Domain keys to draw: --domain (key or name), else all; --top keeps the most contended."""
+    from runstate.report.plot import contention_ns
+
     report = run.report
     keys = [r.domain for r in report.domains if r.lifetime_ns > 0]
     if wanted:
@@ -135,6 +145,8 @@ def chosen_domains(run: Run, wanted: list[str] | None, top: int | None) -> list[
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from runstate.report.plot import panels, render
+
     fmt = output_format(args.output, FORMATS)
     figures = []
     for item in analyze_sources(args, err):
@@ -168,8 +180,10 @@ def _write_bytes(path: str, data: bytes) -> None:
 def report_html(args: argparse.Namespace, paths: list[str], options: ReadOptions,
                 out: TextIO, err: TextIO) -> int:
     """``runstate report --format html``: the report of every SOURCE with its pictures."""
+    from runstate.analysis.pipeline import analyze
     from runstate.cli.output import open_output
     from runstate.report.html import render_html
+    from runstate.report.model import build_report
 
     sections = []
     for path in paths:
@@ -185,6 +199,9 @@ def report_html(args: argparse.Namespace, paths: list[str], options: ReadOptions
 
 
 def _html_section(item: Run) -> Section:
+    from runstate.report.html import Section
+    from runstate.report.plot import panels, render
+
     if not item.source.rereadable:
         return Section(item.report, None, "no timeline: a stream is read only once")
     try:

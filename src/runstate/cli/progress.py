@@ -5,12 +5,10 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from rich.console import Console
-from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-
-from runstate.analysis.pipeline import ProgressSink
+if TYPE_CHECKING:
+    from runstate.analysis.pipeline import ProgressSink
 
 #: below this many seconds nothing is shown, so short runs stay quiet
 DELAY_S = 0.5
@@ -22,6 +20,10 @@ def progress_bar(err: TextIO) -> Iterator[ProgressSink | None]:
     if not err.isatty():
         yield None
         return
+    # rich only for a terminal: a report piped or written to a file never loads it
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+
     console = Console(file=err, stderr=True)
     with Progress(SpinnerColumn(), TextColumn("{task.description}"),
                   TextColumn("{task.completed:,.0f} events"), TimeElapsedColumn(),

@@ -13,13 +13,15 @@ import os
 import shutil
 import sys
 import threading
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from runstate.cli.stopping import stop_on_signals
 from runstate.cli.units import DURATION_HELP, parse_duration_ns
 from runstate.errors import EnvironmentProblem, UsageError
-from runstate.live.recorder import CommandNotStarted, RecordSummary, record, select_pids
-from runstate.sources.linux.recording import FORMAT_NAME, META_FILE
+from runstate.sources.linux.sniff import FORMAT_NAME, META_FILE
+
+if TYPE_CHECKING:  # the recorder (tracefs, numpy) loads when a recording starts
+    from runstate.live.recorder import RecordSummary
 
 #: where a recording goes without -o (as perf writes perf.data)
 DEFAULT_OUTPUT = "runstate.rec"
@@ -70,6 +72,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 def run_record(args: argparse.Namespace, out: TextIO | None = None,
                err: TextIO | None = None) -> int:
     """Record until the duration ends, the command exits or a stop signal arrives."""
+    from runstate.live.recorder import CommandNotStarted, record, select_pids
+
     err = sys.stderr if err is None else err
     command = _command(args.command)
     duration_s = None if args.duration is None else parse_duration_ns(args.duration) / 1e9

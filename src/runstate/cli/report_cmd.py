@@ -7,22 +7,24 @@ import json
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
-from fractions import Fraction
-from importlib import resources
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from runstate.analysis.pipeline import IntervalLimit, TraceWindow, analyze
 from runstate.cli.output import add_table_arguments, open_output, table_options
 from runstate.cli.progress import progress_bar
 from runstate.cli.units import DURATION_HELP, parse_duration_ns, parse_frequency, parse_seconds
-from runstate.engine.results import IntervalResult, RunResult
 from runstate.errors import UsageError
-from runstate.report.csv_out import CsvStream
-from runstate.report.json_out import JsonStream
-from runstate.report.model import HOST_IDLE, Clock, Report, build_report, interval_row
-from runstate.report.table import interval_cells, render_table
-from runstate.sources.base import ReadOptions, Source, SourceInfo
+from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source, reader_names
+
+if TYPE_CHECKING:  # the analysis and each renderer (numpy) load when a report needs them
+    from fractions import Fraction
+
+    from runstate.analysis.pipeline import TraceWindow
+    from runstate.engine.results import IntervalResult, RunResult
+    from runstate.report.csv_out import CsvStream
+    from runstate.report.json_out import JsonStream
+    from runstate.report.model import Clock, Report
+    from runstate.sources.base import Source, SourceInfo
 
 SAMPLES = {"qemu": "qemu-demo.rec", "sim": "sample.csv"}
 
@@ -81,6 +83,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from runstate.report.model import build_report
+
     paths = _paths(args)
     options = ReadOptions(
         cpu_hz=None if args.cpu_hz is None else parse_frequency(args.cpu_hz),
@@ -120,6 +124,8 @@ TABLE_MAX_INTERVALS = 1000
 def _analyze(args: argparse.Namespace, source: Source, sink: TextIO,
              stream: _ReportStream | None, err: TextIO) -> RunResult:
     """One source's result; its intervals go to ``stream`` or a line printer as they finish."""
+    from runstate.analysis.pipeline import IntervalLimit, analyze
+
     window = _window(args)
     limit = IntervalLimit()
     on_run = None
@@ -139,6 +145,8 @@ def _analyze(args: argparse.Namespace, source: Source, sink: TextIO,
 def _paths(args: argparse.Namespace) -> list[str]:
     paths = list(args.sources)
     if args.sample is not None:
+        from importlib import resources
+
         paths.append(str(resources.files("runstate") / "data" / SAMPLES[args.sample]))
     if not paths:
         raise UsageError("no SOURCE given (a trace file, a recording directory, '-' for stdin, "
@@ -156,6 +164,9 @@ def _warn_assumptions(info: SourceInfo, err: TextIO) -> None:
 
 def _window(args: argparse.Namespace) -> TraceWindow:
     """The user's window in seconds: the pipeline places it once the trace's span is known."""
+    from fractions import Fraction
+
+    from runstate.analysis.pipeline import TraceWindow
 
     def seconds(text: str | None) -> Fraction | None:
         if text is None:
@@ -171,6 +182,8 @@ def _window(args: argparse.Namespace) -> TraceWindow:
 
 
 def _render(reports: list[Report], args: argparse.Namespace, sink: TextIO) -> str:
+    from runstate.report.table import render_table
+
     options = table_options(args, sink)
     return "\n".join(render_table(r, options=options) for r in reports)
 
@@ -186,6 +199,8 @@ def _spans(first: IntervalResult, count: int, clock: Clock) -> Iterator[tuple[in
 
 
 def _domain_names(source: Source) -> dict[str, str]:
+    from runstate.report.model import HOST_IDLE
+
     return {d.key: d.name for d in source.registry.domains if d.tags.get("kind") != HOST_IDLE}
 
 
@@ -202,8 +217,12 @@ class _ReportStream:
     @classmethod
     def of(cls, fmt: str, sink: TextIO, *, several: bool) -> _ReportStream | None:
         if fmt == "json":
+            from runstate.report.json_out import JsonStream
+
             return cls(sink, JsonStream(sink, several), None)
         if fmt == "csv":
+            from runstate.report.csv_out import CsvStream
+
             return cls(sink, None, CsvStream(sink))
         return None
 
@@ -213,6 +232,8 @@ class _ReportStream:
             self._json.begin()
 
     def intervals(self, first: IntervalResult, count: int) -> None:
+        from runstate.report.model import Clock, interval_row
+
         assert self._source is not None
         # a stream learns its time origin as it reads, so look the clock up each time
         clock = Clock.of(self._source.info)
@@ -244,6 +265,9 @@ class _IntervalPrinter:
         self.started = False
 
     def emit(self, first: IntervalResult, count: int) -> None:
+        from runstate.report.model import Clock, interval_row
+        from runstate.report.table import interval_cells
+
         clock = Clock.of(self.source.info)
         row = interval_row(first, clock)
         names = _domain_names(self.source)

@@ -10,7 +10,6 @@ from runstate.cli.advise_cmd import load_thresholds
 from runstate.cli.stopping import stop_on_signals
 from runstate.cli.units import parse_duration_ns
 from runstate.errors import EnvironmentProblem, UsageError
-from runstate.live.snapshot import Selection
 
 DEFAULT_LISTEN = "127.0.0.1:9477"
 
@@ -78,6 +77,8 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from runstate.live.monitor import Monitor  # type: ignore[import-not-found,unused-ignore]
     except ImportError as error:
         raise EnvironmentProblem(f"live input is not available here: {error}") from None
+    from runstate.live.snapshot import Selection
+
     selection = Selection(pids=tuple(args.pid), vms=tuple(args.vm), all_tasks=args.all,
                           group=args.group)
     stop = threading.Event()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 
 from runstate.errors import UsageError
-from runstate.sources.xentrace.constants import parse_frequency
 
 #: the units a duration accepts, and their length in ns
 NS_PER_UNIT = {"ns": 1, "us": 1_000, "µs": 1_000, "ms": 1_000_000, "s": 1_000_000_000,
@@ -37,6 +36,15 @@ def parse_duration_ns(text: str) -> int:
     if ns <= 0:
         raise UsageError(f"duration must be positive: {text!r}")
     return ns
+
+
+def parse_frequency(text: str) -> float:
+    """A TSC frequency such as ``2.4G`` or ``2400M``, in Hz.  The rules are the Xen
+    reader's; they load only when a frequency is given, so reading another format
+    never imports the Xen modules."""
+    from runstate.sources.xentrace.constants import parse_frequency as parse
+
+    return parse(text)
 
 
 def parse_seconds(text: str) -> float:

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import IO, Protocol
+from typing import IO, TYPE_CHECKING, Protocol
 
-from runstate.model.events import EventBatch
-from runstate.model.registry import Registry
 from runstate.model.states import MemberState
+
+if TYPE_CHECKING:  # the registry sniffs formats through this module without numpy
+    from runstate.model.events import EventBatch
+    from runstate.model.registry import Registry
 
 #: default number of rows per batch; large enough to amortize Python overhead,
 #: small enough to keep memory flat

@@ -14,8 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO
 
@@ -24,9 +23,9 @@ from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.formats import CSV, JSONL
+from runstate.sources.generic_sniff import COLUMNS, is_csv, is_jsonl
 
-COLUMNS = ("time_ns", "domain", "member", "old_state", "new_state")
-_HEADER_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _LOST = "lost"
 
 
@@ -204,29 +203,16 @@ def _text(value: object) -> str:
 
 
 class _GenericReader:
-    def __init__(self, fmt: str, description: str, priority: int) -> None:
-        self.FORMAT = FormatInfo(fmt, description, priority)
+    def __init__(self, fmt: FormatInfo, sniff: Callable[[str, bytes], bool]) -> None:
+        self.FORMAT = fmt
+        self._sniff = sniff
 
     def sniff(self, path: str, head: bytes) -> bool:
-        first = head.lstrip().split(b"\n", 1)[0].strip()
-        if self.FORMAT.name == "csv":
-            # a header line of plain names: the reader then checks the columns it needs
-            fields = [f.strip() for f in first.decode("utf-8", "replace").split(",")]
-            return len(fields) >= 2 and all(_HEADER_NAME.match(f) for f in fields) and any(
-                c in fields for c in COLUMNS)
-        if not first.startswith(b"{"):
-            return False
-        try:
-            obj = json.loads(first)
-        except ValueError:
-            return False
-        return isinstance(obj, dict) and all(c in obj for c in COLUMNS)
+        return self._sniff(path, head)
 
     def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions) -> GenericSource:
         return GenericSource(path, stream, options, self.FORMAT.name)
 
 
-CSV_READER = _GenericReader("csv", "generic member events, CSV with header "
-                            "time_ns,domain,member,old_state,new_state", 900)
-JSONL_READER = _GenericReader("jsonl", "generic member events, JSON Lines with the CSV's keys",
-                              910)
+CSV_READER = _GenericReader(CSV, is_csv)
+JSONL_READER = _GenericReader(JSONL, is_jsonl)

@@ -2,33 +2,83 @@
 
 Readers are listed in one literal tuple, in sniffing order (magic numbers
 first, loose text heuristics last).  ``--input-format`` bypasses sniffing.
+
+Every input pays for detection, so a reader is listed by its format, a cheap
+test of the content (a sniff module without numpy, a magic number, or being a
+directory) and where the reader lives; the reader module itself (numpy, a C
+walker) is imported only to open an input of its format.
 """
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import IO, Any, cast
 
 from runstate.errors import InputError, UnknownFormat, UsageError
-from runstate.sources.base import Reader, ReadOptions, Source
-from runstate.sources.generic import CSV_READER, JSONL_READER
-from runstate.sources.linux.ftrace_text import FTRACE_TEXT_READER
-from runstate.sources.linux.perfdata import PERF_DATA_READER
-from runstate.sources.linux.perfscript import PERF_SCRIPT_READER
-from runstate.sources.linux.recording import RECORDING_READER
-from runstate.sources.xentrace.reader import XENTRACE_READER
+from runstate.sources import formats
+from runstate.sources.base import FormatInfo, Reader, ReadOptions, Source
+
+
+@dataclass(frozen=True, slots=True)
+class LazyReader:
+    """A reader as the registry knows it before an input of its format turns up."""
+
+    FORMAT: FormatInfo
+    #: ``module:attribute`` of the reader object
+    reader: str
+    #: ``module:function(path, head)`` recognising the content, in a module without numpy
+    sniffer: str | None = None
+    #: the bytes every input of the format starts with
+    magic: bytes = b""
+    #: the input is a directory (its head is empty) rather than a file or stream
+    directory: bool = False
+
+    def sniff(self, path: str, head: bytes) -> bool:
+        """True if ``head`` (empty for a directory) looks like this format."""
+        is_directory = not head  # open_source refuses an empty file or stream
+        if self.directory != is_directory or not head.startswith(self.magic):
+            return False
+        if self.sniffer is None:
+            return True
+        test: Callable[[str, bytes], bool] = _attribute(self.sniffer)
+        return test(path, head)
+
+    def load(self) -> Reader:
+        """The reader itself (this imports its module)."""
+        reader: Reader = _attribute(self.reader)
+        return reader
+
+    def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions) -> Source:
+        return self.load().open(path, stream, options)
+
+
+def _attribute(where: str) -> Any:
+    """``module:name`` -> that object, importing the module on first use."""
+    module, _, name = where.partition(":")
+    return getattr(importlib.import_module(module), name)
+
 
 #: every reader, in sniffing order
-READERS: tuple[Reader, ...] = (
-    XENTRACE_READER,
-    RECORDING_READER,
-    PERF_DATA_READER,
-    PERF_SCRIPT_READER,
-    FTRACE_TEXT_READER,
-    JSONL_READER,
-    CSV_READER,
+READERS: tuple[LazyReader, ...] = (
+    LazyReader(formats.TRACEFS_RECORDING, "runstate.sources.linux.recording:RECORDING_READER",
+               "runstate.sources.linux.sniff:is_recording", directory=True),
+    LazyReader(formats.PERF_DATA, "runstate.sources.linux.perfdata:PERF_DATA_READER",
+               magic=formats.PERF_DATA_MAGIC),
+    LazyReader(formats.XENTRACE, "runstate.sources.xentrace.reader:XENTRACE_READER",
+               "runstate.sources.xentrace.sniff:is_xentrace"),
+    LazyReader(formats.PERF_SCRIPT, "runstate.sources.linux.perfscript:PERF_SCRIPT_READER",
+               "runstate.sources.linux.sniff:is_perf_script"),
+    LazyReader(formats.FTRACE_TEXT, "runstate.sources.linux.ftrace_text:FTRACE_TEXT_READER",
+               "runstate.sources.linux.sniff:is_ftrace_text"),
+    LazyReader(formats.CSV, "runstate.sources.generic:CSV_READER",
+               "runstate.sources.generic_sniff:is_csv"),
+    LazyReader(formats.JSONL, "runstate.sources.generic:JSONL_READER",
+               "runstate.sources.generic_sniff:is_jsonl"),
 )
 
 SNIFF_BYTES = 64 * 1024
@@ -38,14 +88,14 @@ def reader_names() -> list[str]:
     return [r.FORMAT.name for r in sorted(READERS, key=lambda r: r.FORMAT.priority)]
 
 
-def find_reader(name: str) -> Reader:
+def find_reader(name: str) -> LazyReader:
     for reader in READERS:
         if reader.FORMAT.name == name:
             return reader
     raise UsageError(f"unknown input format {name!r}; known: {', '.join(reader_names())}")
 
 
-def detect(path: str, head: bytes) -> Reader:
+def detect(path: str, head: bytes) -> LazyReader:
     """The first reader (by priority) whose sniff accepts ``head``."""
     for reader in sorted(READERS, key=lambda r: r.FORMAT.priority):
         if reader.sniff(path, head):

@@ -13,14 +13,11 @@ from __future__ import annotations
 import re
 from typing import IO
 
-from runstate.sources.base import FormatInfo, ReadOptions
-from runstate.sources.linux.perfscript import TextSchedSource, sniff_lines
+from runstate.sources.base import ReadOptions
+from runstate.sources.formats import FTRACE_TEXT
+from runstate.sources.linux.perfscript import TextSchedSource
+from runstate.sources.linux.sniff import FTRACE_LINE, is_ftrace_text
 
-FTRACE_LINE = re.compile(
-    r"^\s*(?P<comm>.*)-(?P<tid>\d+)\s+(?:\(\s*(?P<tgid>-?\d+|-+)\)\s+)?\[(?P<cpu>\d+)\]\s+"
-    r"(?:(?P<flags>[^\s\d][^\s]*)\s+)?(?P<secs>\d+)\.(?P<frac>\d+):\s+(?P<name>\w+):\s?"
-    r"(?P<args>.*)$"
-)
 #: trace-cmd report's first line
 _CPUS = re.compile(r"^cpus=\d+\s*$")
 
@@ -40,14 +37,10 @@ class FtraceTextSource(TextSchedSource):
 
 
 class FtraceTextReader:
-    FORMAT = FormatInfo("ftrace-text", "ftrace text: tracefs trace / trace_pipe, "
-                        "trace-cmd report", 710)
+    FORMAT = FTRACE_TEXT
 
     def sniff(self, path: str, head: bytes) -> bool:
-        text = head.lstrip()
-        if text.startswith(b"# tracer:"):
-            return True
-        return sniff_lines(head, FTRACE_LINE, " sched_")
+        return is_ftrace_text(path, head)
 
     def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
              ) -> FtraceTextSource:

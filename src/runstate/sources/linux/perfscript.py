@@ -23,15 +23,11 @@ import numpy as np
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
-from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.formats import PERF_SCRIPT, PERF_SCRIPT_FIELDS
 from runstate.sources.linux.sched import LostEvents, sched_batches
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
-
-PERF_LINE = re.compile(
-    r"^\s*(?P<comm>.*\S)\s+(?:(?P<tgid>-?\d+)/)?(?P<tid>-?\d+)\s+\[(?P<cpu>\d+)\]\s+"
-    r"(?P<secs>\d+)\.(?P<frac>\d+):\s+(?:\d+\s+)?(?P<event>[\w-]+):(?P<name>[\w-]+):\s?"
-    r"(?P<args>.*)$"
-)
+from runstate.sources.linux.sniff import PERF_LINE, is_perf_script, missing_fields
 
 _SWITCH = re.compile(
     r"prev_comm=(?P<pc>.*) prev_pid=(?P<pp>-?\d+) prev_prio=-?\d+ prev_state=(?P<ps>\S+) "
@@ -46,8 +42,6 @@ _WAKE_PLUGIN = re.compile(r"^\s*(?P<comm>.*):(?P<pid>-?\d+) \[-?\d+\]")
 _FORK = re.compile(r"comm=(?P<pcomm>.*) pid=(?P<ppid>-?\d+) child_comm=(?P<comm>.*) "
                    r"child_pid=(?P<pid>-?\d+)")
 _LOST = re.compile(r"^\s*CPU:\s*(?P<cpu>\d+)\s+\[LOST (?P<n>\d+) EVENTS\]")
-#: lines a trace may carry besides events: lost-event notes, trace-cmd's ``cpus=N``
-_SKIP = re.compile(r"^\s*(?:CPU:\s*\d+\s+\[LOST \d+ EVENTS\]|cpus=\d+\s*$)")
 
 #: prev_state letters as the 6.x kernels' print format writes them (docs/linux.md)
 _STATE_BITS = {"S": 0x01, "D": 0x02, "T": 0x04, "t": 0x08, "X": 0x10, "Z": 0x20, "P": 0x40,
@@ -337,8 +331,6 @@ class TextSchedSource:
         return InputError(self.path, reason, line=line_no, record=line.strip()[:120])
 
 
-#: the perf script fields (and option) every event line needs, in perf's order
-PERF_SCRIPT_FIELDS = "-F comm,pid,tid,cpu,time,event,trace --ns"
 #: --group values that group by thread; every other mode needs pids
 THREAD_WISE_GROUPS = ("thread",)
 #: --group values (None: the default) that need the process of each thread
@@ -379,75 +371,11 @@ class PerfScriptSource(TextSchedSource):
                          f"{PERF_SCRIPT_FIELDS}, or --group thread")
 
 
-#: pieces of a perf script sched line, each found on its own
-_FIELD_PATTERNS = (
-    ("pid", re.compile(r"(?:^|\s)-?\d+/-?\d+\s")),
-    ("cpu", re.compile(r"\s\[\d+\]\s")),
-    ("time", re.compile(r"\s\d+\.\d+:\s")),
-    ("event", re.compile(r"\ssched:sched_\w+:")),
-)
-_TRACE_FIELDS = re.compile(r"(?:^|\s)(?:prev_comm|comm)=")
-
-
-def looks_like_perf_script(line: str) -> bool:
-    """True for a perf script sched line, whichever of its fields -F left out."""
-    if " sched:sched_" in line:
-        return True
-    # without the event field: the tracepoint's own fields, but not ftrace's ``sched_x:``
-    return _TRACE_FIELDS.search(line) is not None and \
-        re.search(r"\ssched_\w+:\s", line) is None
-
-
-def missing_fields(line: str) -> list[str]:
-    """The fields runstate needs that this perf script line lacks (empty: none or not
-    a perf script line at all)."""
-    if not looks_like_perf_script(line):
-        return []
-    trace = _TRACE_FIELDS.search(line)
-    prefix = " " + (line[:trace.start()] if trace else line) + " "
-    missing = [name for name, pattern in _FIELD_PATTERNS if pattern.search(prefix) is None]
-    if trace is None:
-        missing.append("trace")
-    if re.match(r"\s*-?\d+(?:/-?\d+)?\s+(?:\[|\d+\.|sched:)", prefix):
-        missing.insert(0, "comm")
-    return missing if any(name != "pid" for name in missing) else []
-
-
-def sniff_lines(head: bytes, pattern: re.Pattern[str], needle: str) -> bool:
-    """True if the first lines of ``head`` match ``pattern`` and one mentions ``needle``."""
-    lines = head.decode("utf-8", "replace").splitlines()[:-1] or \
-        head.decode("utf-8", "replace").splitlines()
-    checked = 0
-    for line in lines[:200]:
-        if not line.strip() or line.lstrip().startswith("#") or _SKIP.match(line):
-            continue
-        m = pattern.match(line)
-        if m is None:
-            return False
-        checked += 1
-        if needle in line:
-            return True
-        if checked >= 50:
-            return False
-    return False
-
-
-def _partial_fields(head: bytes) -> bool:
-    """perf script text that lacks a field runstate needs: taken, so that reading it
-    says which field is missing instead of "unknown input format"."""
-    for line in head.decode("utf-8", "replace").splitlines()[:50]:
-        if not line.strip() or line.lstrip().startswith("#") or _SKIP.match(line):
-            continue
-        return bool(missing_fields(line))
-    return False
-
-
 class PerfScriptReader:
-    FORMAT = FormatInfo("perf-script", "perf script text of sched tracepoints "
-                        f"(perf script {PERF_SCRIPT_FIELDS})", 700)
+    FORMAT = PERF_SCRIPT
 
     def sniff(self, path: str, head: bytes) -> bool:
-        return sniff_lines(head, PERF_LINE, " sched:sched_") or _partial_fields(head)
+        return is_perf_script(path, head)
 
     def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
              ) -> PerfScriptSource:
