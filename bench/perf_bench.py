@@ -1,12 +1,20 @@
-"""perf.data reading speed: ``perf script`` printing a file vs runstate's whole report pipeline.
+"""perf.data reading speed: ``runstate report`` against perf's own readers of the same file.
 
 Records (or reuses) ``bench/out/pipe.perf.data``: the sched tracepoints during
-``perf bench sched pipe`` pinned to one CPU (about 1.5 M events).  Then, in the
-same run, times ``perf script`` printing it to /dev/null and ``runstate``'s
-analysis of it (two passes, as ``runstate report`` does), each in a child
-process whose peak RSS is read from ``getrusage(RUSAGE_CHILDREN)``.
+``perf bench sched pipe`` pinned to one CPU (about 1.4 M events for the
+default 450 000 loops).  Then, alternating in the same run, it times whole
+processes: ``runstate report FILE``, ``perf sched timehist -s -i FILE``,
+``perf script -i FILE`` (output to /dev/null) and ``cat FILE`` (the page
+cache's speed), each under GNU time for wall seconds, CPU seconds (user +
+sys) and peak RSS.  Medians over the runs are printed with MB/s and the
+ratios of perf's times to runstate's.  A second line times ``analyze()``
+alone inside a child (no start-up, no report), as the pipeline runs it.
 
-Usage: python bench/perf_bench.py [--loops N] [--repeat K] [--rerecord]
+runstate runs as an installed copy does, with its modules' bytecode cached
+(in a temporary ``PYTHONPYCACHEPREFIX``, filled by one untimed run): with
+``PYTHONDONTWRITEBYTECODE`` set, every run would compile every module first.
+
+Usage: python bench/perf_bench.py [--loops N] [--repeat K] [--rerecord] [--file PATH]
 """
 
 from __future__ import annotations
@@ -14,66 +22,110 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import statistics
 import subprocess
 import sys
-import time
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
 DATA = OUT / "pipe.perf.data"
 EVENTS = ("sched:sched_switch,sched:sched_wakeup,sched:sched_wakeup_new,"
           "sched:sched_process_exit,sched:sched_process_fork")
+GNU_TIME = "/usr/bin/time"
 
 ANALYZE = """
-import sys
+import sys, time
 from runstate.analysis.pipeline import analyze
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
+wall, cpu = time.perf_counter(), time.process_time()
 src = open_source(sys.argv[1], ReadOptions())
 result = analyze(src)
-print(len(result.domains), sum(src.info.anomalies.values()))
+print(time.perf_counter() - wall, time.process_time() - cpu)
 """
 
 
-def record(loops: int) -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["perf", "record", "-q", "-k", "mono", "-e", EVENTS, "-a", "-o", str(DATA),
+def record(path: Path, loops: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["perf", "record", "-q", "-k", "mono", "-e", EVENTS, "-a", "-o", str(path),
                     "--", "taskset", "-c", "1", "perf", "bench", "sched", "pipe", "-l",
                     str(loops)], check=True, stdout=subprocess.DEVNULL)
 
 
-def timed(cmd: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of a child process."""
-    pid_start = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - pid_start
-    if status != 0:
-        raise SystemExit(f"{cmd[0]} failed with status {status}")
-    return wall, usage.ru_maxrss / 1024
+@dataclass(frozen=True)
+class Run:
+    wall: float
+    cpu: float
+    rss_mib: float
+
+
+def python_env(cache: str) -> dict[str, str]:
+    """The environment of an installed runstate: bytecode cached (in ``cache``)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    env["PYTHONPYCACHEPREFIX"] = cache
+    return env
+
+
+def timed(cmd: list[str], env: dict[str, str] | None = None) -> Run:
+    """One run of ``cmd`` under GNU time, its output discarded."""
+    with tempfile.NamedTemporaryFile("r") as report:
+        subprocess.run([GNU_TIME, "-o", report.name, "-f", "%e %U %S %M", *cmd], check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+        wall, user, system, rss_kib = report.read().split()[-4:]
+    return Run(float(wall), float(user) + float(system), int(rss_kib) / 1024)
+
+
+def analyze_only(path: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Wall and CPU seconds of analyze() alone, in a fresh interpreter."""
+    out = subprocess.run([sys.executable, "-c", ANALYZE, str(path)], check=True,
+                         capture_output=True, text=True, env=env).stdout.split()
+    return float(out[0]), float(out[1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--loops", type=int, default=450_000)
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rerecord", action="store_true")
+    parser.add_argument("--file", type=Path, default=DATA)
     args = parser.parse_args()
-    if shutil.which("perf") is None:
-        raise SystemExit("perf is not installed")
-    if args.rerecord or not DATA.exists():
-        record(args.loops)
-    size = DATA.stat().st_size / 2**20
-    print(f"file {DATA} {size:.1f} MiB")
-    perf, ours = [], []
-    for _ in range(args.repeat):
-        perf.append(timed(["perf", "script", "-i", str(DATA), "--ns"]))
-        ours.append(timed([sys.executable, "-c", ANALYZE, str(DATA)]))
-    p = min(w for w, _ in perf)
-    o = min(w for w, _ in ours)
-    print(f"perf script:      {p:6.2f} s  peak RSS {max(r for _, r in perf):6.1f} MiB")
-    print(f"runstate analyze: {o:6.2f} s  peak RSS {max(r for _, r in ours):6.1f} MiB")
-    print(f"speed-up: {p / o:.2f}x (best of {args.repeat})")
+    for tool in ("perf", GNU_TIME):
+        if shutil.which(tool) is None:
+            raise SystemExit(f"{tool} is not installed")
+    path = args.file
+    if args.rerecord or not path.exists():
+        record(path, args.loops)
+    size_mb = path.stat().st_size / 1e6
+    commands = {
+        "runstate report": ["runstate", "report", str(path)],
+        "perf sched timehist": ["perf", "sched", "timehist", "-s", "-i", str(path)],
+        "perf script": ["perf", "script", "-i", str(path)],
+        "cat": ["cat", str(path)],
+    }
+    runs: dict[str, list[Run]] = {name: [] for name in commands}
+    analyses = []
+    with tempfile.TemporaryDirectory() as cache:
+        env = python_env(cache)
+        timed(commands["runstate report"], env)  # fills the bytecode cache
+        for _ in range(args.repeat):
+            for name, cmd in commands.items():
+                runs[name].append(timed(cmd, env if name.startswith("runstate") else None))
+            analyses.append(analyze_only(path, env))
+    print(f"file {path} {size_mb:.1f} MB, medians of {args.repeat} alternating runs")
+    median = {name: statistics.median(r.wall for r in rs) for name, rs in runs.items()}
+    for name, rs in runs.items():
+        cpu = statistics.median(r.cpu for r in rs)
+        rss = max(r.rss_mib for r in rs)
+        print(f"{name:20s} {median[name]:6.3f} s wall  {cpu:6.3f} s cpu  "
+              f"{size_mb / median[name]:7.0f} MB/s  peak RSS {rss:6.1f} MiB")
+    ours = median["runstate report"]
+    for name in ("perf sched timehist", "perf script"):
+        print(f"{name} / runstate report: {median[name] / ours:.2f}x")
+    wall = statistics.median(w for w, _ in analyses)
+    cpu = statistics.median(c for _, c in analyses)
+    print(f"analyze() alone: {wall:.3f} s wall, {cpu:.3f} s cpu ({size_mb / wall:.0f} MB/s)")
 
 
 if __name__ == "__main__":

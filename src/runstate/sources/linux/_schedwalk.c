@@ -1,12 +1,15 @@
 /* The per-event scheduler state machine of sched.py, for speed.
  *
- * walk(events, tasks, cpus, out, n_out_start, counters)
+ * walk(events, tasks, cpus, out, n_out_start, counters, registry)
  *
- * events: (time i64, cpu i32, kind i8, task i32, other_task i32, prev_state i64,
+ * events: (time i64, cpu i32, kind i8, pid i32, other_pid i32, prev_state i64,
  *          actor i32)
- *         task / other_task / actor are dense task indices (the idle task of
- *         CPU c has its own index); -1 = none.  actor: the task current on the
- *         CPU when the event was recorded, where known.
+ *         pids as recorded (0: the CPU's idle task; -1 none); each is looked up
+ *         in registry's pid table (pid -> dense task index; the idle task of
+ *         CPU c has its own index, cpus' idle_task).  other_pid counts for
+ *         switches only.  actor: the pid current on the CPU when the event was
+ *         recorded, where known.  A cpu of -1 counts as the last CPU (numpy's
+ *         index rule, which the Python mapping this replaces followed).
  * tasks:  (state i8, grouped u8, exiting u8, wakeup i64, deferred i64, last_event i64,
  *          span_from i64, uncertain i64[3 * n_tasks])
  *         state: -1 unknown, 0 running, 1 runnable, 2 blocked, 4 absent,
@@ -15,15 +18,31 @@
  *         last_event: time of the task's last state change.
  *         span_from: start of an open span not yet added to `uncertain`.
  *         uncertain: ns of undecidable span per task and cause (WHY_*).
- * cpus:   (curr i64, last_switch i64, idle_task i64)  curr: -1 none, -2 vacated.
+ * cpus:   (curr i64, last_switch i64, idle_task i64, seen u8)  curr: -1 none,
+ *         -2 vacated; seen: set for every CPU with an event.
  * out:    (time i64, task i32, old i8, new i8), rows [0, n_out_start) are carried
  *         over from the previous call; new rows are appended.
  * counters: (count i64[N], first_time i64[N], globals i64[4]) globals:
  *         [0] last time, [1] floor (rows may not precede it), [2] switches,
  *         [3] number of open deferred rows, [4] 1 for a pid-filtered trace.
  *
- * Returns the number of rows in out, or raises if out is too small (the
- * caller sizes it at carried + 8 rows per event).  The rules and their reasons
+ * registry: (pid_table i32, member i32[n_tasks], fresh i32[n_tasks])
+ *         member: the task's member, -1 none yet; a task whose first row this
+ *         call emits while it has none is listed in fresh (in order of that
+ *         row) and marked -2 there, for the caller to register.
+ *
+ * Returns (rows in out, tasks in fresh), or raises if out is too small (the
+ * caller sizes it at carried + 8 rows per event).
+ *
+ * bounds(cpu, kind, pid, other_pid, actor) -> the min and max of each column,
+ * and 1 + the largest pid a lookup needs (the pid table's size).
+ * new_pids(kind, (pid, other_pid, actor), pid_table) -> the pids > 0 the table
+ * does not have yet, per column (see there).
+ * split(rows, n, cut, all, floor, member, deferred, batch) hands on rows: those
+ * before `cut` (every row with all=1) go to batch (time clamped to >= floor,
+ * task -> member, rows of tasks with no member dropped, stable-sorted by time);
+ * the others move to the front of rows, and deferred row indices follow them.
+ * Returns (batch rows, rows kept).  The rules and their reasons
  * are documented in sched.py.
  */
 #define PY_SSIZE_T_CLEAN
@@ -50,10 +69,16 @@ typedef struct {
     const int64_t *time;
     const int32_t *cpu;
     const int8_t *kind;
-    const int32_t *task;
+    const int32_t *pid;
     const int32_t *other;
     const int64_t *pstate;
     const int32_t *actor;
+    const int32_t *table;
+    Py_ssize_t n_table;
+    int32_t *member;
+    int32_t *fresh;
+    Py_ssize_t n_fresh;
+    uint8_t *seen;
     Py_ssize_t n;
     int8_t *state;
     const uint8_t *grouped;
@@ -93,6 +118,11 @@ static int emit(W *w, int64_t t, Py_ssize_t task, int old, int new)
         return -1;
     }
     Py_ssize_t i = w->n_out++;
+    if (task >= 0 && w->member[task] == -1) {
+        /* its first row without a member: the caller registers it */
+        w->member[task] = -2;
+        w->fresh[w->n_fresh++] = (int32_t)task;
+    }
     w->otime[i] = t;
     w->otask[i] = (int32_t)task;
     w->oold[i] = (int8_t)old;
@@ -339,10 +369,8 @@ static int note_busy(W *w, Py_ssize_t idle, int64_t t)
  * on c then.  If c's current task is another, the switch to X was lost before
  * this moment: the repair's spans end here, not at X's next switch-out.
  */
-static int seen_running(W *w, Py_ssize_t i, int64_t t)
+static int seen_running(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t)
 {
-    Py_ssize_t c = w->cpu[i];
-    Py_ssize_t x = w->actor[i];
     if (x < 0 || x >= w->n_tasks || c < 0 || c >= w->n_cpus)
         return 0;
     int64_t cur = w->curr[c];
@@ -356,6 +384,14 @@ static int seen_running(W *w, Py_ssize_t i, int64_t t)
     return 0;
 }
 
+/* the dense task of a recorded pid: 0 is the CPU's idle task where `idle_ok` */
+static Py_ssize_t dense(const W *w, int32_t pid, int idle_ok, Py_ssize_t idle)
+{
+    if (pid > 0)
+        return pid < w->n_table ? w->table[pid] : -1;
+    return pid == 0 && idle_ok ? idle : -1;
+}
+
 static int run(W *w)
 {
     int64_t last = w->g[G_LAST];
@@ -367,20 +403,25 @@ static int run(W *w)
         }
         last = t;
         int kind = w->kind[i];
-        if (kind != K_SWITCH && seen_running(w, i, t) < 0)
+        Py_ssize_t c = w->cpu[i];
+        Py_ssize_t slot = c < 0 ? c + w->n_cpus : c;
+        Py_ssize_t idle = -1;
+        if (slot >= 0 && slot < w->n_cpus) {
+            idle = (Py_ssize_t)w->idle[slot];
+            w->seen[slot] = 1;
+        }
+        if (kind != K_SWITCH && seen_running(w, c, dense(w, w->actor[i], 1, idle), t) < 0)
             return -1;
-        Py_ssize_t a = w->task[i];
+        Py_ssize_t a = dense(w, w->pid[i], kind == K_SWITCH, idle);
         if (a < 0 || a >= w->n_tasks)
             continue;
         if (kind == K_SWITCH) {
-            Py_ssize_t c = w->cpu[i];
-            Py_ssize_t b = w->other[i];
+            Py_ssize_t b = dense(w, w->other[i], 1, idle);
             if (c < 0 || c >= w->n_cpus || b < 0 || b >= w->n_tasks)
                 continue;
             int64_t cur = w->curr[c];
             if (cur != NONE && cur != a && repair(w, c, cur, a, t) < 0)
                 return -1;
-            Py_ssize_t idle = (Py_ssize_t)w->idle[c];
             if (a != idle && b != idle && w->state[idle] == UNKNOWN &&
                 w->deferred[idle] < 0 && note_busy(w, idle, t) < 0)
                 return -1;
@@ -477,20 +518,49 @@ static int check_codes(const W *w, Py_ssize_t start)
             goto fail;                                                              \
     } while (0)
 
+/* the four columns of a row table (time i64, task or member i32, old i8, new i8), all
+ * as long as the first (its length in *n); -1 with an exception set otherwise */
+typedef struct {
+    int64_t *time;
+    int32_t *task;
+    int8_t *old, *new;
+} RowCols;
+
+static int row_columns(W *w, PyObject *tuple, RowCols *rc, Py_ssize_t *n)
+{
+    static const Py_ssize_t size[4] = {8, 4, 1, 1};
+    void *col[4];
+    for (int i = 0; i < 4; i++) {
+        Py_ssize_t m;
+        col[i] = view(w, PyTuple_GET_ITEM(tuple, i), size[i], i ? &m : n, 1);
+        if (col[i] == NULL)
+            return -1;
+        if (i && m < *n) {
+            PyErr_SetString(PyExc_ValueError, "row columns differ in length");
+            return -1;
+        }
+    }
+    rc->time = col[0];
+    rc->task = col[1];
+    rc->old = col[2];
+    rc->new = col[3];
+    return 0;
+}
+
 static PyObject *walk(PyObject *self, PyObject *args)
 {
-    PyObject *ev, *tasks, *cpus, *out, *counters;
+    PyObject *ev, *tasks, *cpus, *out, *counters, *reg;
     Py_ssize_t start;
     W w;
     (void)self;
     memset(&w, 0, sizeof w);
-    if (!PyArg_ParseTuple(args, "O!O!O!O!nO!", &PyTuple_Type, &ev, &PyTuple_Type, &tasks,
+    if (!PyArg_ParseTuple(args, "O!O!O!O!nO!O!", &PyTuple_Type, &ev, &PyTuple_Type, &tasks,
                           &PyTuple_Type, &cpus, &PyTuple_Type, &out, &start, &PyTuple_Type,
-                          &counters))
+                          &counters, &PyTuple_Type, &reg))
         return NULL;
     if (PyTuple_GET_SIZE(ev) != 7 || PyTuple_GET_SIZE(tasks) != 8 ||
-        PyTuple_GET_SIZE(cpus) != 3 || PyTuple_GET_SIZE(out) != 4 ||
-        PyTuple_GET_SIZE(counters) != 3) {
+        PyTuple_GET_SIZE(cpus) != 4 || PyTuple_GET_SIZE(out) != 4 ||
+        PyTuple_GET_SIZE(counters) != 3 || PyTuple_GET_SIZE(reg) != 3) {
         PyErr_SetString(PyExc_ValueError, "bad argument tuple sizes");
         return NULL;
     }
@@ -498,7 +568,7 @@ static PyObject *walk(PyObject *self, PyObject *args)
     GET(w.time, ev, 0, 8, &n1, 0);
     GET(w.cpu, ev, 1, 4, &n2, 0);
     GET(w.kind, ev, 2, 1, &n3, 0);
-    GET(w.task, ev, 3, 4, &n4, 0);
+    GET(w.pid, ev, 3, 4, &n4, 0);
     GET(w.other, ev, 4, 4, &n5, 0);
     GET(w.pstate, ev, 5, 8, &n6, 0);
     GET(w.actor, ev, 6, 4, &n7, 0);
@@ -527,13 +597,20 @@ static PyObject *walk(PyObject *self, PyObject *args)
     if (m < w.n_cpus) goto short_arr;
     GET(w.idle, cpus, 2, 8, &m, 0);
     if (m < w.n_cpus) goto short_arr;
-    GET(w.otime, out, 0, 8, &w.cap_out, 1);
-    GET(w.otask, out, 1, 4, &m, 1);
-    if (m < w.cap_out) goto short_arr;
-    GET(w.oold, out, 2, 1, &m, 1);
-    if (m < w.cap_out) goto short_arr;
-    GET(w.onew, out, 3, 1, &m, 1);
-    if (m < w.cap_out) goto short_arr;
+    GET(w.seen, cpus, 3, 1, &m, 1);
+    if (m < w.n_cpus) goto short_arr;
+    GET(w.table, reg, 0, 4, &w.n_table, 0);
+    GET(w.member, reg, 1, 4, &m, 1);
+    if (m < w.n_tasks) goto short_arr;
+    GET(w.fresh, reg, 2, 4, &m, 1);
+    if (m < w.n_tasks) goto short_arr;
+    RowCols oc;
+    if (row_columns(&w, out, &oc, &w.cap_out) < 0)
+        goto fail;
+    w.otime = oc.time;
+    w.otask = oc.task;
+    w.oold = oc.old;
+    w.onew = oc.new;
     GET(w.count, counters, 0, 8, &m, 1);
     if (m < N_COUNTERS) goto short_arr;
     GET(w.first, counters, 1, 8, &m, 1);
@@ -551,7 +628,7 @@ static PyObject *walk(PyObject *self, PyObject *args)
         goto fail;
     for (int i = 0; i < w.n_views; i++)
         PyBuffer_Release(&w.views[i]);
-    return PyLong_FromSsize_t(w.n_out);
+    return Py_BuildValue("nn", w.n_out, w.n_fresh);
 short_arr:
     PyErr_SetString(PyExc_ValueError, "state array shorter than needed");
 fail:
@@ -560,8 +637,344 @@ fail:
     return NULL;
 }
 
+static PyObject *bounds(PyObject *self, PyObject *args)
+{
+    PyObject *o[5];
+    Py_buffer b[5];
+    const void *p[5];
+    Py_ssize_t n[5];
+    static const int size[5] = {4, 1, 4, 4, 4};
+    int nv = 0;
+    PyObject *result = NULL;
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OOOOO", &o[0], &o[1], &o[2], &o[3], &o[4]))
+        return NULL;
+    for (; nv < 5; nv++) {
+        p[nv] = abi_view(&b[nv], o[nv], "column", AK_SIGNED, size[nv], 0, &n[nv]);
+        if (p[nv] == NULL)
+            goto done;
+        if (n[nv] != n[0] || n[0] == 0) {
+            PyErr_SetString(PyExc_ValueError, "columns empty or of different lengths");
+            nv++;
+            goto done;
+        }
+    }
+    const int32_t *cpu = p[0], *pid = p[2], *other = p[3], *actor = p[4];
+    const int8_t *kind = p[1];
+    int32_t lo[4] = {INT32_MAX, INT32_MAX, INT32_MAX, INT32_MAX};
+    int32_t hi[4] = {INT32_MIN, INT32_MIN, INT32_MIN, INT32_MIN};
+    int32_t top = -1;
+    for (Py_ssize_t i = 0; i < n[0]; i++) {
+        int32_t v[4] = {cpu[i], pid[i], other[i], actor[i]};
+        for (int k = 0; k < 4; k++) {
+            if (v[k] < lo[k])
+                lo[k] = v[k];
+            if (v[k] > hi[k])
+                hi[k] = v[k];
+        }
+        if (pid[i] > top)
+            top = pid[i];
+        if (kind[i] == K_SWITCH && other[i] > top)
+            top = other[i];
+        if (actor[i] > top)
+            top = actor[i];
+    }
+    result = Py_BuildValue("(ii)(ii)(ii)(ii)L", lo[0], hi[0], lo[1], hi[1], lo[2], hi[2], lo[3],
+                           hi[3], (long long)top + 1);
+done:
+    for (int i = 0; i < nv; i++)
+        PyBuffer_Release(&b[i]);
+    return result;
+}
+
+static int by_value(const void *x, const void *y)
+{
+    int32_t a = *(const int32_t *)x, b = *(const int32_t *)y;
+    return (a > b) - (a < b);
+}
+
+/*
+ * new_pids(kind, (pid, other_pid, actor), pid_table): the pids > 0 the table does not
+ * have yet, as three ascending lists: those in the pid column, those in the switches'
+ * other_pid and not in pid, those in actor only.  One pass; while it runs a new pid's
+ * table entry says which column saw it (-2 - column), the earliest column winning.
+ */
+static PyObject *new_pids(PyObject *self, PyObject *args)
+{
+    PyObject *ko, *cols, *to;
+    Py_buffer kb, tb, cb[3];
+    Py_ssize_t n, m, nt;
+    int ncb = 0;
+    PyObject *result = NULL;
+    int32_t *found[3] = {NULL, NULL, NULL};
+    Py_ssize_t n_found[3] = {0, 0, 0}, cap_found[3] = {0, 0, 0};
+    (void)self;
+    if (!PyArg_ParseTuple(args, "OO!O", &ko, &PyTuple_Type, &cols, &to))
+        return NULL;
+    if (PyTuple_GET_SIZE(cols) != 3) {
+        PyErr_SetString(PyExc_ValueError, "three pid columns expected");
+        return NULL;
+    }
+    const int8_t *kind = abi_view(&kb, ko, "kinds", AK_SIGNED, 1, 0, &n);
+    if (kind == NULL)
+        return NULL;
+    int32_t *table = abi_view(&tb, to, "pid_table", AK_SIGNED, 4, 1, &nt);
+    if (table == NULL) {
+        PyBuffer_Release(&kb);
+        return NULL;
+    }
+    const int32_t *col[3];
+    for (; ncb < 3; ncb++) {
+        col[ncb] = abi_view(&cb[ncb], PyTuple_GET_ITEM(cols, ncb), "pids", AK_SIGNED, 4, 0, &m);
+        if (col[ncb] == NULL)
+            goto done;
+        if (m != n) {
+            PyErr_SetString(PyExc_ValueError, "pid columns and kinds differ in length");
+            ncb++;
+            goto done;
+        }
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        for (int k = 0; k < 3; k++) {
+            int32_t v = col[k][i];
+            if (v <= 0 || (k == 1 && kind[i] != K_SWITCH))
+                continue;
+            if (v >= nt) {
+                PyErr_SetString(PyExc_ValueError, "pid beyond the pid table");
+                goto done;
+            }
+            int32_t t = table[v];
+            if (t >= 0 || (t <= -2 && -2 - t <= k))
+                continue;
+            if (n_found[k] == cap_found[k]) {
+                cap_found[k] = cap_found[k] ? 2 * cap_found[k] : 16;
+                int32_t *grown = PyMem_Realloc(found[k], (size_t)cap_found[k] * sizeof(int32_t));
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    goto done;
+                }
+                found[k] = grown;
+            }
+            table[v] = -2 - k;
+            found[k][n_found[k]++] = v;
+        }
+    }
+    result = PyList_New(3);
+    for (int k = 0; result != NULL && k < 3; k++) {
+        /* a pid a later column listed first and an earlier one saw since: not its */
+        Py_ssize_t kept = 0;
+        for (Py_ssize_t i = 0; i < n_found[k]; i++)
+            if (table[found[k][i]] == -2 - k)
+                found[k][kept++] = found[k][i];
+        if (kept > 1)
+            qsort(found[k], (size_t)kept, sizeof(int32_t), by_value);
+        PyObject *list = PyList_New(kept);
+        for (Py_ssize_t i = 0; list != NULL && i < kept; i++) {
+            PyObject *v = PyLong_FromLong(found[k][i]);
+            if (v == NULL)
+                Py_CLEAR(list);
+            else
+                PyList_SET_ITEM(list, i, v);
+        }
+        if (list == NULL)
+            Py_CLEAR(result);
+        else
+            PyList_SET_ITEM(result, k, list);
+    }
+done:
+    for (int k = 0; k < 3; k++)
+        PyMem_Free(found[k]);
+    for (int i = 0; i < ncb; i++)
+        PyBuffer_Release(&cb[i]);
+    PyBuffer_Release(&kb);
+    PyBuffer_Release(&tb);
+    return result;
+}
+
+/* a row handed on out of time order, with its place among the rows (for ties) */
+typedef struct {
+    int64_t time, index;
+    int32_t member;
+    int8_t old, new;
+} Straggler;
+
+static int by_time_index(const void *x, const void *y)
+{
+    const Straggler *a = x, *b = y;
+    if (a->time != b->time)
+        return a->time < b->time ? -1 : 1;
+    return (a->index > b->index) - (a->index < b->index);
+}
+
+/*
+ * The batch columns hold the rows that kept time order (`n_main`, first); the
+ * stragglers (rows earlier than one before them) are sorted and merged in
+ * from the back.  A main row and a straggler of equal time: the main row came
+ * first (after the straggler only later times were kept in order).
+ */
+static void merge_stragglers(int64_t *ot, int32_t *om, int8_t *oo, int8_t *on, Py_ssize_t n_main,
+                             Straggler *st, Py_ssize_t n_st)
+{
+    if (n_st == 0)
+        return;
+    qsort(st, (size_t)n_st, sizeof(Straggler), by_time_index);
+    Py_ssize_t j = n_main, k = n_st, out = n_main + n_st;
+    while (k > 0) {
+        out--;
+        if (j > 0 && ot[j - 1] > st[k - 1].time) {
+            j--;
+            ot[out] = ot[j];
+            om[out] = om[j];
+            oo[out] = oo[j];
+            on[out] = on[j];
+        } else {
+            k--;
+            ot[out] = st[k].time;
+            om[out] = st[k].member;
+            oo[out] = st[k].old;
+            on[out] = st[k].new;
+        }
+    }
+}
+
+typedef struct {
+    int64_t row, task;
+} Deferred;
+
+static int by_row(const void *x, const void *y)
+{
+    const Deferred *a = x, *b = y;
+    return (a->row > b->row) - (a->row < b->row);
+}
+
+static PyObject *split(PyObject *self, PyObject *args)
+{
+    PyObject *rows, *batch, *mo, *dto;
+    Py_ssize_t n;
+    long long cut, floor;
+    int all;
+    W w; /* only its view list is used */
+    (void)self;
+    memset(&w, 0, sizeof w);
+    if (!PyArg_ParseTuple(args, "O!nLpLOOO!", &PyTuple_Type, &rows, &n, &cut, &all, &floor, &mo,
+                          &dto, &PyTuple_Type, &batch))
+        return NULL;
+    if (PyTuple_GET_SIZE(rows) != 4 || PyTuple_GET_SIZE(batch) != 4) {
+        PyErr_SetString(PyExc_ValueError, "bad argument tuple sizes");
+        return NULL;
+    }
+    int64_t *rt, *ot, *deferred;
+    int32_t *rk, *om, *member;
+    int8_t *ro, *rn, *oo, *on;
+    Py_ssize_t cap, m, n_tasks;
+    RowCols in, to;
+    Straggler *st = NULL;
+    Py_ssize_t n_st = 0, cap_st = 0;
+    Deferred *open_rows = NULL;
+    PyObject *result = NULL;
+    if (row_columns(&w, rows, &in, &cap) < 0 || row_columns(&w, batch, &to, &m) < 0)
+        goto fail;
+    if (m < n) goto short_arr;
+    rt = in.time, rk = in.task, ro = in.old, rn = in.new;
+    ot = to.time, om = to.task, oo = to.old, on = to.new;
+    member = view(&w, mo, 4, &n_tasks, 0);
+    if (member == NULL)
+        goto fail;
+    deferred = view(&w, dto, 8, &m, 1);
+    if (deferred == NULL)
+        goto fail;
+    if (m < n_tasks) goto short_arr;
+    if (n < 0 || n > cap) {
+        PyErr_SetString(PyExc_ValueError, "row count outside the rows");
+        goto fail;
+    }
+    /* deferred rows in row order, to follow them as rows move */
+    Py_ssize_t n_open = 0;
+    for (Py_ssize_t t = 0; t < n_tasks; t++)
+        if (deferred[t] >= 0)
+            n_open++;
+    open_rows = PyMem_Malloc((size_t)(n_open ? n_open : 1) * sizeof(Deferred));
+    if (open_rows == NULL) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    n_open = 0;
+    for (Py_ssize_t t = 0; t < n_tasks; t++) {
+        if (deferred[t] >= 0) {
+            if (deferred[t] >= n) {
+                PyErr_Format(PyExc_ValueError, "task %zd defers row %lld of %zd", t,
+                             (long long)deferred[t], n);
+                goto fail;
+            }
+            open_rows[n_open].row = deferred[t];
+            open_rows[n_open++].task = t;
+        }
+    }
+    if (n_open > 1)
+        qsort(open_rows, (size_t)n_open, sizeof(Deferred), by_row);
+    Py_ssize_t kept = 0, n_main = 0, next = 0;
+    int64_t top = INT64_MIN;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (!all && rt[i] >= cut) {
+            if (kept != i) { /* rows kept from the first on stay where they are */
+                rt[kept] = rt[i];
+                rk[kept] = rk[i];
+                ro[kept] = ro[i];
+                rn[kept] = rn[i];
+            }
+            kept++;
+        } else {
+            int32_t task = rk[i];
+            int32_t mem = -1;
+            if (task >= 0) {
+                mem = task < n_tasks ? member[task] : -1;
+                if (mem < 0)
+                    goto next_row;
+            }
+            int64_t t = rt[i] > floor ? rt[i] : floor;
+            if (t >= top) {
+                top = t;
+                ot[n_main] = t;
+                om[n_main] = mem;
+                oo[n_main] = ro[i];
+                on[n_main] = rn[i];
+                n_main++;
+            } else {
+                if (n_st == cap_st) {
+                    cap_st = cap_st ? 2 * cap_st : 64;
+                    Straggler *grown = PyMem_Realloc(st, (size_t)cap_st * sizeof(Straggler));
+                    if (grown == NULL) {
+                        PyErr_NoMemory();
+                        goto fail;
+                    }
+                    st = grown;
+                }
+                st[n_st++] = (Straggler){t, i, mem, ro[i], rn[i]};
+            }
+        }
+    next_row:
+        /* a deferred row's index among the kept rows (as cumsum(keep) - 1 gives it) */
+        while (next < n_open && open_rows[next].row == i)
+            deferred[open_rows[next++].task] = kept - 1;
+    }
+    merge_stragglers(ot, om, oo, on, n_main, st, n_st);
+    result = Py_BuildValue("nn", n_main + n_st, kept);
+    goto fail;
+short_arr:
+    PyErr_SetString(PyExc_ValueError, "array shorter than needed");
+fail:
+    PyMem_Free(st);
+    PyMem_Free(open_rows);
+    for (int i = 0; i < w.n_views; i++)
+        PyBuffer_Release(&w.views[i]);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"walk", walk, METH_VARARGS, "Run the scheduler state machine over one chunk."},
+    {"bounds", bounds, METH_VARARGS, "Min and max of the event columns, and the pid table size."},
+    {"new_pids", new_pids, METH_VARARGS, "The pids the pid table does not have yet."},
+    {"split", split, METH_VARARGS, "Hand on the rows before a time; keep the rest."},
     {NULL, NULL, 0, NULL},
 };
 

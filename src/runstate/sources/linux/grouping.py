@@ -10,7 +10,6 @@ members in the same order.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 from enum import Enum
@@ -135,6 +134,8 @@ def make_grouping(group: str | None, names: TaskNames,
 
 def load_mapping(path: str) -> list[tuple[str, set[int], list[re.Pattern[str]]]]:
     """Read a ``--group FILE``: ``{"domain name": [tid, "comm regex", ...], ...}``."""
+    import json  # only a group file needs it: not imported for every trace
+
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)

@@ -2,15 +2,17 @@
 
 The file is read in parts, each in its own module: the header, attrs and
 feature sections (:mod:`.perfdata_header`), the recording kernel's tracepoint
-formats in HEADER_TRACING_DATA (:mod:`.perfdata_tracing`), the data section's
-records (:mod:`.perfdata_records`) and their time order under perf's
-``FINISHED_ROUND`` rule (:mod:`.perfdata_order`).  This module drives them and
-feeds the events to the sched converter.
+formats in HEADER_TRACING_DATA (:mod:`.perfdata_tracing`), the decoding plan of
+the data section's records (:mod:`.perfdata_records`) and their time order
+under perf's ``FINISHED_ROUND`` rule (:mod:`.perfdata_order`).  The data
+section itself is read by one C pass (``_perfscan``) that maps the file a
+window at a time and hands back large time-ordered columns; this module drives
+it and feeds the events to the sched converter.
 
-Before conversion one scan collects thread names and thread groups (COMM and
+Before conversion one pass collects thread names and thread groups (COMM and
 FORK records in time order; a thread no COMM record names gets the comm its
 switches carry) and the threads that have events (the default grouping is
-``vm`` only if a vCPU thread is among them).  That scan keeps the decoded
+``vm`` only if a vCPU thread is among them).  That pass keeps the decoded
 events (up to ``CACHE_BYTES``) for the two passes of the analysis, and with
 them in memory each LOST record's window starts exactly at its CPU's last
 kept event.  perf's untimed end-of-run LOST_SAMPLES summaries are only counted.
@@ -29,41 +31,34 @@ counts malformed samples).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import IO
-
-import numpy as np
 
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
-from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.formats import PERF_DATA
+from runstate.sources.linux import _perfscan
 from runstate.sources.linux.perfdata_header import MAGIC, read_header, system_wide
-from runstate.sources.linux.perfdata_order import RoundOrder, slice_events
-from runstate.sources.linux.perfdata_records import (
-    REC_COMM,
-    REC_COMPRESSED,
-    REC_FINISHED_ROUND,
-    REC_FORK,
-    REC_LOST,
-    REC_LOST_SAMPLES,
-    REC_SAMPLE,
-    RecordDecoder,
-    SideBand,
-    tracepoint_attrs,
-)
+from runstate.sources.linux.perfdata_order import EventStream, place_losses
+from runstate.sources.linux.perfdata_records import RecordDecoder, tracepoint_attrs
 from runstate.sources.linux.perfdata_tracing import host_formats
 from runstate.sources.linux.sched import (
     NEEDED_EVENTS,
-    PID_LIMIT,
     RECORD_HINT,
     LostEvents,
     sched_batches,
 )
 from runstate.sources.linux.schedevents import SchedEvents, TaskNames
 
-#: decoded events kept in memory between the two passes, at most (about 29 B/event)
+#: decoded events are kept in memory between the two passes up to this budget, counted
+#: at 29 B an event (the columns take 33): about 3.5 M events, some 115 MB of columns
 CACHE_BYTES = 96 << 20
+CACHE_EVENTS = CACHE_BYTES // 29
+#: the smallest sample a sched event can come from: header, time, cpu, raw size, raw data
+MIN_SAMPLE_BYTES = 36
 
 
 class PerfDataSource:
@@ -107,9 +102,7 @@ class PerfDataSource:
                                    "host's tracefs formats")
         self._records = RecordDecoder(self.path, h, self._options, self.info)
         self._filtered = not system_wide(h.cmdline, h.attrs)
-        # perf -a opens each event once per CPU: a cut file has all CPUs once it has seen
-        # this many (per-task recordings have no such count)
-        self._n_streams = None if self._filtered else len(tp[0].ids)
+        self._records.n_streams = None if self._filtered else len(tp[0].ids)
         if self._filtered:
             self.info.notes.append("perf recorded only some tasks (no -a): switch-ins by "
                                    "untraced tasks are missing, so running and runnable times "
@@ -125,155 +118,95 @@ class PerfDataSource:
             self.info.anomalies["lost_samples_untimed"] = self._untimed
         if self._after_cut:
             self.info.anomalies["events_after_cut"] = self._after_cut
-        items = iter(self._cache) if self._cache is not None else self._items()
+        items = iter(self._cache) if self._cache is not None else self._items(recycle=True)
         yield from sched_batches(self.path, items, names, self.registry, self.info,
                                  self._options, n_cpus=self.header.n_cpus,
                                  active=self._active, filtered=self._filtered)
 
-    def _scan_events(self) -> None:
-        """Decode once: the tids with events, and the stream itself while it fits CACHE_BYTES."""
-        kept: list[SchedEvents | LostEvents] | None = []
-        seen = np.zeros(PID_LIMIT, np.bool_)
-        size = 0
-        for item in self._items():
-            if isinstance(item, LostEvents):
-                if kept is not None:
-                    kept.append(item)
-                continue
-            for col in (item.pid, item.other_pid):
-                seen[col[(col > 0) & (col < PID_LIMIT)]] = True
-            if kept is not None:
-                kept.append(item)
-                size += 29 * len(item)
-                if size > CACHE_BYTES:
-                    kept = None
-        self._cache = None if kept is None else self._place_losses(kept)
-        self._active = set(np.flatnonzero(seen).tolist())
-
     def _task_names(self) -> TaskNames:
+        """Names, thread groups and active tids, from one pass that also keeps the events."""
         if self._names is not None:
             return self._names
+        scanner = self._scanner()
+        stream = EventStream(scanner, self._options.chunk_rows, self._cache_capacity(),
+                             self._error, fixed=True)
+        kept = list(self._ended(stream))
+        if not stream.overflow and stream.count <= CACHE_EVENTS:
+            self._cache = place_losses(kept, stream.events(), self._options.chunk_rows)
+        self._active = set(scanner.active())
+        self._names = self._names_from(scanner)
+        return self._names
+
+    def _names_from(self, scanner: _perfscan.Scanner) -> TaskNames:
+        """The header's names, then COMM and FORK records in time order, then for threads
+        still unnamed the comm their first switch carries."""
         names = TaskNames()
         names.comm.update(self.header.cmdlines)
-        side: list[SideBand] = []
-        for buf, offs, types, _ in self._records.blocks():
-            wanted = np.flatnonzero((types == REC_COMM) | (types == REC_FORK))
-            for o, kind in zip(offs[wanted].tolist(), types[wanted].tolist(), strict=True):
-                record = self._records.side_band(buf, o, kind, len(side))
-                if record is not None:
-                    side.append(record)
-        for record in sorted(side):
+        side = [self._records.side_band(record, kind, seq)
+                for seq, (_, kind, record) in enumerate(scanner.side_band())]
+        for record in sorted(r for r in side if r is not None):
             record.apply(names)
-        self._records.naming = names
-        self._scan_events()
-        self._records.naming = None
-        self._names = names
+        for _, pid, comm in sorted(scanner.names()):
+            if pid not in names.comm:
+                names.comm[pid] = comm.decode("utf-8", "replace")
         return names
 
-    def _items(self) -> Iterator[SchedEvents | LostEvents]:
-        """Time-ordered chunks of about ``chunk_rows`` events, with losses between them."""
-        held: list[SchedEvents] = []
-        n = 0
-        for item in self._ordered():
-            if isinstance(item, LostEvents):
-                if held:
-                    yield SchedEvents.concat(held)
-                    held, n = [], 0
-                yield item
-                continue
-            held.append(item)
-            n += len(item)
-            if n >= self._options.chunk_rows:
-                yield SchedEvents.concat(held)
-                held, n = [], 0
-        if held:
-            yield SchedEvents.concat(held)
+    def _cache_capacity(self) -> int:
+        """Room for every event the data section can hold, up to the cache's size."""
+        return min(self.header.data_size // MIN_SAMPLE_BYTES + 1, CACHE_EVENTS + 1)
 
-    def _ordered(self) -> Iterator[SchedEvents | LostEvents]:
-        order = RoundOrder(self._n_streams)
-        for buf, offs, types, base in self._records.blocks():
-            if np.any(types == REC_COMPRESSED):
-                pos = int(offs[np.argmax(types == REC_COMPRESSED)])
-                raise InputError(self.path, "compressed perf.data (perf record -z) is not "
-                                 "supported; record without -z", offset=base + pos)
-            rounds = offs[types == REC_FINISHED_ROUND]
-            samples = offs[types == REC_SAMPLE]
-            records = self._records
-            events, sample_pos = records.samples(buf, samples)
-            losses = [records.lost(buf, o, 16) for o in offs[types == REC_LOST].tolist()]
-            losses += [records.lost(buf, o, 8) for o in offs[types == REC_LOST_SAMPLES].tolist()]
-            losses = self._placed(losses)
-            yield from order.add(events, sample_pos, rounds, losses)
-        if not self.header.truncated:
-            yield from order.flush_all()
-            return
-        yield from order.flush_complete()
-        self._end_at_cut(order)
+    def _items(self, recycle: bool = False) -> Iterator[SchedEvents | LostEvents]:
+        """Time-ordered chunks of about ``chunk_rows`` events, with losses between them
+        (with ``recycle``, each valid until the next but one is asked for)."""
+        rows = self._options.chunk_rows
+        yield from self._ended(EventStream(self._scanner(), rows, 2 * rows + 1024, self._error,
+                                           recycle=recycle))
 
-    def _end_at_cut(self, order: RoundOrder) -> None:
+    def _scanner(self) -> _perfscan.Scanner:
+        """A C pass over the data section (it keeps a descriptor of the file of its own)."""
+        try:
+            fd = os.open(self.path, os.O_RDONLY)
+        except OSError as err:
+            raise InputError(self.path, err.strerror or str(err)) from None
+        try:
+            return self._records.scanner(fd)
+        finally:
+            os.close(fd)
+
+    def _ended(self, stream: EventStream) -> Iterator[SchedEvents | LostEvents]:
+        """The stream, then what its pass counted; a cut-off file ends where it is complete."""
+        yield from stream
+        status = stream.scanner.status()
+        if self._names is None and status["untimed"]:
+            self._untimed += status["untimed"]
+        if status["malformed"]:
+            self.info.count("malformed_samples", status["malformed"])
+        if status["tail_bytes"]:
+            self.info.count("truncated_tail_bytes", status["tail_bytes"])
+        if self.header.truncated:
+            self._end_at_cut(status["complete_until"], status["dropped"])
+
+    def _error(self, error: tuple[int, int, int, int]) -> InputError:
+        return self._records.error(*error)
+
+    def _end_at_cut(self, complete_until: int | None, dropped: int) -> None:
         """The trace of a cut-off file ends where its data is last known complete."""
         stop = self.header.data_offset + self.header.data_size
-        if order.complete_until is None:
+        if complete_until is None:
             raise InputError(self.path, "the data stops before perf finished two rounds and "
                              "before every CPU's events began, so no span of it is known "
                              "complete", offset=stop)
-        self._after_cut = order.dropped
-        self.info.end_ns = order.complete_until
+        self._after_cut = dropped
+        self.info.end_ns = complete_until
         note = (f"{self.path}: the data stops at byte {stop}; the trace ends at "
-                f"{order.complete_until / 1e9:.9f} s, the last time the file holds every "
-                f"CPU's events; {order.dropped} later events are left out")
+                f"{complete_until / 1e9:.9f} s, the last time the file holds every "
+                f"CPU's events; {dropped} later events are left out")
         if note not in self.info.notes:
             self.info.notes.append(note)
 
-    def _place_losses(self, items: list[SchedEvents | LostEvents]
-                      ) -> list[SchedEvents | LostEvents]:
-        """Put each loss where it began: right after the last event its CPU kept.
-
-        While streaming, a LOST record is met only with the first event after
-        the loss; with the whole stream in memory the window can start exactly.
-        """
-        losses = [i for i in items if isinstance(i, LostEvents)]
-        events = [i for i in items if isinstance(i, SchedEvents)]
-        if not losses:
-            return items
-        allev = SchedEvents.concat(events)
-        placed = []
-        for cpu in sorted({x.cpu for x in losses}):
-            times = allev.time[allev.cpu == cpu]
-            for loss in (x for x in losses if x.cpu == cpu):
-                at = int(np.searchsorted(times, loss.end_ns, "left"))
-                begin = int(times[at - 1]) if at > 0 else loss.end_ns
-                placed.append(LostEvents(cpu, begin, loss.end_ns, loss.count))
-        out: list[SchedEvents | LostEvents] = []
-        start = 0
-        step = self._options.chunk_rows
-        for loss in sorted(placed, key=lambda x: x.begin_ns):
-            at = int(np.searchsorted(allev.time, loss.begin_ns, "right"))
-            out.extend(slice_events(allev, a, min(a + step, at)) for a in range(start, at, step))
-            out.append(loss)
-            start = max(start, at)
-        n = len(allev)
-        out.extend(slice_events(allev, a, min(a + step, n)) for a in range(start, n, step))
-        return out
-
-    def _placed(self, losses: list[LostEvents]) -> list[LostEvents]:
-        """Losses with a time; perf's end-of-run LOST_SAMPLES summaries have none.
-
-        Those repeat what the timed LOST records already said, so they are only
-        counted (``lost_samples_untimed``), never placed in the timeline.
-        """
-        placed = []
-        for loss in losses:
-            if loss.end_ns > 0:
-                placed.append(loss)
-            elif self._names is None:
-                self._untimed += loss.count or 1
-        return placed
-
 
 class PerfDataReader:
-    FORMAT = FormatInfo("perf-data", "perf.data from perf record -e sched:... (read directly)",
-                        100)
+    FORMAT = PERF_DATA
 
     def sniff(self, path: str, head: bytes) -> bool:
         return head[:8] == MAGIC

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from runstate.errors import InputError
+from runstate.sources.formats import PERF_DATA_MAGIC
 from runstate.sources.linux.perfdata_tracing import TracingDataError, parse_tracing_data
 from runstate.sources.linux.tpformat import EventFormat, FormatError
 
-MAGIC = b"PERFILE2"
+MAGIC = PERF_DATA_MAGIC
 HEADER_SIZE = 104
 # features
 FEAT_TRACING_DATA, FEAT_NRCPUS, FEAT_CMDLINE = 1, 7, 11

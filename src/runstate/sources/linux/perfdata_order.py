@@ -1,29 +1,36 @@
-"""Time order of perf.data samples under perf's FINISHED_ROUND rule, with losses placed.
+"""perf.data events in time order: chunks and losses from the C pass, losses placed exactly.
 
 Records are time-ordered only within ``FINISHED_ROUND`` windows: samples are
-buffered and released up to the largest time seen before the previous round
-ended (perf's own rule), so memory stays bounded by about two rounds.  A LOST
-record's window begins after its CPU's last released event.
+held and released up to the largest time seen before the previous round ended
+(perf's own rule), so memory stays bounded by about two rounds; ties keep file
+order.  The C scanner (``_perfscan``) applies the rule; :class:`EventStream`
+turns what it releases into the chunks the sched converter takes: a chunk ends
+at the first round end after ``chunk_rows`` events, or before a loss.  While
+streaming, a LOST record's window begins after its CPU's last released event.
 
 The same rule says how far a cut-off file is complete when its data stops
 (``head -c``, a killed writer): events up to the time released at the last
 FINISHED_ROUND are all there.  So are those up to the earliest of the CPUs'
 last events in the file once every CPU has appeared: each CPU's buffer is
 written in time order, so the file holds a prefix of every CPU's stream.
-Past the later of those two times some CPU's events may be missing;
-``flush_complete`` releases only what precedes it, so nothing after it is
-accounted as if it were known.
+Past the later of those two times some CPU's events may be missing; the
+scanner releases only what precedes it, so nothing after it is accounted as
+if it were known.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import numpy.typing as npt
 
+from runstate.sources.linux import _perfscan
 from runstate.sources.linux.sched import LostEvents
 from runstate.sources.linux.schedevents import SchedEvents
+
+#: the event columns the scanner fills, in its order
+COLUMNS = (np.int64, np.int32, np.int8, np.int32, np.int32, np.int64, np.int32)
 
 
 def slice_events(ev: SchedEvents, start: int, stop: int) -> SchedEvents:
@@ -33,100 +40,153 @@ def slice_events(ev: SchedEvents, start: int, stop: int) -> SchedEvents:
                        None if ev.actor is None else ev.actor[start:stop])
 
 
-class RoundOrder:
-    """Releases samples in time order under perf's FINISHED_ROUND guarantee."""
+def _alloc(n: int) -> list[npt.NDArray[np.generic]]:
+    return [np.empty(n, dtype) for dtype in COLUMNS]
 
-    def __init__(self, n_cpus: int | None = None) -> None:
-        #: CPUs with a buffer of their own, if known: the per-CPU bound needs all of them
-        self._n_cpus = n_cpus
-        self._held: list[SchedEvents] = []
-        self._losses: list[LostEvents] = []
-        self._limit: int | None = None     # max time seen when the previous round ended
-        self._last_on_cpu: dict[int, int] = {}
-        self._max_time: int | None = None
-        #: time up to which every CPU's events have been released (None: no round yet)
-        self._released_until: int | None = None
-        #: per CPU, the time of its last event so far in file order
-        self._cpu_last: dict[int, int] = {}
-        #: events and losses left out by :meth:`flush_complete`
-        self.dropped = 0
 
-    def add(self, events: SchedEvents, pos: npt.NDArray[np.int64],
-            rounds: npt.NDArray[np.int64], losses: list[LostEvents]
-            ) -> Iterator[SchedEvents | LostEvents]:
-        """Take one block's samples (file positions ``pos``) and round boundaries."""
-        self._losses.extend(losses)
-        by_pos = np.argsort(pos, kind="stable")
-        events, pos = events.take(by_pos), pos[by_pos]
-        self._note_file_order(events)
-        cuts = np.searchsorted(pos, rounds).tolist()
-        start = 0
-        for cut in cuts:
-            self._hold(slice_events(events, start, cut))
-            start = cut
-            limit, self._limit = self._limit, self._max_time
-            if limit is not None:
-                self._released_until = limit
-                yield from self._release(limit)
-        self._hold(slice_events(events, start, len(events)))
+def _events(cols: list[npt.NDArray[np.generic]], start: int, stop: int) -> SchedEvents:
+    return SchedEvents(*(c[start:stop] for c in cols))  # type: ignore[arg-type]
 
-    def _note_file_order(self, events: SchedEvents) -> None:
-        n = len(events)
-        if n:
-            cpus, from_end = np.unique(events.cpu[::-1], return_index=True)
-            last = events.time[n - 1 - from_end]
-            self._cpu_last.update(zip(cpus.tolist(), last.tolist(), strict=True))
 
-    @property
-    def complete_until(self) -> int | None:
-        """The time up to which the events read so far are known to be all there."""
-        bounds = [] if self._released_until is None else [self._released_until]
-        if self._n_cpus is not None and len(self._cpu_last) >= self._n_cpus:
-            bounds.append(min(self._cpu_last.values()))
-        return max(bounds) if bounds else None
+class EventStream:
+    """The scanner's released events as chunks and losses, in order.
 
-    def _hold(self, events: SchedEvents) -> None:
-        if len(events):
-            self._held.append(events)
-            t = int(events.time.max())
-            self._max_time = t if self._max_time is None else max(self._max_time, t)
+    Args:
+        scanner: a fresh :class:`~runstate.sources.linux._perfscan.Scanner`.
+        chunk_rows: a chunk ends at the first round end after this many events.
+        capacity: events the first buffer holds.  With ``fixed`` the buffer
+            never grows: the chunks are views of it, and a stream with more
+            events is only counted (``overflow``; nothing more is yielded).
+            Otherwise each buffer holds one chunk or more and grows as needed.
+        on_error: turns the scanner's error status into the exception raised.
+        recycle: two buffers take turns, so a chunk's rows are overwritten two
+            chunks later: for a consumer done with each chunk when it asks for
+            the next (fresh memory costs a page fault per page).
+    """
 
-    def _release(self, limit: int | None) -> Iterator[SchedEvents | LostEvents]:
-        if not self._held and not self._losses:
-            return
-        allev = self._held[0] if len(self._held) == 1 else SchedEvents.concat(self._held)
-        if len(allev) > 1 and bool(np.any(allev.time[1:] < allev.time[:-1])):
-            allev = allev.take(np.argsort(allev.time, kind="stable"))
-        n = len(allev)
-        cut = n if limit is None else int(np.searchsorted(allev.time, limit, "right"))
-        self._held = [slice_events(allev, cut, n)] if cut < n else []
-        due = [x for x in self._losses if limit is None or x.end_ns <= limit]
-        self._losses = [x for x in self._losses if not (limit is None or x.end_ns <= limit)]
-        start = 0
-        for loss in sorted(due, key=lambda x: x.end_ns):
-            # the record is written with the first event that made it after the loss
-            at = int(np.searchsorted(allev.time[:cut], loss.end_ns, "left"))
-            if at > start:
-                yield self._note_cpus(slice_events(allev, start, at))
-            begin = self._last_on_cpu.get(loss.cpu, loss.end_ns)
-            yield LostEvents(loss.cpu, min(begin, loss.end_ns), loss.end_ns, loss.count)
-            start = at
-        if start < cut:
-            yield self._note_cpus(slice_events(allev, start, cut))
+    def __init__(self, scanner: _perfscan.Scanner, chunk_rows: int, capacity: int,
+                 on_error: Callable[[tuple[int, int, int, int]], Exception],
+                 fixed: bool = False, recycle: bool = False) -> None:
+        self.scanner = scanner
+        self._chunk_rows = max(1, chunk_rows)
+        self._capacity = max(1, capacity)
+        self._on_error = on_error
+        self._fixed = fixed
+        self._recycle = recycle
+        #: the stream had more events than a fixed buffer holds
+        self.overflow = False
+        #: events released in all
+        self.count = 0
+        self._cols: list[npt.NDArray[np.generic]] = []
 
-    def _note_cpus(self, ev: SchedEvents) -> SchedEvents:
-        """Remember each CPU's latest event: a loss there began after it."""
-        for cpu in np.unique(ev.cpu).tolist():
-            self._last_on_cpu[cpu] = int(ev.time[np.flatnonzero(ev.cpu == cpu)[-1]])
-        return ev
+    def __iter__(self) -> Iterator[SchedEvents | LostEvents]:
+        cols = self._cols = _alloc(self._capacity)
+        spare: list[npt.NDArray[np.generic]] | None = None
+        start = filled = 0
+        scanner = self.scanner
+        while True:
+            n, why = scanner.read(tuple(c[filled:] for c in cols), self._chunk_rows)
+            filled += n
+            self.count += n
+            if why == _perfscan.STOP_ERROR:
+                raise self._on_error(scanner.status()["error"])
+            if why == _perfscan.STOP_FULL:
+                cols, start, filled = self._room(cols, start, filled)
+                continue
+            if filled > start and not self.overflow:
+                yield _events(cols, start, filled)
+            start = filled
+            if why == _perfscan.STOP_LOSS and not self.overflow:
+                yield LostEvents(*scanner.take_loss())
+            if why == _perfscan.STOP_END:
+                return
+            if not self._fixed and filled > self._capacity // 2:
+                cols, spare = self._next_buffer(cols, spare), cols
+                start = filled = 0
 
-    def flush_all(self) -> Iterator[SchedEvents | LostEvents]:
-        yield from self._release(None)
+    def _next_buffer(self, cols: list[npt.NDArray[np.generic]],
+                     spare: list[npt.NDArray[np.generic]] | None
+                     ) -> list[npt.NDArray[np.generic]]:
+        """The buffer after ``cols``: the one before it when recycling, else a new one."""
+        if self._recycle and spare is not None and len(spare[0]) == len(cols[0]):
+            return spare
+        return _alloc(len(cols[0]))
 
-    def flush_complete(self) -> Iterator[SchedEvents | LostEvents]:
-        """At the end of a cut-off file: release what is known complete, drop the rest."""
-        until = self.complete_until
-        if until is not None:
-            yield from self._release(until)
-        self.dropped = sum(len(e) for e in self._held) + len(self._losses)
-        self._held, self._losses = [], []
+    def events(self) -> SchedEvents:
+        """All the events of a fixed stream that did not overflow, in one table."""
+        assert self._fixed and not self.overflow
+        return _events(self._cols, 0, self.count)
+
+    def _room(self, cols: list[npt.NDArray[np.generic]], start: int, filled: int
+              ) -> tuple[list[npt.NDArray[np.generic]], int, int]:
+        """Room for more events: a fixed buffer is reused (overflow), others grow."""
+        if self._fixed:
+            self.overflow = True
+            return cols, 0, 0
+        pending = filled - start
+        fresh = _alloc(max(self._capacity, 2 * pending))
+        for new, old in zip(fresh, cols, strict=True):
+            new[:pending] = old[start:filled]
+        return fresh, 0, pending
+
+
+def place_losses(items: list[SchedEvents | LostEvents], allev: SchedEvents, step: int
+                 ) -> list[SchedEvents | LostEvents]:
+    """Put each loss where it began: right after the last event its CPU kept.
+
+    While streaming, a LOST record is met only with the first event after
+    the loss; with the whole stream in memory the window can start exactly.
+    ``allev`` holds the events of ``items`` in one table; events between
+    losses come in chunks of ``step``.
+    """
+    losses = [i for i in items if isinstance(i, LostEvents)]
+    if not losses:
+        return items
+    if bool(np.any(allev.time[1:] < allev.time[:-1])):
+        placed = _begun_by_cpu(allev, losses)
+    else:
+        placed = [LostEvents(x.cpu, _last_before(allev, x.cpu, x.end_ns), x.end_ns, x.count)
+                  for x in losses]
+        placed.sort(key=lambda x: x.cpu)  # the order equal beginnings keep: by CPU
+    placed.sort(key=lambda x: x.begin_ns)
+    # one search a loss: numpy's search for many values assumes a time-ordered table
+    cuts = [int(np.searchsorted(allev.time, x.begin_ns, "right")) for x in placed]
+    out: list[SchedEvents | LostEvents] = []
+    start = 0
+    for loss, at in zip(placed, cuts, strict=True):
+        out.extend(slice_events(allev, a, min(a + step, at)) for a in range(start, at, step))
+        out.append(loss)
+        start = max(start, at)
+    n = len(allev)
+    out.extend(slice_events(allev, a, min(a + step, n)) for a in range(start, n, step))
+    return out
+
+
+def _last_before(allev: SchedEvents, cpu: int, end: int) -> int:
+    """Time of the last event on ``cpu`` before ``end`` in a time-ordered table, else ``end``.
+
+    The events before ``end`` are a prefix there: it is searched from its end,
+    in widening steps, for the CPU's last one (usually a few events back).
+    """
+    stop = int(np.searchsorted(allev.time, end, "left"))
+    step = 1024
+    while stop > 0:
+        start = max(0, stop - step)
+        hits = np.flatnonzero(allev.cpu[start:stop] == cpu)
+        if hits.size:
+            return int(allev.time[start + int(hits[-1])])
+        stop, step = start, 2 * step
+    return end
+
+
+def _begun_by_cpu(allev: SchedEvents, losses: list[LostEvents]) -> list[LostEvents]:
+    """Each loss from its CPU's last event before it, each CPU's events taken in table
+    order (a table not in time order: ``_last_before`` needs one that is)."""
+    placed: list[LostEvents] = []
+    for cpu in sorted({x.cpu for x in losses}):
+        times = allev.time[allev.cpu == cpu]
+        for loss in (x for x in losses if x.cpu == cpu):
+            at = int(np.searchsorted(times, loss.end_ns, "left"))
+            begin = int(times[at - 1]) if at > 0 else loss.end_ns
+            placed.append(LostEvents(cpu, begin, loss.end_ns, loss.count))
+    return placed

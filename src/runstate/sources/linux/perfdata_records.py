@@ -1,10 +1,11 @@
-"""The data section of perf.data: record walking and sample, side-band and loss decoding.
+"""The data section of perf.data: what the C pass (``_perfscan``) needs to decode it.
 
-The C walker ``_perfwalk`` finds record boundaries in 8 MiB blocks; sample
-fields are then gathered with numpy at the offsets the sample layout
-(``sample_type``) and the recording kernel's tracepoint formats give.  COMM and
-FORK records name threads and give thread groups; LOST and LOST_SAMPLES records
-become :class:`~runstate.sources.linux.sched.LostEvents`.  Damage is an
+The sample layout (``sample_type``) and the recording kernel's tracepoint
+formats say where each sched field sits in a sample; they are worked out here
+once and handed to :class:`~runstate.sources.linux._perfscan.Scanner`, which
+walks the records, pulls those fields and orders the events (see
+:mod:`.perfdata_order`).  COMM and FORK records (few) come back whole and are
+decoded here: they name threads and give thread groups.  Damage is an
 InputError with the byte offset (``--lenient`` skips and counts malformed
 samples; so does a file whose writer was killed).
 """
@@ -12,25 +13,22 @@ samples; so does a file whose writer was killed).
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-from runstate._abi import check_kernel
+from runstate._abi import check_constants, check_kernel
 from runstate.errors import InputError
 from runstate.sources.base import ReadOptions, SourceInfo
-from runstate.sources.linux import _perfwalk
+from runstate.sources.linux import _perfscan
 from runstate.sources.linux.perfdata_header import HEADER_SIZE, PERF_TYPE_TRACEPOINT, Attr, Header
 from runstate.sources.linux.perfdata_tracing import SCHED_KINDS
-from runstate.sources.linux.sched import NEEDED_EVENTS, RECORD_HINT, LostEvents
-from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
-from runstate.sources.linux.tpformat import EventFormat
+from runstate.sources.linux.sched import NEEDED_EVENTS, PID_LIMIT, RECORD_HINT
+from runstate.sources.linux.schedevents import SchedKind, TaskNames
+from runstate.sources.linux.tpformat import EventFormat, Field
 
-check_kernel(_perfwalk)
-
-BLOCK = 8 << 20
+check_kernel(_perfscan)
+check_constants(_perfscan, {"PID_LIMIT": PID_LIMIT})
 
 # record types
 REC_LOST, REC_COMM, REC_EXIT, REC_FORK, REC_SAMPLE, REC_LOST_SAMPLES = 2, 3, 4, 7, 9, 13
@@ -39,8 +37,16 @@ REC_FINISHED_ROUND, REC_COMPRESSED = 68, 81
 S_IP, S_TID, S_TIME, S_ADDR, S_READ, S_CALLCHAIN, S_ID, S_CPU = 1, 2, 4, 8, 16, 32, 64, 128
 S_PERIOD, S_STREAM_ID, S_RAW, S_IDENTIFIER = 256, 512, 1024, 1 << 16
 
-#: one block of whole records: (bytes, record offsets, record types, file offset of the block)
-Block = tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.uint32], int]
+#: the fields each sched kind gives the event columns pid, other_pid, prev_state (None: absent)
+KIND_FIELDS = {
+    SchedKind.SWITCH: ("prev_pid", "next_pid", "prev_state"),
+    SchedKind.FORK: ("child_pid", "parent_pid", None),
+}
+OTHER_FIELDS = ("pid", None, None)
+#: a field the scanner leaves out: (offset -1, size, signed)
+ABSENT = (-1, 0, 0)
+#: a comm field longer than this is not read (the kernel's TASK_COMM_LEN is 16)
+COMM_MAX = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,52 +80,13 @@ class Layout:
         return cls(time, cpu, ident, pos, bool(sample_type & S_CALLCHAIN))
 
 
-def _gather(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], dtype: str
-            ) -> npt.NDArray[np.int64]:
-    """Values of ``dtype`` at byte offsets ``at``.
-
-    perf pads records to 8 bytes, so a field's offset modulo its size is
-    nearly always one value: then one strided view of the buffer serves all
-    records; otherwise the bytes are gathered one by one.
-    """
-    dt = np.dtype(dtype)
-    size = dt.itemsize
-    if at.size == 0:
-        return np.zeros(0, np.int64)
-    rem = at % size
-    r = int(rem[0])
-    if np.all(rem == r):
-        view = np.frombuffer(buf, dt, count=(buf.shape[0] - r) // size, offset=r)
-        out: npt.NDArray[np.int64] = view[(at - r) // size].astype(np.int64)
-        return out
-    raw = buf[at[:, None] + np.arange(size)].copy()
-    gathered: npt.NDArray[np.int64] = raw.view(dt).ravel().astype(np.int64)
-    return gathered
-
-
-def _u64(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return _gather(buf, at, "<i8")
-
-
-def _u32(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
-    return _gather(buf, at, "<u4")
-
-
-def _field(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], size: int,
-           signed: bool) -> npt.NDArray[np.int64]:
-    if size not in (1, 2, 4, 8):
-        raise ValueError(f"field size {size}")
-    kind = "i" if signed or size == 8 else "u"
-    return _gather(buf, at, f"<{kind}{size}")
-
-
 def tracepoint_attrs(header: Header) -> list[Attr]:
     """The attrs of tracepoint events that carry raw sample data."""
     return [a for a in header.attrs if a.type == PERF_TYPE_TRACEPOINT and a.sample_type & S_RAW]
 
 
 class RecordDecoder:
-    """Walks the data section of one perf.data file and decodes its records.
+    """The decoding plan of one perf.data file's data section.
 
     Args:
         path: the file.
@@ -137,8 +104,6 @@ class RecordDecoder:
         self.header = header
         self._options = options
         self.info = info
-        #: names being completed during the scan (switches name threads no COMM named)
-        self.naming: TaskNames | None = None
         tp = tracepoint_attrs(header)
         self._formats, present = self._sched_formats(tp)
         self._id_of_kind = {int(SCHED_KINDS[fmt.name]): fid
@@ -147,6 +112,10 @@ class RecordDecoder:
         self._layout = self._sample_layout(tp)
         self._trailer = _trailer_layout(tp[0].sample_type) if tp[0].sample_id_all else None
         self._multi = len(header.attrs) > 1
+        self._bad_formats: dict[int, str] = {}
+        #: perf -a opens each event once per CPU: a cut file has all CPUs once it has seen
+        #: this many (per-task recordings have no such count); set by the reader
+        self.n_streams: int | None = None
 
     def _sched_formats(self, tp: list[Attr]) -> tuple[dict[int, EventFormat], set[int]]:
         """The sched formats read, and the event ids recorded (refused without switches)."""
@@ -174,143 +143,63 @@ class RecordDecoder:
         except ValueError as err:
             raise InputError(self.path, str(err), offset=HEADER_SIZE) from None
 
-    # ---- records ---------------------------------------------------------------
+    # ---- the C pass --------------------------------------------------------------
 
-    def blocks(self) -> Iterator[Block]:
-        """Blocks of whole records: (bytes, offsets, types, file offset of the block)."""
-        h = self.header
-        end = h.data_offset + h.data_size
-        pos = h.data_offset
-        carry = b""
-        with open(self.path, "rb") as f:
-            f.seek(pos)
-            while pos < end or carry:
-                chunk = f.read(min(BLOCK, end - pos)) if pos < end else b""
-                block_start = pos - len(carry)
-                pos += len(chunk)
-                buf = carry + chunk if carry else chunk
-                if not buf:
-                    break
-                n_max = len(buf) // 8 + 1
-                offs = np.empty(n_max, np.int64)
-                types = np.empty(n_max, np.uint32)
-                n, nxt, status = _perfwalk.walk(buf, 0, offs, types)
-                if status < 0:
-                    raise InputError(self.path, "bad record size (damaged file)",
-                                     offset=block_start + nxt)
-                carry = buf[nxt:]
-                yield np.frombuffer(buf, np.uint8), offs[:n], types[:n], block_start
-                if not chunk:
-                    if carry:
-                        self._tail(block_start + nxt, len(carry))
-                    break
-
-    def _tail(self, offset: int, n: int) -> None:
-        if self.header.truncated:
-            self.info.count("truncated_tail_bytes", n)
-            return
-        raise InputError(self.path, f"data section ends inside a record ({n} bytes left)",
-                         offset=offset)
-
-    # ---- samples ---------------------------------------------------------------
-
-    def samples(self, buf: npt.NDArray[np.uint8], offs: npt.NDArray[np.int64]
-                ) -> tuple[SchedEvents, npt.NDArray[np.int64]]:
-        """The sched events of the SAMPLE records at ``offs``, and their record offsets."""
-        lay = self._layout
-        body = offs + 8
-        end = offs + _field(buf, offs + 6, 2, False)
-        ok = body + lay.before_callchain + 4 <= end
-        if lay.callchain:
-            ok &= body + lay.before_callchain + 8 <= end
-        body, offs, end = body[ok], offs[ok], end[ok]
-        bad = int(ok.size - np.count_nonzero(ok))
-        if self._multi and offs.size and lay.id >= 0:
-            ids = _u64(buf, body + lay.id)
-            keep = np.isin(ids, np.array(list(self._raw_ids()), dtype=np.int64))
-            body, offs, end = body[keep], offs[keep], end[keep]
-        raw_at = body + lay.before_callchain
-        if lay.callchain:
-            nr = _u64(buf, raw_at)
-            fits = (nr >= 0) & (nr < 1 << 16)
-            raw_at = raw_at + 8 + 8 * np.where(fits, nr, 1 << 40)
-        fits = raw_at + 4 <= end
-        raw_at = np.where(fits, raw_at, body)
-        fits &= raw_at + 4 + _u32(buf, raw_at) <= end
-        fits &= _u32(buf, raw_at) >= 8
-        bad += int(fits.size - np.count_nonzero(fits))
-        body, offs, end, raw_at = body[fits], offs[fits], end[fits], raw_at[fits]
-        raw = raw_at + 4
-        raw_end = raw + _u32(buf, raw_at)
-        time = _u64(buf, body + lay.time)
-        cpu = _u32(buf, body + lay.cpu)
-        etype = _field(buf, raw, 2, False)
-        parts = []
-        pos_parts = []
-        for kind, fid in self._id_of_kind.items():
-            sel = np.flatnonzero(etype == fid)
-            need = max(f.offset + f.size for f in self._formats[fid].fields.values())
-            short = raw[sel] + need > raw_end[sel]
-            if short.any():
-                bad += int(np.count_nonzero(short))
-                sel = sel[~short]
-            if sel.size == 0:
-                continue
-            parts.append(self._fields(buf, raw[sel], kind, self._formats[fid], time[sel],
-                                      cpu[sel]))
-            pos_parts.append(offs[sel])
-        if bad:
-            self._bad_samples(bad, int(offs[0]) if offs.size else 0)
-        if not parts:
-            return SchedEvents.concat([]), np.zeros(0, np.int64)
-        return SchedEvents.concat(parts), np.concatenate(pos_parts)
-
-    def _bad_samples(self, n: int, near: int) -> None:
-        """Samples too short for their declared layout: a damaged file."""
-        if self._options.lenient or self.header.truncated:
-            self.info.count("malformed_samples", n)
-            return
-        raise InputError(self.path, f"{n} sample records too short for their layout "
-                         "(damaged file; --lenient skips them)", offset=near)
+    def scanner(self, fd: int) -> _perfscan.Scanner:
+        """A pass over the data section of the file open at ``fd``."""
+        h, lay = self.header, self._layout
+        t_at, cpu_at = self._trailer or (0, 0)
+        layout = (lay.time, lay.cpu, lay.id, lay.before_callchain, int(lay.callchain),
+                  t_at, cpu_at, int(self._multi))
+        kinds = tuple(self._kind_spec(fid, kind) for kind, fid in self._id_of_kind.items())
+        ids = np.array(sorted(self._raw_ids()), np.int64)
+        n_streams = -1 if self.n_streams is None else self.n_streams
+        flags = (int(h.truncated), int(self._options.lenient), n_streams)
+        return _perfscan.Scanner(fd, h.data_offset, h.data_size, layout, kinds, ids, flags)
 
     def _raw_ids(self) -> set[int]:
         return {i for i, a in self._sample_id.items()
                 if a.type == PERF_TYPE_TRACEPOINT and a.config in self._formats}
 
-    def _fields(self, buf: npt.NDArray[np.uint8], raw: npt.NDArray[np.int64], kind: int,
-                fmt: EventFormat, time: npt.NDArray[np.int64], cpu: npt.NDArray[np.int64]
-                ) -> SchedEvents:
-        def get(name: str) -> npt.NDArray[np.int64]:
-            fld = fmt.field(name)
-            return _field(buf, raw + fld.offset, fld.size, fld.signed)
-
-        n = raw.shape[0]
-        minus = np.full(n, -1, np.int64)
-        zero = np.zeros(n, np.int64)
+    def _kind_spec(self, fid: int, kind: int) -> tuple[object, ...]:
+        """Where a kind's fields sit in its raw data; a format that cannot be read is
+        marked bad, and its first sample is an error (formats of kinds never recorded
+        are not looked at)."""
+        fmt = self._formats[fid]
+        need = max((f.offset + f.size for f in fmt.fields.values()), default=0)
+        comms = (ABSENT[:2], ABSENT[:2])
         try:
+            names = KIND_FIELDS.get(SchedKind(kind), OTHER_FIELDS)
+            fields = tuple(_spec(fmt.field(n)) if n else ABSENT for n in names)
+            actor = _spec(fmt.fields["common_pid"]) if "common_pid" in fmt.fields else ABSENT
             if kind == SchedKind.SWITCH:
-                pid, other, state = get("prev_pid"), get("next_pid"), get("prev_state")
-                if self.naming is not None:
-                    self._name_from_raw(buf, raw, pid, fmt, "prev_comm")
-                    self._name_from_raw(buf, raw, other, fmt, "next_comm")
-            elif kind == SchedKind.FORK:
-                pid, other, state = get("child_pid"), get("parent_pid"), zero
-            else:
-                pid, other, state = get("pid"), minus, zero
+                comms = (_comm_spec(fmt, "prev_comm"), _comm_spec(fmt, "next_comm"))
         except (KeyError, ValueError) as err:
-            raise InputError(self.path, f"unknown tracepoint format: {err.args[0]}") from None
-        # common_pid: the task current on the CPU (evidence for a dropped switch)
-        actor = get("common_pid") if "common_pid" in fmt.fields else minus
-        return SchedEvents.from_columns(time, cpu, np.full(n, kind, np.int8), pid, other,
-                                        state, actor)
+            self._bad_formats[kind] = f"unknown tracepoint format: {err.args[0]}"
+            return (fid, kind, max(need, 2), 1, ABSENT, ABSENT, ABSENT, ABSENT, *comms)
+        return (fid, kind, max(need, 2), 0, *fields, actor, *comms)
 
-    # ---- side band and losses --------------------------------------------------
+    def error(self, code: int, offset: int, count: int, kind: int) -> InputError:
+        """The InputError for an error the scanner stopped at."""
+        if code == _perfscan.E_RECORD_SIZE:
+            return InputError(self.path, "bad record size (damaged file)", offset=offset)
+        if code == _perfscan.E_TAIL:
+            return InputError(self.path, f"data section ends inside a record ({count} bytes "
+                              "left)", offset=offset)
+        if code == _perfscan.E_COMPRESSED:
+            return InputError(self.path, "compressed perf.data (perf record -z) is not "
+                              "supported; record without -z", offset=offset)
+        if code == _perfscan.E_SHORT:
+            return InputError(self.path, f"{count} sample records too short for their layout "
+                              "(damaged file; --lenient skips them)", offset=offset)
+        return InputError(self.path, self._bad_formats.get(kind, "unknown tracepoint format"),
+                          offset=offset)
 
-    def side_band(self, buf: npt.NDArray[np.uint8], o: int, kind: int, seq: int
-                   ) -> SideBand | None:
+    # ---- side band ---------------------------------------------------------------
+
+    def side_band(self, record: bytes, kind: int, seq: int) -> SideBand | None:
         """Decode a COMM (name) or FORK (thread group) record."""
-        size = int(buf[o + 6]) | int(buf[o + 7]) << 8
-        body = bytes(buf[o + 8:o + size])
+        body = record[8:]
         if kind == REC_COMM and len(body) > 8:
             pid, tid = struct.unpack_from("<II", body)
             comm = body[8:].split(b"\0", 1)[0].decode("utf-8", "replace")
@@ -323,36 +212,21 @@ class RecordDecoder:
             return SideBand(t, seq, kind, tid, pid, ptid, "")
         return None
 
-    def _name_from_raw(self, buf: npt.NDArray[np.uint8], raw: npt.NDArray[np.int64],
-                       pids: npt.NDArray[np.int64], fmt: EventFormat, field_name: str) -> None:
-        """Name threads no COMM record named (started before perf, never exec'd)."""
-        names = self.naming
-        fld = fmt.fields.get(field_name)
-        if names is None or fld is None or fld.data_loc or fld.size > 64:
-            return
-        known = np.fromiter(names.comm, np.int64, count=len(names.comm))
-        missing = ~np.isin(pids, known) & (pids > 0)
-        if not missing.any():
-            return
-        unique, first = np.unique(pids[missing], return_index=True)
-        at = raw[missing][first] + fld.offset
-        for pid, pos in zip(unique.tolist(), at.tolist(), strict=True):
-            text = bytes(buf[pos:pos + fld.size]).split(b"\0", 1)[0]
-            names.comm[pid] = text.decode("utf-8", "replace")
 
-    def lost(self, buf: npt.NDArray[np.uint8], o: int, count_at: int) -> LostEvents:
-        """A LOST (count at +16) or LOST_SAMPLES (count at +8) record."""
-        size = int(_u32(buf, np.array([o + 4]))[0]) >> 16
-        count = int(_u64(buf, np.array([o + count_at]))[0]) if size >= count_at + 8 else None
-        t, cpu = -1, 0
-        if self._trailer is not None:
-            t_at, cpu_at = self._trailer
-            end = o + size
-            if t_at:
-                t = int(_u64(buf, np.array([end - t_at]))[0])
-            if cpu_at:
-                cpu = int(_u32(buf, np.array([end - cpu_at]))[0])
-        return LostEvents(cpu, t, t, count)
+def _spec(fld: Field) -> tuple[int, int, int]:
+    """(offset, size, signed) of a numeric field, read as the numpy path did: 8-byte
+    fields signed, smaller ones as the format says."""
+    if fld.size not in (1, 2, 4, 8):
+        raise ValueError(f"field size {fld.size}")
+    return fld.offset, fld.size, int(fld.signed or fld.size == 8)
+
+
+def _comm_spec(fmt: EventFormat, name: str) -> tuple[int, int]:
+    """(offset, size) of a fixed comm field, or absent (a ``__data_loc`` or long one)."""
+    fld = fmt.fields.get(name)
+    if fld is None or fld.data_loc or fld.size > COMM_MAX:
+        return ABSENT[:2]
+    return fld.offset, fld.size
 
 
 def _trailer_layout(sample_type: int) -> tuple[int, int]:

@@ -54,10 +54,12 @@ import numpy as np
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
-from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
+from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.formats import TRACEFS_RECORDING
 from runstate.sources.linux.grouping import Assignment, Grouping
 from runstate.sources.linux.sched import LostEvents, SchedConverter, convert_stream
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+from runstate.sources.linux.sniff import FORMAT_NAME, META_FILE, is_recording
 from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
 from runstate.sources.linux.tracefs_raw import (
     LossWindow,
@@ -68,8 +70,6 @@ from runstate.sources.linux.tracefs_raw import (
     parse_header_page,
 )
 
-META_FILE = "meta.json"
-FORMAT_NAME = "runstate-tracefs-recording"
 VERSION = 1
 #: pages decoded at a time per CPU (1 MiB of 4 KiB pages)
 CHUNK_PAGES = 256
@@ -492,18 +492,10 @@ def _interleave(chunks: Iterator[SchedEvents], losses: list[LostEvents]
 
 
 class _RecordingReader:
-    FORMAT = FormatInfo("tracefs-recording",
-                        "a directory written by 'runstate record' (tracefs raw pages)", 50)
+    FORMAT = TRACEFS_RECORDING
 
     def sniff(self, path: str, head: bytes) -> bool:
-        meta = os.path.join(path, META_FILE)
-        if head or not os.path.isfile(meta):
-            return False
-        try:
-            with open(meta, "rb") as f:
-                return FORMAT_NAME.encode() in f.read(4096)
-        except OSError:
-            return False
+        return is_recording(path, head)
 
     def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions
              ) -> RecordingSource:

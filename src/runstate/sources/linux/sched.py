@@ -157,10 +157,13 @@ _NO_TIME = np.iinfo(np.int64).min
 class SchedConverter(ConverterBase):
     """The converter used by the readers: the rules above, run in C.
 
-    Python maps pids (and each CPU's idle task) to dense task indices and keeps
-    the per-task and per-CPU state in numpy arrays; ``_schedwalk.walk`` runs the
-    state machine over a chunk and appends rows keyed by task.  Members are
-    registered here, in order of their first row.  The test-only reference model
+    Python numbers tasks (pids, and each CPU's idle task) densely as they appear
+    and keeps the per-task and per-CPU state in numpy arrays; per chunk the C
+    kernel ``_schedwalk`` finds the new pids, looks every pid up, runs the state
+    machine and appends rows keyed by task, listing the tasks whose first row
+    it wrote (Python registers their members, in that order), and hands on the
+    finished rows in time order.  A chunk costs a few calls whatever its size.
+    The test-only reference model
     (``tests/linux/sched_reference.py``) states the same rules in plain Python.
     Arguments as for :class:`~runstate.sources.linux.schedmembers.ConverterBase`.
     """
@@ -184,32 +187,45 @@ class SchedConverter(ConverterBase):
         self._c_curr = np.zeros(0, np.int64)
         self._c_last = np.zeros(0, np.int64)
         self._c_idle = np.zeros(0, np.int64)
-        self._c_seen = np.zeros(0, np.bool_)  # CPUs with any event
+        self._c_seen = np.zeros(0, np.uint8)  # CPUs with any event
         self._counts = np.zeros(len(COUNTERS), np.int64)
         self._first = np.zeros(len(COUNTERS), np.int64)
         self._g = np.array([FLOOR_START, FLOOR_START, 0, 0, int(filtered)], np.int64)
         self._carry = _Rows.empty()
+        #: the rows buffer of the last chunk, while the carried rows are its first rows
+        self._buffer: _Rows | None = None
         self._held_chunks = 0
         self._extra: dict[str, int] = {}
 
     # ---- public API ------------------------------------------------------------
 
+    @property
+    def held_back_since_ns(self) -> int | None:
+        """Time of the earliest row held back for the next chunk (None when none is).
+
+        A live reader may show figures only up to this time: rows from here on
+        are not handed out yet, so no later batch can start before it.
+        """
+        return int(self._carry.time.min()) if len(self._carry) else None
+
     def feed(self, events: SchedEvents) -> EventBatch:
         if self._first_time is None and len(events):
             self._first_time = int(events.time[0])
-        a, b, actor = self._task_columns(events)
+        actor = events.actors()
+        self._add_tasks(events, actor)
         n_carry = len(self._carry)
-        cap = n_carry + 8 * len(events) + 16  # a repaired switch makes up to 7 rows
-        out = _Rows.alloc(cap)
-        out.copy_in(self._carry)
-        n = _schedwalk.walk(
-            (events.time, events.cpu, events.kind, a, b, events.prev_state, actor),
+        out = self._rows_for(n_carry + 8 * len(events) + 16)  # a repair makes up to 7 rows
+        fresh = np.empty(self._t_member.shape[0], np.int32)
+        n, n_fresh = _schedwalk.walk(
+            (events.time, events.cpu, events.kind, events.pid, events.other_pid,
+             events.prev_state, actor),
             (self._t_state, self._t_grouped, self._t_exiting, self._t_wakeup,
              self._t_deferred, self._t_last_event, self._t_span_from, self._t_uncertain),
-            (self._c_curr, self._c_last, self._c_idle),
-            out.columns(), n_carry, (self._counts, self._first, self._g))
+            (self._c_curr, self._c_last, self._c_idle, self._c_seen),
+            out.columns(), n_carry, (self._counts, self._first, self._g),
+            (self._pid_table, self._t_member, fresh))
         rows = out.head(n)
-        self._register_rows(rows)
+        self._register_first_rows(fresh[:n_fresh])
         self._sync_counts()
         start = int(events.time[0]) if len(events) else int(self._g[_G_LAST])
         return self._split_and_emit(rows, start)
@@ -221,8 +237,8 @@ class SchedConverter(ConverterBase):
             self._count("loss_window_clamped", 1, loss.begin_ns)
         begin = max(loss.begin_ns, int(self._g[_G_FLOOR]))
         end = max(loss.end_ns, begin)
-        markers = _Rows.from_lists([begin, end], [-1, -1], [0, 0], [LOSS_BEGIN, LOSS_END])
-        self._carry = _Rows.concat([self._carry, markers])
+        self._append_carried(
+            _Rows.from_lists([begin, end], [-1, -1], [0, 0], [LOSS_BEGIN, LOSS_END]))
         self._close_spans(begin)
         self._t_state[:] = UNKNOWN
         self._c_curr[:] = -1
@@ -240,45 +256,35 @@ class SchedConverter(ConverterBase):
         self._close_spans(int(self._g[_G_LAST]))
         self._record_uncertain()
         rows, self._carry = self._carry, _Rows.empty()
-        return self._emit_rows(rows)
+        self._buffer = None
+        return self._emit_rows(rows, None)[0]
 
     # ---- tasks -----------------------------------------------------------------
 
-    def _task_columns(self, ev: SchedEvents) -> tuple[npt.NDArray[np.int32],
-                                                      npt.NDArray[np.int32],
-                                                      npt.NDArray[np.int32]]:
-        """Dense task indices for the pid, other_pid and actor columns (-1: no task)."""
+    def _add_tasks(self, ev: SchedEvents, actor: npt.NDArray[np.int32]) -> None:
+        """Dense task indices for every pid the chunk names (the walk looks them up).
+
+        Idle tasks of new CPUs first, then the new pids of the pid column, of the
+        switches' other_pid and of the actor column, each ascending (members are
+        registered in order of their first row, whatever this order; the order
+        of the per-domain uncertain times follows it).
+        """
         if len(ev) == 0:
-            return np.zeros(0, np.int32), np.zeros(0, np.int32), np.zeros(0, np.int32)
-        _check_range(self.path, "cpu", ev.cpu, MAX_CPUS)
-        _check_range(self.path, "pid", ev.pid, PID_LIMIT)
-        _check_range(self.path, "pid", ev.other_pid, PID_LIMIT)
-        pc = ev.actors()
-        _check_range(self.path, "pid", pc, PID_LIMIT)
-        switch = ev.kind == int(SchedKind.SWITCH)
-        self._grow_cpus(int(ev.cpu.max()) + 1)
-        self._c_seen[ev.cpu] = True
-        pa = ev.pid
-        pb = np.where(switch, ev.other_pid, -1)
-        top = int(max(pa.max(), pb.max(), pc.max())) + 1
+            return
+        cpu, pid, other, act, top = _schedwalk.bounds(ev.cpu, ev.kind, ev.pid, ev.other_pid,
+                                                      actor)
+        _check_range(self.path, "cpu", cpu, MAX_CPUS)
+        for bounds in (pid, other, act):
+            _check_range(self.path, "pid", bounds, PID_LIMIT)
+        self._grow_cpus(cpu[1] + 1)
         if top > self._pid_table.shape[0]:
             table = np.full(max(top, 2 * self._pid_table.shape[0]), -1, np.int32)
             table[: self._pid_table.shape[0]] = self._pid_table
             self._pid_table = table
         table = self._pid_table
-        for col in (pa, pb, pc):
-            pos = col[col > 0]
-            new = pos[table[pos] < 0]
-            for pid in np.unique(new).tolist():
-                table[pid] = self._task(pid)
-        idle = self._c_idle[ev.cpu].astype(np.int32)
-        a = np.where(pa > 0, table[np.maximum(pa, 0)], -1).astype(np.int32)
-        a = np.where(switch & (pa == 0), idle, a)
-        b = np.where(pb > 0, table[np.maximum(pb, 0)], -1).astype(np.int32)
-        b = np.where(switch & (pb == 0), idle, b)
-        c = np.where(pc > 0, table[np.maximum(pc, 0)], -1).astype(np.int32)
-        c = np.where(pc == 0, idle, c)
-        return np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(c)
+        for column in _schedwalk.new_pids(ev.kind, (ev.pid, ev.other_pid, actor), table):
+            for new in column:
+                table[new] = self._task(new)
 
     def _task(self, key: int) -> int:
         index = self._dense.get(key)
@@ -315,18 +321,13 @@ class SchedConverter(ConverterBase):
         self._c_curr = np.concatenate([self._c_curr, np.full(n - old, -1, np.int64)])
         self._c_last = np.concatenate([self._c_last, np.full(n - old, _NO_TIME, np.int64)])
         self._c_idle = np.concatenate([self._c_idle, np.full(n - old, -1, np.int64)])
-        self._c_seen = np.concatenate([self._c_seen, np.zeros(n - old, np.bool_)])
+        self._c_seen = np.concatenate([self._c_seen, np.zeros(n - old, np.uint8)])
         for cpu in range(old, n):
             self._c_idle[cpu] = self._task(-1 - cpu)
 
-    def _register_rows(self, rows: _Rows) -> None:
-        """Register members in order of their first row."""
-        tasks = rows.task[rows.task >= 0]
-        new = tasks[self._t_member[tasks] < 0]
-        if new.size == 0:
-            return
-        uniq, first = np.unique(new, return_index=True)
-        for task in uniq[np.argsort(first)].tolist():
+    def _register_first_rows(self, tasks: npt.NDArray[np.int32]) -> None:
+        """Register the members of tasks that had their first row, in order of that row."""
+        for task in tasks.tolist():
             self._t_member[task] = self._member_of(self._keys[task])
 
     # ---- output ----------------------------------------------------------------
@@ -345,12 +346,35 @@ class SchedConverter(ConverterBase):
             cut = min(cut, int(rows.time[open_rows].min()))
         else:
             self._give_up_open(rows)
-        keep = rows.time >= cut
-        new_index = np.cumsum(keep) - 1
-        tasks = np.flatnonzero(self._t_deferred >= 0)
-        self._t_deferred[tasks] = new_index[self._t_deferred[tasks]]
-        self._carry = rows.take(keep)
-        return self._emit_rows(rows.take(~keep))
+        batch, kept = self._emit_rows(rows, cut)
+        self._carry = rows.head(kept)
+        return batch
+
+    def _append_carried(self, rows: _Rows) -> None:
+        """Add rows after the carried ones (in the buffer they are first in, if it has room)."""
+        n = len(self._carry)
+        buffer = self._buffer
+        if buffer is not None and len(buffer) >= n + len(rows):
+            buffer.head(n + len(rows)).copy_in(rows, at=n)
+            self._carry = buffer.head(n + len(rows))
+            return
+        self._carry = _Rows.concat([self._carry, rows])
+        self._buffer = None
+
+    def _rows_for(self, need: int) -> _Rows:
+        """A rows buffer with room for ``need`` rows, the carried rows first.
+
+        The last chunk's buffer already holds them first (``_emit_rows`` moves
+        them there): it is used again while it is large enough, so the rows
+        held back over several chunks are not copied for each.
+        """
+        if self._buffer is not None and len(self._buffer) >= need:
+            return self._buffer
+        # room for the carried rows to grow: only the rows written take memory
+        out = _Rows.alloc(2 * need)
+        out.copy_in(self._carry)
+        self._buffer = out
+        return out
 
     def _give_up_open(self, rows: _Rows) -> None:
         """Open span ends no later event decided: the spans go on until the task's next event."""
@@ -386,20 +410,25 @@ class SchedConverter(ConverterBase):
         self.info.uncertain_ns.clear()  # a second pass over the same input finds the same
         self.info.uncertain_ns.update(found)
 
-    def _emit_rows(self, rows: _Rows) -> EventBatch:
-        if len(rows) == 0:
-            return EventBatch.empty()
+    def _emit_rows(self, rows: _Rows, cut: int | None) -> tuple[EventBatch, int]:
+        """Hand on the rows before ``cut`` (all for None), in time order and no earlier than
+        rows already handed on; the others move to the front of ``rows``.  Returns the
+        batch and the number of rows kept."""
+        n = len(rows)
+        if n == 0:
+            return EventBatch.empty(), 0
         floor = int(self._g[_G_FLOOR])
-        time = np.maximum(rows.time, floor)
-        order = np.argsort(time, kind="stable")
-        member = np.where(rows.task >= 0, self._t_member[np.maximum(rows.task, 0)], -1)
-        keep = (rows.task < 0) | (member >= 0)
-        order = order[keep[order]]
-        batch = EventBatch.from_columns(time[order], member[order], rows.old[order],
-                                        rows.new[order])
-        if len(batch):
+        batch = EventBatch(np.empty(n, np.int64), np.empty(n, np.int32), np.empty(n, np.int8),
+                           np.empty(n, np.int8))
+        columns = (batch.time, batch.member, batch.old_state, batch.new_state)
+        n_out, kept = _schedwalk.split(rows.columns(), n, 0 if cut is None else cut,
+                                       cut is None, floor, self._t_member, self._t_deferred,
+                                       columns)
+        for column in columns:
+            column.resize(n_out, refcheck=False)  # owned arrays: a replay keeps them as they are
+        if n_out:
             self._g[_G_FLOOR] = int(batch.time[-1])
-        return batch
+        return batch, kept
 
     def _sync_counts(self) -> None:
         for i in np.flatnonzero(self._counts).tolist():
@@ -446,9 +475,9 @@ class _Rows:
         return _Rows(*(np.concatenate([getattr(p, c) for p in parts])
                        for c in ("time", "task", "old", "new")))
 
-    def copy_in(self, other: _Rows) -> None:
-        n = len(other)
-        self.time[:n], self.task[:n], self.old[:n], self.new[:n] = \
+    def copy_in(self, other: _Rows, at: int = 0) -> None:
+        end = at + len(other)
+        self.time[at:end], self.task[at:end], self.old[at:end], self.new[at:end] = \
             other.time, other.task, other.old, other.new
 
     def columns(self) -> tuple[npt.NDArray[Any], ...]:
@@ -457,14 +486,15 @@ class _Rows:
     def head(self, n: int) -> _Rows:
         return _Rows(self.time[:n], self.task[:n], self.old[:n], self.new[:n])
 
-    def take(self, mask: npt.NDArray[np.bool_]) -> _Rows:
-        return _Rows(self.time[mask], self.task[mask], self.old[mask], self.new[mask])
 
+def _check_range(path: str, what: str, bounds: tuple[int, int], limit: int) -> None:
+    """Values a damaged file may carry must not size arrays: refuse them.
 
-def _check_range(path: str, what: str, column: npt.NDArray[np.int32], limit: int) -> None:
-    """Values a damaged file may carry must not size arrays: refuse them."""
-    if column.size and (int(column.min()) < -1 or int(column.max()) >= limit):
-        bad = int(column.max()) if int(column.max()) >= limit else int(column.min())
+    ``bounds``: the column's (min, max).
+    """
+    low, high = bounds
+    if low < -1 or high >= limit:
+        bad = high if high >= limit else low
         raise InputError(path, f"{what} {bad} out of range (damaged trace?)")
 
 
