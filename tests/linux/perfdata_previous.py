@@ -38,6 +38,9 @@ BLOCK = 8 << 20
 #: one block of whole records: (bytes, record offsets, record types, file offset of the block)
 Block = tuple[npt.NDArray[np.uint8], npt.NDArray[np.int64], npt.NDArray[np.uint32], int]
 
+#: damage counters the scan counts
+DAMAGE = ("malformed_samples", "truncated_tail_bytes")
+
 
 def _gather(buf: npt.NDArray[np.uint8], at: npt.NDArray[np.int64], dtype: str
             ) -> npt.NDArray[np.int64]:
@@ -384,8 +387,13 @@ class PreviousPerfDataSource(PerfDataSource):
         for record in sorted(side):
             record.apply(names)
         self._decoder.naming = names
+        before = {k: self.info.anomalies.get(k, 0) for k in DAMAGE}
         self._scan_events()
         self._decoder.naming = None
+        # what the events scan counted of damage outlives the replay of its cached events
+        # (as in the reader; the side-band walk above counts the same damage once more)
+        self._scan_damage = {k: n for k in DAMAGE
+                             if (n := self.info.anomalies.get(k, 0) - before[k])}
         self._names = names
         return names
 

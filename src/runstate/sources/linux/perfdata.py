@@ -75,6 +75,9 @@ class PerfDataSource:
         self._active: set[int] | None = None
         self._untimed = 0
         self._after_cut = 0
+        #: what the names pass counted of damage; a replay of its cached events does not
+        #: walk the file again, so the counts are carried over from it
+        self._scan_damage: dict[str, int] = {}
         try:
             with open(path, "rb") as f:
                 self.header = read_header(path, f)
@@ -118,6 +121,8 @@ class PerfDataSource:
             self.info.anomalies["lost_samples_untimed"] = self._untimed
         if self._after_cut:
             self.info.anomalies["events_after_cut"] = self._after_cut
+        if self._cache is not None:
+            self.info.anomalies.update(self._scan_damage)
         items = iter(self._cache) if self._cache is not None else self._items(recycle=True)
         yield from sched_batches(self.path, items, names, self.registry, self.info,
                                  self._options, n_cpus=self.header.n_cpus,
@@ -179,10 +184,12 @@ class PerfDataSource:
         status = stream.scanner.status()
         if self._names is None and status["untimed"]:
             self._untimed += status["untimed"]
-        if status["malformed"]:
-            self.info.count("malformed_samples", status["malformed"])
-        if status["tail_bytes"]:
-            self.info.count("truncated_tail_bytes", status["tail_bytes"])
+        for name, key in (("malformed_samples", "malformed"), ("truncated_tail_bytes",
+                                                                 "tail_bytes")):
+            if status[key]:
+                self.info.count(name, status[key])
+                if self._names is None:
+                    self._scan_damage[name] = status[key]
         if self.header.truncated:
             self._end_at_cut(status["complete_until"], status["dropped"])
 
