@@ -17,6 +17,7 @@
     python bench/live_overhead.py                      # both, default sizes
     python bench/live_overhead.py --pipe-loops 200000 --repeat 5
     python bench/live_overhead.py --only top --threads 2000 --seconds 10
+    python bench/live_overhead.py --only top --groups thread --sources bpf --seconds 30
 """
 
 from __future__ import annotations
@@ -147,6 +148,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--groups", nargs="+", default=["process", "thread"],
                         help="grouping of the threads: one domain (process) or one each")
+    parser.add_argument("--sources", nargs="+", default=["bpf", "tracefs"],
+                        choices=("bpf", "tracefs"), help="the live sources to run top with")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("live_overhead.py needs root")
@@ -155,7 +158,7 @@ def main() -> None:
         report["pipe"] = bench_pipe(args.pipe_loops, args.repeat, args.cpu)
     if args.only in (None, "top"):
         report["top"] = [bench_top(args.threads, args.busy, args.seconds, source, group)
-                         for group in args.groups for source in ("bpf", "tracefs")]
+                         for group in args.groups for source in args.sources]
     print(json.dumps(report, indent=2))
 
 

@@ -124,6 +124,46 @@ def cpus_kept_busy() -> Iterator[None]:
             p.wait()
 
 
+#: a stand-in for a QEMU guest: its command line is QEMU's (``-name guest=NAME``) and its
+#: threads name themselves as QEMU's vCPU threads do (``CPU n/KVM``, right after they
+#: start); each vCPU wakes every 10 ms, as an idle guest's timer does
+FAKE_VM = """
+import ctypes, sys, threading, time
+libc = ctypes.CDLL(None)
+def vcpu(i):
+    libc.prctl(15, ("CPU %d/KVM" % i).encode(), 0, 0, 0)
+    while True:
+        time.sleep(0.01)
+for i in range(int(sys.argv[1])):
+    threading.Thread(target=vcpu, args=(i,), daemon=True).start()
+time.sleep(600)
+"""
+
+
+@contextmanager
+def fake_vm(name: str, vcpus: int = 2) -> Iterator[int]:
+    """A process that looks like QEMU running guest ``name``; its pid."""
+    # argv[0] is QEMU's: Python is told where its own library is
+    proc = subprocess.Popen(["qemu-system-x86_64", "-c", FAKE_VM, str(vcpus), "-name",
+                             f"guest={name},debug-threads=on"], executable=sys.executable,
+                            env={**os.environ, "PYTHONHOME": sys.base_prefix})
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def vcpu_threads(pid: int) -> dict[int, str]:
+    """The threads of ``pid`` named as vCPUs, tid -> name, from /proc."""
+    found = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        comm = Path(f"/proc/{pid}/task/{tid}/comm").read_text().strip()
+        if comm.startswith("CPU "):
+            found[int(tid)] = comm
+    return found
+
+
 def group_file(tmp_path: Path, pids: list[int]) -> str:
     """A --group FILE putting the given processes in one domain named ``load``."""
     path = tmp_path / "group.json"

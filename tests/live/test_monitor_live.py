@@ -58,17 +58,17 @@ def _measure(tmp_path: Path, programs: list[str], source: str, cpu: int | None =
 def test_four_busy_on_two_cores_is_concurrency_hazard(tmp_path: Path, source: str) -> None:
     share = _measure(tmp_path, [SPIN] * 4, source)
     assert dominant(share) is DomainState.CONCURRENCY_HAZARD, share
-    # never all four running, never one of them blocked (other load adds full_contention);
-    # below 0.01 %: two CPUs' events a few hundred ns apart may be applied out of order
-    assert share[DomainState.FULL_RUN] < 0.01, share
-    assert share[DomainState.CONCURRENCY_HAZARD] + share[DomainState.FULL_CONTENTION] > 95, share
+    # never all four running, never one of them blocked (other load adds full_contention)
+    assert share[DomainState.FULL_RUN] == 0, share
+    assert share[DomainState.CONCURRENCY_HAZARD] + share[DomainState.FULL_CONTENTION] \
+        + _dropped(share, source) > 95, share
 
 
 @pytest.mark.parametrize("source", SOURCES)
 def test_one_busy_three_sleeping_is_partial_run(tmp_path: Path, source: str) -> None:
     share = _measure(tmp_path, [SPIN] + [SLEEP] * 3, source)
     assert dominant(share) is DomainState.PARTIAL_RUN, share
-    assert share[DomainState.FULL_RUN] < 0.01 and share[DomainState.FULL_CONTENTION] < 0.01, share
+    assert share[DomainState.FULL_RUN] == 0 and share[DomainState.FULL_CONTENTION] == 0, share
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -84,5 +84,14 @@ def test_two_busy_on_one_cpu_take_turns(tmp_path: Path, source: str) -> None:
     contention = share[DomainState.FULL_CONTENTION]
     # one runs while the other waits; both wait while something else has the CPU
     assert dominant(share) is DomainState.CONCURRENCY_HAZARD, share
-    assert hazard + contention > 98, share
+    assert hazard + contention + _dropped(share, source) > 98, share
     assert share[DomainState.FULL_RUN] < 1, share
+
+
+def _dropped(share: dict[DomainState, float], source: str) -> float:
+    """The lost share: none for bpf (the kernel counts every event); for tracefs what
+    the switches the tracer dropped leave undecided (more of them on a loaded host),
+    a small part of the time."""
+    lost = share[DomainState.LOST]
+    assert lost == 0 if source == "bpf" else lost < 5, share
+    return lost

@@ -11,19 +11,30 @@ row per domain and interval under a header.
 from __future__ import annotations
 
 import csv
+import functools
 import json
-from typing import Any, TextIO
+from typing import Any, TextIO, cast
 
-from runstate.cli.top_rows import STATES, DomainRow, Interval
-from runstate.model.states import MEMBER_BUCKETS
+import numpy as np
+
+from runstate.cli.top_rows import STATES, Interval, MemberRow, RowTable
+from runstate.model.states import MEMBER_BUCKETS, DomainState
 
 SCHEMA = "runstate.report/1"
 #: state names, computed once (a record of thousands of domains names each state often)
 LABELS = tuple((s, s.label) for s in STATES)
+#: one domain of a JSON record, filled from the interval's columns: thousands of domains
+#: per interval are written without a dictionary per domain
+DOMAIN_JSON = (
+    '{%s"members_seen":%d,"members_expected":null,"lifetime_ns":%d,"current_state":%s,'
+    '"since_ns":%s,"changes":%d,"lost_intervals":%d,"states":{%s},"totals":{'
+    + ",".join(f'"{label}":%d' for _, label in LABELS)
+    + '},"member_run_pct":%r,"member_ready_pct":%r,"members":%s}')
+STATES_JSON = ",".join(f'"{label}":{{"ns":%d,"share":%r}}' for _, label in LABELS)
+_STATE_JSON = ["null", *(json.dumps(label) for _, label in LABELS)]
 
 
-def interval_document(iv: Interval, busy_pct: float | None) -> dict[str, Any]:
-    """The interval as a report document."""
+def _head(iv: Interval, busy_pct: float | None) -> dict[str, Any]:
     return {
         "schema": SCHEMA,
         "source": {"path": f"live:{iv.source}", "format": f"live-{iv.source}",
@@ -34,37 +45,69 @@ def interval_document(iv: Interval, busy_pct: float | None) -> dict[str, Any]:
         "cpu_hz": None,
         "cpu_hz_assumed": False,
         "host": {"cpus": iv.n_cpus, "busy_pct": busy_pct, "lost_events": iv.lost_events},
-        "domains": [_domain(d) for d in iv.domains],
-        "host_idle": [],
-        "intervals": [],
-        "anomalies": {"lost_events": iv.lost_events},
     }
 
 
-def _domain(d: DomainRow) -> dict[str, Any]:
-    return {
-        "domain": d.key,
-        "name": d.name,
-        "members_seen": d.members,
-        "members_expected": None,
-        "lifetime_ns": d.time_ns,
-        "current_state": None if d.current_state is None else d.current_state.label,
-        "since_ns": d.since_ns,
-        "changes": d.changes,
-        "lost_intervals": d.missed,
-        "states": {label: {"ns": d.ns[s], "share": round(d.share(s) / 100.0, 6)}
-                   for s, label in LABELS},
-        "totals": {label: d.totals_ns.get(s, 0) for s, label in LABELS},
-        "member_run_pct": round(d.run_pct, 3),
-        "member_ready_pct": round(d.ready_pct, 3),
-        "members": [{"member": m.key, "name": m.name, "state": m.state,
-                     "states": {b: {"ns": m.ns.get(b, 0)} for b in MEMBER_BUCKETS}}
-                    for m in d.member_rows],
-    }
+def interval_json(iv: Interval, busy_pct: float | None) -> str:
+    """The interval as one line of JSON, a ``runstate.report/1``-shaped document."""
+    head = json.dumps(_head(iv, busy_pct), separators=(",", ":"))
+    tail = json.dumps({"host_idle": [], "intervals": [],
+                       "anomalies": {"lost_events": iv.lost_events}}, separators=(",", ":"))
+    domains = domain_json(iv.table)
+    # one join: a record of thousands of domains is megabytes, each + a copy of it
+    return "".join([head[:-1], ',"domains":[', ",".join(domains), "],", tail[1:]])
+
+
+def domain_json(t: RowTable) -> list[str]:
+    """Each domain of the table as a JSON object."""
+    end = t.end
+    lifetime = t.ns.sum(axis=1)
+    states = [_STATE_JSON[code + 1] for code in end.state.tolist()]
+    since = [str(v) if code >= 0 else "null"
+             for v, code in zip(end.since_ns.tolist(), end.state.tolist(), strict=True)]
+    members = (["[]"] * len(t) if t.member_rows is None else
+               [json.dumps([_member(m) for m in rows], separators=(",", ":"))
+                for rows in t.member_rows])
+    columns = [[_named(k, n) for k, n in zip(end.keys, end.names, strict=True)],
+               end.members.tolist(), lifetime.tolist(), states, since, end.changes.tolist(),
+               end.missed.tolist(), _states_json(t.ns.tolist()), *end.totals_ns.T.tolist(),
+               np.round(t.run_pct, 3).tolist(), np.round(t.ready_pct, 3).tolist(), members]
+    return [DOMAIN_JSON % row for row in zip(*columns, strict=True)]
+
+
+def _states_json(ns: list[list[int]]) -> list[str]:
+    """Each domain's ``states`` object (ns and share of the domain's time per state);
+    domains with the same figures share one text (thousands of sleeping threads
+    spend an interval alike)."""
+    texts: dict[tuple[int, ...], str] = {}
+    out = []
+    for row in ns:
+        key = tuple(row)
+        text = texts.get(key)
+        if text is None:
+            total = sum(key)
+            pairs = [v for ns_value in key
+                     for v in (ns_value, round(ns_value / total, 6) if total else 0.0)]
+            text = texts[key] = STATES_JSON % tuple(pairs)
+        out.append(text)
+    return out
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _named(key: str, name: str) -> str:
+    """A domain's key and name as the start of its JSON object (they come back every
+    interval)."""
+    return f'"domain":{json.dumps(key)},"name":{json.dumps(name)},'
+
+
+def _member(m: MemberRow) -> dict[str, Any]:
+    return {"member": m.key, "name": m.name, "state": m.state,
+            "states": {b: {"ns": m.ns.get(b, 0)} for b in MEMBER_BUCKETS}}
 
 
 def write_json(out: TextIO, iv: Interval, busy_pct: float | None) -> None:
-    out.write(json.dumps(interval_document(iv, busy_pct), separators=(",", ":")) + "\n")
+    out.write(interval_json(iv, busy_pct))
+    out.write("\n")
     out.flush()
 
 
@@ -85,12 +128,20 @@ class CsvWriter:
         self._writer.writerow(CSV_COLUMNS)
 
     def write(self, iv: Interval) -> None:
-        for d in iv.domains:
-            self._writer.writerow(
-                [iv.start_ns, iv.end_ns, iv.source, d.key, d.name, d.members]
-                + [d.ns[s] for s in STATES]
-                + [f"{d.share(s):.2f}" for s in STATES]
-                + [f"{d.run_pct:.2f}", f"{d.ready_pct:.2f}",
-                   "" if d.current_state is None else d.current_state.label,
-                   "" if d.since_ns is None else d.since_ns, d.missed])
+        t, end = iv.table, iv.table.end
+        lifetime = t.ns.sum(axis=1)
+        percent = np.zeros(t.ns.shape, np.float64)
+        np.divide(100.0 * t.ns, lifetime[:, None], out=percent, where=lifetime[:, None] > 0)
+        n = len(t)
+        percent_columns = cast("list[list[float]]", percent.T.tolist())
+        columns = [[iv.start_ns] * n, [iv.end_ns] * n, [iv.source] * n, end.keys, end.names,
+                   end.members.tolist(), *t.ns.T.tolist(),
+                   *([f"{v:.2f}" for v in column] for column in percent_columns),
+                   [f"{v:.2f}" for v in t.run_pct.tolist()],
+                   [f"{v:.2f}" for v in t.ready_pct.tolist()],
+                   ["" if code < 0 else DomainState(code).label for code in end.state.tolist()],
+                   ["" if code < 0 else v for v, code in zip(end.since_ns.tolist(),
+                                                              end.state.tolist(), strict=True)],
+                   end.missed.tolist()]
+        self._writer.writerows(zip(*columns, strict=True))
         self.out.flush()

@@ -93,9 +93,10 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 class _Snapshots:
     """Monitor or stream, as a sequence of snapshots."""
 
-    def __init__(self, take: Callable[[bool], LiveSnapshot | None], stop: Callable[[], None],
-                 finished: Callable[[], bool], name: str) -> None:
-        #: a snapshot, with member rows if asked (they cost time with many members)
+    def __init__(self, take: Callable[[bool, int | None], LiveSnapshot | None],
+                 stop: Callable[[], None], finished: Callable[[], bool], name: str) -> None:
+        #: a snapshot, with member rows if asked (they cost time with many members), at a
+        #: moment if given (the end of an interval: the tracefs source lags the clock)
         self.take = take
         self.stop = stop
         self.finished = finished
@@ -113,10 +114,10 @@ def _open(args: argparse.Namespace, err: TextIO) -> _Snapshots:
                               else parse_frequency(args.cpu_hz))
         stream = StreamMonitor("-", options, args.input_format).start()
 
-        def stream_snapshot(with_members: bool) -> LiveSnapshot | None:
+        def stream_snapshot(with_members: bool, at_ns: int | None) -> LiveSnapshot | None:
             if stream.error is not None:
                 raise stream.error
-            return stream.snapshot(with_members)
+            return stream.snapshot(with_members, at_ns)
 
         return _Snapshots(stream_snapshot, stream.stop, stream.finished.is_set, "stream")
     select = Selection(pids=tuple(args.pid), vms=tuple(args.vm),
@@ -153,7 +154,7 @@ def _batch(source: _Snapshots, args: argparse.Namespace, interval_ns: int,
             if signals.stop.is_set():
                 break
             source.refresh()
-            current = source.take(args.members)
+            current = source.take(args.members, deadline)
             # an interval of no time (a source that has not moved on) is not written
             if current is not None and (previous is None or current.time_ns > previous.time_ns):
                 emit(interval(previous, current))

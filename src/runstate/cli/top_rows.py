@@ -10,8 +10,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import numpy as np
+import numpy.typing as npt
+
 from runstate.analysis.advice import DomainFigures, advise_domain
-from runstate.live.snapshot import LiveDomain, LiveMember, LiveSnapshot
+from runstate.live.snapshot import DomainTable, LiveMember, LiveSnapshot
 from runstate.model.states import MEMBER_BUCKETS, DomainState
 
 STATES = tuple(DomainState)
@@ -62,42 +65,124 @@ class DomainRow:
 
 
 @dataclass(frozen=True, slots=True)
+class RowTable:
+    """Every domain of an interval as columns, in the snapshot's order.
+
+    ``top --batch`` writes thousands of domains per interval from these columns;
+    :class:`DomainRow` records are made only for the views that want them.
+    """
+
+    #: the domains at the interval's end: names, members, current state, totals, ...
+    end: DomainTable
+    #: ns per state in the interval, in DomainState order
+    ns: npt.NDArray[np.int64]
+    #: how long the current state has lasted at the interval's end
+    current_for_ns: npt.NDArray[np.int64]
+    run_pct: npt.NDArray[np.float64]
+    ready_pct: npt.NDArray[np.float64]
+    #: each domain's member rows (None: the snapshot had none)
+    member_rows: list[tuple[MemberRow, ...]] | None = None
+
+    def __len__(self) -> int:
+        return len(self.end)
+
+    def row(self, i: int) -> DomainRow:
+        end = self.end
+        code = int(end.state[i])
+        current = None if code < 0 else DomainState(code)
+        return DomainRow(
+            end.keys[i], end.names[i], int(end.members[i]),
+            dict(zip(STATES, self.ns[i].tolist(), strict=True)), current,
+            None if current is None else int(self.current_for_ns[i]),
+            None if current is None else int(end.since_ns[i]),
+            dict(zip(STATES, end.totals_ns[i].tolist(), strict=True)),
+            float(self.run_pct[i]), float(self.ready_pct[i]), int(end.missed[i]),
+            int(end.changes[i]), self.member_rows[i] if self.member_rows is not None else ())
+
+
+@dataclass(slots=True)
 class Interval:
     start_ns: int
     end_ns: int
     source: str
     n_cpus: int
     lost_events: int
-    domains: tuple[DomainRow, ...]
+    table: RowTable
     notes: tuple[str, ...] = ()
+    _rows: tuple[DomainRow, ...] | None = None
 
     @property
     def length_ns(self) -> int:
         return self.end_ns - self.start_ns
 
+    @property
+    def domains(self) -> tuple[DomainRow, ...]:
+        """The domains as records (made on first use)."""
+        if self._rows is None:
+            self._rows = tuple(self.table.row(i) for i in range(len(self.table)))
+        return self._rows
+
 
 def interval(before: LiveSnapshot | None, after: LiveSnapshot) -> Interval:
-    """The interval from ``before`` (None: the monitor's start) to ``after``."""
-    previous = {d.key: d for d in before.domains} if before is not None else {}
-    rows = tuple(_row(previous.get(d.key), d, after.time_ns) for d in after.domains)
+    """The interval from ``before`` (None: the monitor's start) to ``after``.
+
+    A domain is kept if it had time in the interval or has members now.
+    """
+    now = after.table
+    totals, member_ns = _aligned(before.table if before is not None else None, now.keys)
+    ns = now.totals_ns - totals
+    members_delta = now.member_ns - member_ns
+    member_total = members_delta.sum(axis=1)
+    run, ready = (_percent(members_delta[:, MEMBER_BUCKETS.index(b)], member_total)
+                  for b in ("running", "runnable"))
+    current_for = np.maximum(0, after.time_ns - now.since_ns)
+    keep = np.flatnonzero((ns.sum(axis=1) > 0) | (now.members > 0))
+    table = RowTable(now.take(keep), ns[keep], current_for[keep], run[keep], ready[keep],
+                     _member_rows(before, after, keep))
     start = before.time_ns if before is not None else after.started_ns
     return Interval(start, after.time_ns, after.source, after.n_cpus, after.lost_events,
-                    tuple(r for r in rows if r.time_ns > 0 or r.members > 0), after.notes)
+                    table, after.notes)
 
 
-def _row(before: LiveDomain | None, after: LiveDomain, now: int) -> DomainRow:
-    ns = {s: after.totals_ns.get(s, 0) - (before.totals_ns.get(s, 0) if before else 0)
-          for s in STATES}
-    member_ns = _delta(before.member_ns if before else {}, after.member_ns)
-    member_total = sum(member_ns.values())
-    run = 100.0 * member_ns.get("running", 0) / member_total if member_total else 0.0
-    ready = 100.0 * member_ns.get("runnable", 0) / member_total if member_total else 0.0
-    old_members = {m.key: m for m in before.member_rows} if before else {}
-    members = tuple(_member(old_members.get(m.key), m) for m in after.member_rows)
-    current_for = None if after.since_ns is None else max(0, now - after.since_ns)
-    return DomainRow(after.key, after.name, after.members, ns, after.current_state,
-                     current_for, after.since_ns, dict(after.totals_ns), run, ready,
-                     after.missed, after.changes, members)
+def _aligned(before: DomainTable | None, keys: list[str]
+             ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+    """The earlier totals and member ns of the domains ``keys`` (0 for new ones)."""
+    n = len(keys)
+    if before is None:
+        return (np.zeros((n, len(STATES)), np.int64),
+                np.zeros((n, len(MEMBER_BUCKETS)), np.int64))
+    if before.keys == keys:
+        return before.totals_ns, before.member_ns
+    index = {k: i for i, k in enumerate(before.keys)}
+    pos = np.array([index.get(k, -1) for k in keys], np.intp)
+    found = pos >= 0
+    totals = np.zeros((n, len(STATES)), np.int64)
+    member_ns = np.zeros((n, len(MEMBER_BUCKETS)), np.int64)
+    totals[found] = before.totals_ns[pos[found]]
+    member_ns[found] = before.member_ns[pos[found]]
+    return totals, member_ns
+
+
+def _percent(part: npt.NDArray[np.int64], total: npt.NDArray[np.int64]
+             ) -> npt.NDArray[np.float64]:
+    out = np.zeros(len(total), np.float64)
+    np.divide(100.0 * part, total, out=out, where=total > 0)
+    return out
+
+
+def _member_rows(before: LiveSnapshot | None, after: LiveSnapshot,
+                 keep: npt.NDArray[np.intp]) -> list[tuple[MemberRow, ...]] | None:
+    """Member rows of the kept domains, where the snapshot has them."""
+    if not after.has_member_rows:
+        return None
+    previous = {d.key: d for d in before.domains} if before is not None else {}
+    rows = []
+    for i in keep.tolist():
+        d = after.domains[i]
+        old = previous.get(d.key)
+        old_members = {m.key: m for m in old.member_rows} if old is not None else {}
+        rows.append(tuple(_member(old_members.get(m.key), m) for m in d.member_rows))
+    return rows
 
 
 def _member(before: LiveMember | None, after: LiveMember) -> MemberRow:

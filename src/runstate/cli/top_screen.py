@@ -187,7 +187,7 @@ def run_screen(source: _Snapshots, interval_ns: int, count: int | None, out: Tex
     host = HostCpu()
     busy: float | None = None
     current: Interval | None = None
-    previous = source.take(False)
+    previous = source.take(False, None)
     shown = 0
     with StopOnSignals() as signals, _keyboard() as read_key, \
             Live(console=console, screen=True, auto_refresh=False) as live:
@@ -198,10 +198,10 @@ def run_screen(source: _Snapshots, interval_ns: int, count: int | None, out: Tex
             if key is not None:
                 view.key(key, view.order(current))
             if time.monotonic_ns() >= deadline:
-                deadline += interval_ns
+                moment, deadline = deadline, deadline + interval_ns
                 if not view.paused:
                     source.refresh()
-                    snap = source.take(bool(view.expanded))
+                    snap = source.take(bool(view.expanded), moment)
                     if snap is not None:
                         current = interval(previous, snap)
                         previous = snap

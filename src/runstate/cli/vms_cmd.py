@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from runstate.live.qemu import QemuVm, running_vms, vm_from_qmp
+if TYPE_CHECKING:  # /proc scanning loads only when the command runs
+    from runstate.live.qemu import QemuVm
 
 EPILOG = """\
 examples:
@@ -30,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from runstate.live.qemu import running_vms, vm_from_qmp
+
     vms = [vm_from_qmp(path) for path in args.qmp] if args.qmp else running_vms()
     if args.format == "json":
         json.dump({"vms": [vm.as_json() for vm in vms]}, out, indent=2)

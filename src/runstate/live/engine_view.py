@@ -4,13 +4,42 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from runstate.engine.results import DomainResult
+import numpy as np
+import numpy.typing as npt
+
+from runstate.engine.results import DomainResult, RunResult
 from runstate.live.snapshot import LiveDomain, LiveMember
+from runstate.model.registry import Registry
 from runstate.model.states import MEMBER_BUCKETS, MemberState
 
+#: member states of members that exist (not gone, not waiting for their first record)
+_EXISTING = np.array([s not in (MemberState.ABSENT, MemberState.UNSEEN)
+                      for s in range(max(MemberState) + 1)])
 
-def live_domain(d: DomainResult, state_of: Callable[[str, str], str],
-                with_members: bool) -> LiveDomain:
+
+def live_domains(result: RunResult, states: npt.NDArray[np.int8], registry: Registry,
+                 with_members: bool) -> tuple[LiveDomain, ...]:
+    """The domains of an engine snapshot that were ever watched.
+
+    ``states`` are the members' states now (:meth:`Engine.member_states`): a
+    domain's member count is of the members that exist now, so a domain whose
+    members all exited has none (and leaves the views once its time stops).
+    """
+    existing = _EXISTING[states] if len(states) else np.zeros(0, bool)
+    owner = registry.member_domains()[: len(states)]
+    counts = np.bincount(owner[existing], minlength=registry.n_domains).tolist()
+
+    def state_of(domain_key: str, member_key: str) -> str:
+        index = registry.find_member(domain_key, member_key)
+        return "lost" if index is None or index >= len(states) else \
+            member_label(int(states[index]))
+
+    return tuple(live_domain(d, state_of, with_members, counts[d.index])
+                 for d in result.domains if d.lifetime_ns > 0 or d.current_state is not None)
+
+
+def live_domain(d: DomainResult, state_of: Callable[[str, str], str], with_members: bool,
+                members_now: int) -> LiveDomain:
     """One domain of an engine snapshot; ``state_of(domain, member)`` names a member's state."""
     member_ns: dict[str, int] = dict.fromkeys(MEMBER_BUCKETS, 0)
     for m in d.members:
@@ -20,7 +49,7 @@ def live_domain(d: DomainResult, state_of: Callable[[str, str], str],
     if with_members:
         rows = tuple(LiveMember(key=m.key, name=m.name, state=state_of(d.key, m.key),
                                 totals_ns=dict(m.ns)) for m in d.members)
-    return LiveDomain(key=d.key, name=d.name, members=d.members_seen,
+    return LiveDomain(key=d.key, name=d.name, members=members_now,
                       current_state=d.current_state, since_ns=d.entered_ns,
                       totals_ns={s: st.ns for s, st in d.states.items()},
                       missed=d.lost_intervals, member_rows=rows, member_ns=member_ns,

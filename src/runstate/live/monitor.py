@@ -39,7 +39,8 @@ class LiveSource(Protocol):
 
     def refresh(self) -> None: ...
 
-    def snapshot(self, with_members: bool = True) -> LiveSnapshot: ...
+    def snapshot(self, with_members: bool = True, at_ns: int | None = None
+                 ) -> LiveSnapshot: ...
 
     def close(self) -> None: ...
 
@@ -73,13 +74,14 @@ class Monitor:
         self.source: str | None = None
         self.fallback_notes: list[str] = []
         self._source: LiveSource | None = None
+        self._catalog: TaskCatalog | None = None
         self._lock = threading.Lock()
 
     def start(self) -> Monitor:
         """Find the tasks and start counting; raises EnvironmentProblem if no source works."""
         if self._source is not None:
             return self
-        catalog = TaskCatalog(self.select)
+        catalog = self._catalog = TaskCatalog(self.select)
         names = ("bpf", "tracefs") if self.requested == "auto" else (self.requested,)
         problems = []
         for name in names:
@@ -102,14 +104,23 @@ class Monitor:
             if self._source is not None:
                 self._source.refresh()
 
-    def snapshot(self, with_members: bool = True) -> LiveSnapshot:
-        """Every domain's counters now (``with_members=False`` skips the member rows)."""
+    def snapshot(self, with_members: bool = True, at_ns: int | None = None) -> LiveSnapshot:
+        """Every domain's counters now (``with_members=False`` skips the member rows).
+
+        ``at_ns`` (CLOCK_MONOTONIC ns, not in the future) asks for the counters at
+        that moment, so that consecutive snapshots are evenly spaced: the tracefs
+        source waits until its events have passed it; the bpf counters are read
+        when called, so call it at that moment.
+        """
         with self._lock:
-            if self._source is None:
+            if self._source is None or self._catalog is None:
                 raise UsageError("the monitor is not started")
-            snap = self._source.snapshot(with_members)
-        if self.fallback_notes:
-            snap = _with_notes(snap, tuple(self.fallback_notes))
+            snap = self._source.snapshot(with_members, at_ns)
+            waiting = self._catalog.waiting_vms
+        notes = [*self.fallback_notes,
+                 *(f"--vm {name}: not running (followed once it starts)" for name in waiting)]
+        if notes:
+            snap = _with_notes(snap, tuple(notes))
         return snap
 
     def stop(self) -> None:

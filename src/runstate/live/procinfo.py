@@ -64,6 +64,15 @@ def thread_info(pid: int, tid: int) -> ThreadInfo | None:
                       cgroup=_cgroup(_read(f"{base}/cgroup")))
 
 
+def thread_state(tid: int) -> str | None:
+    """Thread ``tid``'s one-letter state now; None if there is no such thread."""
+    stat = _read(f"/proc/{tid}/stat")
+    if stat is None:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    return fields[0] if fields else None
+
+
 def _cgroup(text: str | None) -> str | None:
     """The unified (v2) path if present, else the cpu controller's v1 path."""
     if text is None:

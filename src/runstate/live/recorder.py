@@ -59,11 +59,13 @@ class RecordSummary:
 
 
 def select_pids(pids: Iterable[int] = (), vms: Iterable[str] = (),
-                all_tasks: bool = False) -> tuple[list[int] | None, dict[int, str]]:
+                all_tasks: bool = False, wait_for_vms: bool = False
+                ) -> tuple[list[int] | None, dict[int, str]]:
     """The processes to trace (None: everything) and the QEMU VMs among them.
 
     ``--vm NAME`` finds QEMU processes whose ``-name`` is NAME; their threads
-    (vCPUs and the rest) are traced.  Unknown pids or VM names are usage errors.
+    (vCPUs and the rest) are traced.  Unknown pids or VM names are usage errors,
+    except VM names with ``wait_for_vms``: a live view follows a VM once it starts.
     """
     pids, vms = list(pids), list(vms)
     if all_tasks:
@@ -80,6 +82,8 @@ def select_pids(pids: Iterable[int] = (), vms: Iterable[str] = (),
     found_vms = {pid: name for pid, name in running.items() if pid in chosen}
     for name in vms:
         matches = [pid for pid, vm in running.items() if vm == name]
+        if not matches and wait_for_vms:
+            continue
         if not matches:
             known = ", ".join(sorted(set(running.values()))) or "none running"
             raise EnvironmentProblem(f"--vm {name}: no QEMU process with -name {name} "

@@ -15,7 +15,7 @@ from dataclasses import replace
 
 from runstate.engine.core import Engine
 from runstate.errors import RunstateError
-from runstate.live.engine_view import live_domain, member_label
+from runstate.live.engine_view import live_domains
 from runstate.live.snapshot import LiveDomain, LiveSnapshot
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
@@ -66,24 +66,21 @@ class StreamMonitor:
     def started(self) -> bool:
         return self._engine.start_ns is not None
 
-    def snapshot(self, with_members: bool = True) -> LiveSnapshot | None:
-        """Figures up to the last event read (None before the first event)."""
+    def snapshot(self, with_members: bool = True, at_ns: int | None = None
+                 ) -> LiveSnapshot | None:
+        """Figures up to the last event read (None before the first event).
+
+        ``at_ns`` is not used: the stream's clock is its own, not this host's.
+        """
         with self._lock:
             if self._engine.start_ns is None:
                 return None
             result = self._engine.snapshot()
-            states = self._engine._s.mstate.copy()  # the members' states now
+            states = self._engine.member_states()
             registry = self._source.registry
-        scale = self._ns_per_tick()
-
-        def state_of(domain_key: str, member_key: str) -> str:
-            index = registry.find_member(domain_key, member_key)
-            return "lost" if index is None or index >= len(states) else \
-                member_label(int(states[index]))
-
-        domains = tuple(_in_ns(live_domain(d, state_of, with_members), scale)
-                        for d in result.domains
-                        if d.lifetime_ns > 0 or d.current_state is not None)
+            scale = self._ns_per_tick()
+            domains = tuple(_in_ns(d, scale)
+                            for d in live_domains(result, states, registry, with_members))
         info = self._source.info
         notes = tuple(info.notes) if hasattr(info, "notes") else ()
         return LiveSnapshot(time_ns=int(result.end_ns * scale),

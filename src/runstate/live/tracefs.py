@@ -264,6 +264,24 @@ class TraceInstance:
         for event in events:
             self._set(f"events/sched/{event}/enable", "1")
 
+    def add_pids(self, pids: Iterable[int]) -> None:
+        """Add tasks to the pid filter while tracing (a process that started later).
+
+        The file is opened for appending: opening it otherwise empties the filter.
+        """
+        text = " ".join(str(p) for p in sorted(set(pids)))
+        if not text:
+            return
+        path = self.path / "set_event_pid"
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+            try:
+                os.write(fd, text.encode("ascii") + b"\n")
+            finally:
+                os.close(fd)
+        except OSError as err:
+            raise EnvironmentProblem(f"cannot add pids to {path}: {err.strerror}") from None
+
     def resize(self, buffer_kb: int) -> None:
         """Change the per-CPU buffer size (allowed while tracing)."""
         self._set("buffer_size_kb", str(buffer_kb))

@@ -3,10 +3,17 @@
 Pages are read from the running instance every ``POLL_SECONDS`` by a
 background thread (so a busy host does not overrun the buffer between two
 snapshots), decoded by :class:`~runstate.live.stream.LiveSchedStream` and fed
-through the recording's converter (switch-chain check and repair) into an
-:class:`~runstate.engine.core.Engine`.  Events the kernel dropped become loss
-windows, hence ``lost`` time.  With a pid filter the instance follows forks
-(``event-fork``) and so does the grouping here.
+through the recording's converter (switch-chain check and repair).  Events the
+kernel dropped become loss windows, hence ``lost`` time.
+
+The decoded events lag the clock by a varying fraction of a second, so the
+converter's rows wait in a :class:`~runstate.live.row_queue.RowQueue` and a
+snapshot asked for a moment waits until the events have passed it, then takes
+exactly the rows up to it: ``top --batch`` records are whole intervals.
+
+With a pid filter the instance follows forks (``event-fork``) and so does the
+grouping here; the threads of a ``--vm`` that starts later join the filter as
+soon as a refresh or one of their events shows them.
 """
 
 from __future__ import annotations
@@ -16,45 +23,38 @@ import threading
 import time
 
 import numpy as np
+import numpy.typing as npt
 
 from runstate.engine.core import Engine
-from runstate.engine.results import RunResult
 from runstate.errors import EnvironmentProblem
-from runstate.live.engine_view import live_domain, member_label
+from runstate.live.engine_view import live_domains
+from runstate.live.row_queue import RowQueue
 from runstate.live.snapshot import LiveSnapshot
 from runstate.live.stream import LiveSchedStream
-from runstate.live.tasks import TaskCatalog, cpu_count
+from runstate.live.tasks import Followed, TaskCatalog, cpu_count
 from runstate.live.tracefs import TraceInstance, find_tracefs
+from runstate.live.tracefs_follow import SLEEPING, FollowedGrouping, asleep
+from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.model.states import MemberState
 from runstate.sources.base import ReadOptions, SourceInfo
-from runstate.sources.linux.grouping import Assignment
 from runstate.sources.linux.sched import LostEvents, SchedConverter
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind
 
 POLL_SECONDS = 0.1
 BUFFER_KB_ALL = 8192
 BUFFER_KB_FILTERED = 2048
-#: /proc states that mean "not running and not waiting for a CPU"
-_SLEEPING = frozenset("SDTtIP")
+#: rows wait this long for a snapshot placed in the past before the engine takes them
+KEEP_NS = 2_000_000_000
+#: a snapshot waits at most this long for the events to pass its moment
+CATCH_UP_NS = 1_500_000_000
+CATCH_UP_STEP_S = 0.02
 
 
-class _LiveGrouping:
-    """The catalog's grouping, restricted (with a pid filter) to followed tasks and their forks."""
-
-    def __init__(self, catalog: TaskCatalog, keep: set[int] | None) -> None:
-        self.catalog = catalog
-        self.keep = keep
-        self.mode = catalog.grouping.mode
-
-    @property
-    def expected_members(self) -> dict[str, int]:
-        return {}
-
-    def assign(self, tid: int) -> Assignment | None:
-        if tid <= 0 or (self.keep is not None and tid not in self.keep):
-            return None
-        return self.catalog.describe(tid)
+def no_task_event(t_ns: int, cpu: int) -> SchedEvents:
+    """A wakeup of no task (pid -1) at ``t_ns``: the converter skips it, but takes it
+    as the start of a chunk, so it hands on every row before ``t_ns``."""
+    return SchedEvents.from_columns([t_ns], [cpu], [int(SchedKind.WAKEUP)], [-1], [-1], [0])
 
 
 class TracefsSource:
@@ -89,28 +89,42 @@ class TracefsSource:
         self._converter = SchedConverter(self._instance.name, self.registry, self.info,
                                          self.catalog.names, options, n_cpus=cpu_count(),
                                          filtered=keep is not None)
-        self._grouping = _LiveGrouping(self.catalog, keep)
+        self.started_ns = time.monotonic_ns()
+        self._stream = LiveSchedStream(self._instance, self.started_ns)
+        self._grouping = FollowedGrouping(self.catalog, keep, self._stream.comms)
         self._converter.grouping = self._grouping  # type: ignore[assignment]
+        self._engine = Engine(self.registry, start_ns=self.started_ns,
+                              initial=self._initial_states(followed))
+        #: when each member was last seen asleep in /proc
+        self._sighted: dict[int, int] = {}
+        self._unknown_before = 0
+        self._queue = RowQueue()
+        self._losses_fed = 0
+        self._instance.start()
+        self._thread = threading.Thread(target=self._poll_loop, name="runstate-tracefs",
+                                        daemon=True)
+        self._thread.start()
+
+    def _initial_states(self, followed: list[Followed]) -> dict[int, MemberState]:
+        """Members known from /proc: sleeping is blocked; running or runnable is not
+        known (its domain is lost) until the member's first event."""
         initial = {}
         for f in followed:
             index = self.registry.member(f.assignment.domain_key, f.assignment.member_key,
                                          f.assignment.member_name)
+            self._grouping.tids[(f.assignment.domain_key, f.assignment.member_key)] = f.tid
             self.registry.domain(f.assignment.domain_key, f.assignment.domain_name)
-            if self.catalog.names.start_state.get(f.tid, "R") in _SLEEPING:
-                initial[index] = MemberState.BLOCKED
-        self.started_ns = time.monotonic_ns()
-        self._engine = Engine(self.registry, start_ns=self.started_ns, initial=initial)
-        self._instance.start()
-        self._stream = LiveSchedStream(self._instance, self.started_ns)
-        self._losses_fed = 0
-        self._thread = threading.Thread(target=self._poll_loop, name="runstate-tracefs",
-                                        daemon=True)
-        self._thread.start()
+            sleeping = self.catalog.names.start_state.get(f.tid, "R") in SLEEPING
+            initial[index] = MemberState.BLOCKED if sleeping else MemberState.UNKNOWN
+        return initial
+
+    # ---- reading ------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             with self._lock:
                 self._poll()
+                self._feed_engine(self._safe_time() - KEEP_NS)
 
     def _poll(self) -> None:
         events = self._stream.poll()
@@ -120,11 +134,8 @@ class TracefsSource:
         self._losses_fed = len(self._stream.losses)
         if len(events):
             self._follow_forks(events)
-            self.catalog.names.comm.update(
-                {t: c for t, c in self._stream.comms.items() if t not in self.catalog.names.comm})
-            batch = self._converter.feed(events)
-            if len(batch):
-                self._engine.feed(batch)
+            self._queue.push(self._converter.feed(events))
+        self._widen_filter()
 
     def _follow_forks(self, events: SchedEvents) -> None:
         keep = self._grouping.keep
@@ -136,37 +147,119 @@ class TracefsSource:
             if parent in keep:
                 keep.add(child)
 
+    def _widen_filter(self) -> None:
+        """Trace the threads taken in since the last call (a VM started later)."""
+        adopted, self._grouping.adopted = self._grouping.adopted, []
+        if adopted:
+            self._instance.add_pids(adopted)
+
+    def _release_held_rows(self) -> None:
+        """Make the converter hand on the rows it holds back for the next chunk.
+
+        It holds the rows from its last chunk's first event on, in case the next
+        chunk reveals a lost switch that began among them.  Every event before
+        the stream's watermark has been decoded, so the next chunk starts after
+        it: an event of no task at the watermark says so.
+        """
+        held = self._converter.held_back_since_ns
+        watermark = self._stream.watermark_ns
+        if held is None or watermark is None or watermark <= held:
+            return
+        mark = no_task_event(watermark, self._stream.reader.cpus[0])
+        self._queue.push(self._converter.feed(mark))
+
+    def _safe_time(self) -> int:
+        """The latest moment no row still to come can precede: the stream's
+        watermark, or the first row the converter still holds back."""
+        bound = self._stream.watermark_ns or self.started_ns
+        held = self._converter.held_back_since_ns
+        return bound if held is None else min(bound, held)
+
+    def _feed_engine(self, until_ns: int) -> None:
+        rows = self._queue.take_until(until_ns, self._engine.last_time_ns)
+        if len(rows):
+            self._engine.feed(rows)
+
+    # ---- the monitor's side ---------------------------------------------------------
+
     def refresh(self) -> None:
-        """New processes are not added to a running pid filter: forks are followed."""
-
-    def snapshot(self, with_members: bool = True) -> LiveSnapshot:
+        """Follow the threads of a ``--vm`` that started since the last refresh
+        (forks of followed tasks are followed by the kernel already)."""
         with self._lock:
-            self._poll()
-            result = self._engine.snapshot(self._safe_time())
-            states = self._engine._s.mstate.copy()  # the members' states now
+            new = self.catalog.rescan()
+            if self._grouping.keep is not None and new:
+                self._grouping.adopt([f.tid for f in new])
+                self._widen_filter()
 
-        def state_of(domain_key: str, member_key: str) -> str:
-            index = self.registry.find_member(domain_key, member_key)
-            return "lost" if index is None or index >= len(states) else \
-                member_label(int(states[index]))
-
-        domains = tuple(live_domain(d, state_of, with_members) for d in result.domains
-                        if d.lifetime_ns > 0 or d.current_state is not None)
+    def snapshot(self, with_members: bool = True, at_ns: int | None = None) -> LiveSnapshot:
+        """Figures at ``at_ns`` (monotonic ns), once the events have passed it;
+        without it, at the latest moment the events allow."""
+        moment = self._catch_up(at_ns)
+        with self._lock:
+            last = self._engine.last_time_ns or self.started_ns
+            moment = max(moment, last)
+            self._feed_engine(moment)
+            result = self._engine.snapshot(moment)
+            states = self._engine.member_states()
+            self._sight_unknown(states, moment)
+        domains = live_domains(result, states, self.registry, with_members)
         lost = sum(self._instance.stats(cpu).lost for cpu in self._instance.cpus())
         return LiveSnapshot(time_ns=result.end_ns, started_ns=self.started_ns,
                             source=self.name, n_cpus=cpu_count(), lost_events=lost,
-                            domains=domains, notes=_notes(result))
+                            domains=domains, notes=self._notes(states))
 
-    def _safe_time(self) -> int:
-        """The latest time no later row can precede: the stream's watermark, or
-        the first row the converter still holds back (an unresolved switch)."""
-        last = self._engine.last_time_ns or self.started_ns
-        bound = self._stream.watermark_ns or last
-        held = getattr(self._converter, "_carry", None)
-        held_time = getattr(held, "time", None)
-        if held_time is not None and len(held_time):
-            bound = min(bound, int(held_time.min()))
-        return max(last, bound)
+    def _sight_unknown(self, states: npt.NDArray[np.int8], moment: int) -> None:
+        """Members the trace cannot tell the state of (after events were dropped, or
+        running or runnable at the start) until their next event: one that /proc
+        shows asleep now is blocked from now on (seen at a moment, not guessed).
+
+        A member is looked at again while it is unknown at a snapshot after the
+        moment it was last seen (more events may have been dropped since).
+        """
+        unknown = [m for m in np.flatnonzero(states == MemberState.UNKNOWN).tolist()
+                   if self._sighted.get(m, moment) <= moment]
+        seen = asleep(self._grouping.threads_of(self.registry, unknown))
+        self._sighted.update(seen)
+        if seen:
+            n = len(seen)
+            self._queue.add_sightings(EventBatch.from_columns(
+                list(seen.values()), list(seen), [MemberState.BLOCKED] * n,
+                [MemberState.BLOCKED] * n))
+
+    def _catch_up(self, at_ns: int | None) -> int:
+        """Poll until the events have passed ``at_ns`` (or for CATCH_UP_NS at most);
+        the moment a snapshot can be taken at."""
+        give_up = time.monotonic_ns() + CATCH_UP_NS
+        while True:
+            with self._lock:
+                self._poll()
+                if at_ns is None or (self._stream.watermark_ns or 0) >= at_ns:
+                    self._release_held_rows()
+                safe = self._safe_time()
+            if at_ns is None:
+                return safe
+            if safe >= at_ns:
+                return at_ns
+            if time.monotonic_ns() >= give_up:
+                return safe
+            time.sleep(CATCH_UP_STEP_S)
+
+    def _notes(self, states: npt.NDArray[np.int8]) -> tuple[str, ...]:
+        notes = []
+        # members unknown now or at the last snapshot: the time between may be lost
+        unknown = int(np.count_nonzero(states == MemberState.UNKNOWN))
+        unknown, self._unknown_before = max(unknown, self._unknown_before), unknown
+        if unknown:
+            notes.append(f"{unknown} followed threads in an unknown state until their "
+                         "next event (their domains are lost meanwhile)")
+        repairs = self.info.anomalies.get("chain_repairs", 0)
+        if repairs:
+            notes.append(f"{repairs} switch-chain repairs (switches the tracer dropped: "
+                         "what they leave undecided is lost)")
+        if self._queue.late_rows:
+            notes.append(f"{self._queue.late_rows} state changes found out after a snapshot "
+                         "had passed them were placed at it")
+        return tuple(notes)
 
     def close(self) -> None:
         self._stop.set()
@@ -177,8 +270,3 @@ class TracefsSource:
             self._instance.close()
         finally:
             self._tracefs.release()
-
-
-def _notes(result: RunResult) -> tuple[str, ...]:
-    repairs = result.anomalies.get("chain_repairs", 0)
-    return (f"{repairs} switch-chain repairs",) if repairs else ()

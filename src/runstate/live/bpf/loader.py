@@ -31,8 +31,9 @@ BTF_PATH = "/sys/kernel/btf/vmlinux"
 TRACEPOINT_PROGRAMS = ("rs_switch", "rs_wakeup", "rs_wakeup_new", "rs_fork", "rs_exit")
 INIT_PROGRAM = "rs_init_members"
 SET_STATE_PROGRAM = "rs_set_state"
+RELEASE_PROGRAM = "rs_release"
 #: every program name this tool loads (tests look for leftovers by these)
-PROGRAM_NAMES = (*TRACEPOINT_PROGRAMS, INIT_PROGRAM, SET_STATE_PROGRAM)
+PROGRAM_NAMES = (*TRACEPOINT_PROGRAMS, INIT_PROGRAM, SET_STATE_PROGRAM, RELEASE_PROGRAM)
 MAP_NAMES = ("members", "groups", "config", "counters")
 
 BPF_ANY = 0
@@ -42,7 +43,7 @@ BPF_F_LOCK = 4
 #: value layouts of the maps (see struct rs_group / rs_member in runstate.bpf.c)
 GROUP_DTYPE = np.dtype([
     ("lock", "<u4"), ("members", "<u4"), ("n_running", "<i4"), ("n_runnable", "<i4"),
-    ("n_blocked", "<i4"), ("n_unknown", "<i4"), ("state", "<i4"), ("pad", "<u4"),
+    ("n_blocked", "<i4"), ("n_unknown", "<i4"), ("state", "<i4"), ("held", "<u4"),
     ("since", "<u8"), ("ns", "<u8", (7,)),
     ("missed", "<u8"), ("changes", "<u8"), ("first_ns", "<u8"),
     ("member_ns", "<u8", (3,)), ("mlast", "<u8"),
@@ -101,6 +102,10 @@ class _TestRunOpts(ctypes.Structure):
 
 class _StateArg(ctypes.Structure):
     _fields_ = [("tid", ctypes.c_uint32), ("state", ctypes.c_uint32)]
+
+
+class _ReleaseArg(ctypes.Structure):
+    _fields_ = [("group", ctypes.c_uint32)]
 
 
 class _BatchOpts(ctypes.Structure):
@@ -227,6 +232,8 @@ class BpfAccounting:
         self._links: list[int] = []
         self.max_members = max_members
         self.max_groups = max_groups
+        self._read_buffers: dict[str, tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]] = {}
+        self._possible_cpus = _possible_cpus() or os.cpu_count() or 1
         try:
             self._load(fork_grouping)
         except BaseException:
@@ -282,13 +289,23 @@ class BpfAccounting:
 
     # --- tables -------------------------------------------------------------------
 
-    def add_group(self, group_id: int) -> None:
-        """Create an empty group (kept as it is when it exists)."""
+    def add_group(self, group_id: int, held: bool = False) -> bool:
+        """Create an empty group (kept as it is when it exists); True if it is new.
+
+        A ``held`` group has no state and counts no time until :meth:`release`:
+        its members are counted one after the other, and until the last one is,
+        the group would show a state they were never in together.
+        """
         value = np.zeros(1, GROUP_DTYPE)
         value["state"] = -1
+        value["held"] = int(held)
         key = ctypes.c_uint32(group_id)
-        self._call("bpf_map_update_elem")(self.fds["groups"], ctypes.byref(key),
-                                          value.ctypes.data, BPF_NOEXIST)
+        return bool(self._call("bpf_map_update_elem")(self.fds["groups"], ctypes.byref(key),
+                                                      value.ctypes.data, BPF_NOEXIST) == 0)
+
+    def release(self, group_id: int) -> None:
+        """Let a held group count from now (under its lock)."""
+        self._test_run(RELEASE_PROGRAM, _ReleaseArg(group_id), "cannot release a group")
 
     def remove_group(self, group_id: int) -> None:
         key = ctypes.c_uint32(group_id)
@@ -344,25 +361,48 @@ class BpfAccounting:
         For tasks the iterator cannot visit; a member counted meanwhile (it had
         an event) keeps its state.  False if the member is not in the table.
         """
-        arg = _StateArg(tid, int(state))
+        return self._test_run(SET_STATE_PROGRAM, _StateArg(tid, int(state)),
+                              "cannot run the state setter") == 0
+
+    def _test_run(self, program: str, arg: ctypes.Structure, what: str) -> int:
+        """Run a ``syscall`` program on ``arg``; its return value."""
         opts = _TestRunOpts(sz=ctypes.sizeof(_TestRunOpts), ctx_in=ctypes.addressof(arg),
                             ctx_size_in=ctypes.sizeof(arg))
-        fd = self._call("bpf_program_fd")(self._program(SET_STATE_PROGRAM))
+        fd = self._call("bpf_program_fd")(self._program(program))
         if self._call("bpf_prog_test_run_opts")(fd, ctypes.byref(opts)) != 0:
-            raise self._fail("cannot run the state setter")
-        return bool(opts.retval == 0)
+            raise self._fail(what)
+        return int(opts.retval)
 
     def read(self) -> Counters:
         """Both tables now; each group's counters are read under its lock."""
-        gids, groups = self._read_all("groups", GROUP_DTYPE, self.max_groups, BPF_F_LOCK)
-        tids, members = self._read_all("members", MEMBER_DTYPE, self.max_members, 0)
+        return self.read_members(self.read_groups())
+
+    def read_groups(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
+        """The group table now (each group under its lock): the counters of one moment."""
+        return self._read_all("groups", GROUP_DTYPE, self.max_groups, BPF_F_LOCK)
+
+    def read_members(self, groups: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]],
+                     known: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]] | None = None
+                     ) -> Counters:
+        """The member table (or ``known``, an earlier read of it the caller still
+        trusts) and the event counts, with a read of the groups."""
+        tids, members = known or self._read_all("members", MEMBER_DTYPE, self.max_members, 0)
         events, dropped = (self._percpu_sum(slot) for slot in (0, 1))
-        return Counters(gids, groups, tids, members, events, dropped)
+        return Counters(*groups, tids, members, events, dropped)
+
+    def _buffers(self, map_name: str, dtype: np.dtype[np.void], capacity: int
+                 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
+        """Key and value buffers for a whole table, made once (a table of 65536
+        entries is megabytes: zeroing it for every read cost more than the read)."""
+        found = self._read_buffers.get(map_name)
+        if found is None:
+            found = (np.zeros(capacity, np.uint32), np.zeros(capacity, dtype))
+            self._read_buffers[map_name] = found
+        return found
 
     def _read_all(self, map_name: str, dtype: np.dtype[np.void], capacity: int,
                   elem_flags: int) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
-        keys = np.zeros(capacity, np.uint32)
-        values = np.zeros(capacity, dtype)
+        keys, values = self._buffers(map_name, dtype, capacity)
         opts = _BatchOpts(ctypes.sizeof(_BatchOpts), elem_flags, 0)
         out_batch = ctypes.c_uint32(0)
         total = 0
@@ -381,12 +421,10 @@ class BpfAccounting:
                     break
                 raise self._fail(f"cannot read {map_name}")
             in_batch = ctypes.c_uint32(out_batch.value)
-        return keys[:total], values[:total]
+        return keys[:total].copy(), values[:total].copy()
 
     def _percpu_sum(self, slot: int) -> int:
-        n_cpus = os.cpu_count() or 1
-        possible = _possible_cpus() or n_cpus
-        values = (ctypes.c_uint64 * possible)()
+        values = (ctypes.c_uint64 * self._possible_cpus)()
         key = ctypes.c_uint32(slot)
         if self._call("bpf_map_lookup_elem")(self.fds["counters"], ctypes.byref(key),
                                              values) != 0:

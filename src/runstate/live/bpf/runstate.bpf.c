@@ -14,6 +14,12 @@
  * reads each new member's scheduling state exactly.  Threads and processes
  * forked by a member join the table here, so none is missed.
  *
+ * A group user space creates is held (no state, no time) until all the members
+ * it was created with are counted, then released ("rs_release"): the iterator
+ * counts them one after the other, and a group with only some of them counted
+ * would show a state none of them was in together.  For the same reason a switch
+ * between two members of one group moves both under one lock.
+ *
  * Built CO-RE: the few kernel structure fields used are declared below with
  * preserve_access_index and relocated against the running kernel's BTF when
  * the object is loaded, so one object works on every BTF-enabled kernel.
@@ -82,6 +88,7 @@ struct rs_group {
 	__s32 n_blocked;
 	__s32 n_unknown;
 	__s32 state;
+	__u32 held; /* created by user space, not all its first members counted yet */
 	__u64 since;
 	__u64 ns[D_NSTATES];
 	__u64 missed;
@@ -103,6 +110,11 @@ struct rs_member {
 struct rs_state_arg {
 	__u32 tid;
 	__u32 state;
+};
+
+/* the argument of rs_release: a held group whose first members are all counted */
+struct rs_release_arg {
+	__u32 group;
 };
 
 struct {
@@ -144,6 +156,8 @@ static __always_inline void count(__u32 slot)
 
 static __always_inline int classify(const struct rs_group *g)
 {
+	if (g->held)
+		return D_NONE;
 	if (g->n_unknown > 0)
 		return D_LOST;
 	if (g->n_blocked <= 0) {
@@ -174,12 +188,27 @@ static __always_inline void add_group_ns(struct rs_group *g, int state, __u64 de
 		g->ns[state] += delta;
 }
 
+/* The group's state from its counts, changed at now if it differs; the lock is held. */
+static __always_inline void reclassify(struct rs_group *g, __u64 now)
+{
+	int next = classify(g);
+
+	if (next == g->state)
+		return;
+	if (g->state >= 0)
+		add_group_ns(g, g->state, now - g->since);
+	else if (g->first_ns == 0)
+		g->first_ns = now;
+	g->state = next;
+	g->since = now;
+	g->changes += 1;
+}
+
 /* Move member m to new_state (M_UNSEEN = leaves the group); the group lock is held. */
 static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 new_state,
 				 __u64 now)
 {
 	__u32 old = m->state;
-	int next;
 
 	if (old == new_state)
 		return;
@@ -220,16 +249,7 @@ static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 
 		g->members -= 1;
 	m->state = new_state;
 	m->since = now;
-	next = classify(g);
-	if (next == g->state)
-		return;
-	if (g->state >= 0)
-		add_group_ns(g, g->state, now - g->since);
-	else if (g->first_ns == 0)
-		g->first_ns = now;
-	g->state = next;
-	g->since = now;
-	g->changes += 1;
+	reclassify(g, now);
 }
 
 /* Apply a transition to task pid; returns 1 when the member left (to be deleted). */
@@ -257,6 +277,36 @@ static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_
 	return new_state == M_UNSEEN;
 }
 
+/*
+ * A switch between two members of one group: both move under one lock, so no
+ * other CPU's event meets the group with one of them moved and not the other.
+ * Returns 1 when prev left (to be deleted), -1 when they are not in one group.
+ */
+static __always_inline int switch_within(__u32 prev_pid, __u32 next_pid, __u32 after)
+{
+	struct rs_member *pm, *nm;
+	struct rs_group *g;
+	__u64 now;
+
+	if (prev_pid == 0 || next_pid == 0)
+		return -1;
+	pm = bpf_map_lookup_elem(&members, &prev_pid);
+	nm = bpf_map_lookup_elem(&members, &next_pid);
+	if (!pm || !nm || pm->group != nm->group)
+		return -1;
+	g = bpf_map_lookup_elem(&groups, &pm->group);
+	if (!g)
+		return 0;
+	count(0);
+	count(0);
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&g->lock);
+	move(g, pm, after, now);
+	move(g, nm, M_RUNNING, now);
+	bpf_spin_unlock(&g->lock);
+	return after == M_UNSEEN;
+}
+
 SEC("tp_btf/sched_switch")
 int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
@@ -264,6 +314,7 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 	__u32 prev_pid = BPF_CORE_READ(prev, pid);
 	__u32 next_pid = BPF_CORE_READ(next, pid);
 	__u32 after;
+	int left;
 
 	if (prev_state & RS_TASK_DEAD)
 		after = M_UNSEEN;
@@ -271,9 +322,13 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 		after = M_RUNNABLE;
 	else
 		after = M_BLOCKED;
-	if (transition(prev_pid, after, 0))
+	left = switch_within(prev_pid, next_pid, after);
+	if (left < 0) {
+		left = transition(prev_pid, after, 0);
+		transition(next_pid, M_RUNNING, 0);
+	}
+	if (left > 0)
 		bpf_map_delete_elem(&members, &prev_pid);
-	transition(next_pid, M_RUNNING, 0);
 	return 0;
 }
 
@@ -401,6 +456,30 @@ int rs_set_state(struct rs_state_arg *arg)
 	bpf_spin_lock(&g->lock);
 	if (m->state == M_UNSEEN)
 		move(g, m, state, now);
+	bpf_spin_unlock(&g->lock);
+	return 0;
+}
+
+/*
+ * Release a held group: its first members are all counted, so its state from
+ * now on is that of all of them.  Run by user space with BPF_PROG_TEST_RUN.
+ */
+SEC("syscall")
+int rs_release(struct rs_release_arg *arg)
+{
+	__u32 group = arg->group;
+	struct rs_group *g;
+	__u64 now;
+
+	g = bpf_map_lookup_elem(&groups, &group);
+	if (!g)
+		return 1;
+	now = bpf_ktime_get_ns();
+	bpf_spin_lock(&g->lock);
+	if (g->held) {
+		g->held = 0;
+		reclassify(g, now);
+	}
 	bpf_spin_unlock(&g->lock);
 	return 0;
 }

@@ -10,19 +10,20 @@ so each domain's current stay is added up to that moment.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 
 import numpy as np
+import numpy.typing as npt
 
 from runstate.live.bpf.loader import BpfAccounting, Counters, ForkGrouping, MemberCode
-from runstate.live.snapshot import LiveDomain, LiveMember, LiveSnapshot
+from runstate.live.bpf.table import NeverLess, group_table, members_per_group
+from runstate.live.snapshot import LiveMember, LiveSnapshot, TableDomains
 from runstate.live.tasks import Followed, TaskCatalog, cpu_count
-from runstate.model.states import DomainState
 from runstate.sources.linux.grouping import GroupMode
 
 _MEMBER_LABELS = {MemberCode.RUNNING: "running", MemberCode.RUNNABLE: "runnable",
                   MemberCode.BLOCKED: "blocked", MemberCode.UNSEEN: "lost",
                   MemberCode.UNKNOWN: "lost"}
-_BUCKETS = ("running", "runnable", "blocked")
 _MEMBER_BUCKETS = ("running", "runnable", "blocked", "lost")
 #: /proc states of a task that is neither running nor waiting for a CPU
 _SLEEPING = frozenset("SDTtIPXZ")
@@ -48,9 +49,17 @@ class BpfSource:
     def __init__(self, catalog: TaskCatalog) -> None:
         self.catalog = catalog
         self._acc = BpfAccounting(fork_grouping(catalog.mode))
-        self.started_ns = time.monotonic_ns()
+        self.started_ns = time.monotonic_ns()  # again when the first groups count
         self._empty_before: set[int] = set()
-        self._last_totals: dict[str, dict[DomainState, int]] = {}
+        self._never_less = NeverLess()
+        #: group ids of the last snapshot, their order by key, the keys and the names
+        self._names: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], list[str],
+                           list[str]] | None = None
+        self._followed_tids = np.zeros(0, np.uint32)
+        #: the last read of the member table, with the group ids and member counts then
+        self._last_members: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32],
+                                  tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]
+                                  ] | None = None
         try:
             self._follow(catalog.initial)
         except BaseException:
@@ -58,15 +67,23 @@ class BpfSource:
             raise
 
     def _follow(self, followed: list[Followed]) -> None:
-        """Groups before members: a member's events may arrive as soon as it is in."""
+        """Groups before members: a member's events may arrive as soon as it is in.
+
+        New groups are held until all their members are counted, then released
+        (their time starts then).
+        """
         if not followed:
             return
-        for group_id in sorted({f.group_id for f in followed}):
-            self._acc.add_group(group_id)
+        new = [gid for gid in sorted({f.group_id for f in followed})
+               if self._acc.add_group(gid, held=True)]
         self._acc.add_members({f.tid: f.group_id for f in followed})
         self._acc.count_new_members()
         for tid in self._acc.uncounted([f.tid for f in followed]):
             self._count_from_proc(tid)
+        if followed is self.catalog.initial:
+            self.started_ns = time.monotonic_ns()
+        for gid in new:
+            self._acc.release(gid)
 
     def _count_from_proc(self, tid: int) -> None:
         """A member the task iterator did not reach: sleeping per /proc is blocked; a
@@ -79,67 +96,84 @@ class BpfSource:
         """Follow threads that appeared since the last refresh."""
         self._follow(self.catalog.rescan())
 
-    def snapshot(self, with_members: bool = True) -> LiveSnapshot:
-        counters, now = self._read_at_a_moment()
-        domains = self._domains(counters, now, with_members)
-        self._drop_finished(counters)
+    def snapshot(self, with_members: bool = True, at_ns: int | None = None) -> LiveSnapshot:
+        """The counters now (``at_ns`` is not used: the kernel's counters are read
+        when asked, so the caller asks at the moment it wants)."""
+        counters, now = self._read_at_a_moment(with_members)
+        members = members_per_group(counters)
+        group_ids, table = group_table(counters, now, members)
+        table = replace(table, totals_ns=self._never_less.apply(group_ids, table.totals_ns))
+        order, keys, names = self._named(group_ids)
+        table = replace(table.take(order), keys=keys, names=names)
+        group_ids = group_ids[order]
+        rows = self._member_rows(counters, group_ids, now) if with_members else None
+        self._drop_finished(counters, members)
+        return LiveSnapshot(time_ns=now, started_ns=self.started_ns, source=self.name,
+                            n_cpus=cpu_count(), lost_events=0,
+                            domains=TableDomains(table, rows), notes=self._notes(counters))
+
+    def _notes(self, counters: Counters) -> tuple[str, ...]:
         notes: list[str] = []
         if counters.dropped_members:
             notes.append(f"{counters.dropped_members} new tasks not followed: member table full")
-        unknown = int(np.count_nonzero(counters.members["state"] == MemberCode.UNKNOWN))
+        unknown = int(np.maximum(counters.groups["n_unknown"], 0).sum())
         if unknown:
             notes.append(f"{unknown} followed threads in an unknown state until their "
                          "next event (their domains are lost meanwhile)")
-        return LiveSnapshot(time_ns=now, started_ns=self.started_ns, source=self.name,
-                            n_cpus=cpu_count(), lost_events=0, domains=domains,
-                            notes=tuple(notes))
+        return tuple(notes)
 
-    def _read_at_a_moment(self) -> tuple[Counters, int]:
-        """The tables and the time they were read.
+    def _read_at_a_moment(self, with_members: bool) -> tuple[Counters, int]:
+        """The tables and the time the groups were read.
 
         The read is repeated (a few times at most) when this process was
         descheduled during it, so the moment is a precise one.
         """
         for _ in range(READ_ATTEMPTS):
             begin = time.monotonic_ns()
-            counters = self._acc.read()
+            groups = self._acc.read_groups()
             if time.monotonic_ns() - begin <= MAX_READ_NS:
                 break
         # stays are extended to the time before the read: a change the read already
         # holds was stamped later, so no total can exceed what a later read will show
-        return counters, begin
+        return self._with_members(groups, with_members), begin
 
-    def _domains(self, c: Counters, now: int, with_members: bool) -> tuple[LiveDomain, ...]:
+    def _with_members(self, groups: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]],
+                      with_members: bool) -> Counters:
+        """The counters with the member table, read again only when the groups say it
+        changed (a member came or left, a group has none) or member records are
+        wanted: a view of 2000 quiet threads then reads the groups alone."""
+        gids, values = groups
+        counts = values["members"]
+        last = self._last_members
+        same = (last is not None and not with_members and np.array_equal(last[0], gids)
+                and np.array_equal(last[1], counts) and bool((counts > 0).all()))
+        counters = self._acc.read_members(groups, last[2] if same and last else None)
+        self._last_members = (gids.copy(), counts.copy(),
+                              (counters.member_ids, counters.members))
+        return counters
+
+    def _named(self, group_ids: npt.NDArray[np.int64]
+               ) -> tuple[npt.NDArray[np.intp], list[str], list[str]]:
+        """The order of the groups by domain key, with keys and names in that order
+        (kept from the last snapshot while the groups are the same)."""
+        if self._names is not None and np.array_equal(self._names[0], group_ids):
+            return self._names[1], self._names[2], self._names[3]
+        named = [self.catalog.domain_of(gid) for gid in group_ids.tolist()]
+        order = sorted(range(len(named)), key=lambda i: named[i][0])
+        keys = [named[i][0] for i in order]
+        names = [named[i][1] for i in order]
+        index = np.array(order, np.intp)
+        self._names = (group_ids.copy(), index, keys, names)
+        return index, keys, names
+
+    def _member_rows(self, c: Counters, group_ids: npt.NDArray[np.int64], now: int
+                     ) -> list[tuple[LiveMember, ...]]:
+        """Each group's member records, in the order of ``group_ids``."""
         by_group: dict[int, list[int]] = {}
         for row, gid in enumerate(c.members["group"].tolist()):
             by_group.setdefault(gid, []).append(row)
-        result = []
-        for row, gid in enumerate(c.group_ids.tolist()):
-            g = c.groups[row]
-            rows = by_group.get(gid, [])
-            if not rows and int(g["state"]) < 0 and int(g["first_ns"]) == 0:
-                continue  # never had a counting member
-            key, name = self.catalog.domain_of(gid)
-            members = tuple(self._member(c, r, now) for r in rows) if with_members else ()
-            domain = _domain(key, name, len(rows), g, now, members)
-            result.append(self._never_less(domain))
-        result.sort(key=lambda d: d.key)
-        return tuple(result)
-
-    def _never_less(self, domain: LiveDomain) -> LiveDomain:
-        """Totals that never go down between snapshots.
-
-        A handler reads the clock before it takes the group's lock; if this
-        process read the group in between, the open stay it extended may end a
-        few microseconds earlier than assumed.  The difference is kept out.
-        """
-        last = self._last_totals.get(domain.key)
-        if last is not None:
-            for state, value in last.items():
-                if domain.totals_ns[state] < value:
-                    domain.totals_ns[state] = value
-        self._last_totals[domain.key] = dict(domain.totals_ns)
-        return domain
+        return [tuple(self._member(c, r, now) for r in by_group.get(gid, []))
+                for gid in group_ids.tolist()]
 
     def _member(self, c: Counters, row: int, now: int) -> LiveMember:
         tid = int(c.member_ids[row])
@@ -152,38 +186,16 @@ class BpfSource:
         key, name = self.catalog.member_names(tid)
         return LiveMember(key=key, name=name, state=_MEMBER_LABELS[code], totals_ns=totals)
 
-    def _drop_finished(self, c: Counters) -> None:
+    def _drop_finished(self, c: Counters, members: npt.NDArray[np.int64]) -> None:
         """Groups without members are shown once more, then removed from the kernel."""
-        empty = {int(gid) for gid, n in zip(c.group_ids.tolist(),
-                                            c.groups["members"].tolist(), strict=True)
-                 if n == 0} - set(c.members["group"].tolist())
+        empty = set(c.group_ids[(c.groups["members"] == 0) & (members == 0)].tolist())
         for gid in empty & self._empty_before:
-            if int(gid) < 0:
-                continue
             self._acc.remove_group(gid)
         self._empty_before = empty - self._empty_before
-        self.catalog.forget_exited(set(c.member_ids.tolist()))
+        if len(self._followed_tids) != len(c.member_ids) or not np.array_equal(
+                self._followed_tids, c.member_ids):
+            self._followed_tids = c.member_ids.copy()
+            self.catalog.forget_exited(set(c.member_ids.tolist()))
 
     def close(self) -> None:
         self._acc.close()
-
-
-_STATES = tuple(DomainState)
-
-
-def _domain(key: str, name: str, n_members: int, g: np.void, now: int,
-            members: tuple[LiveMember, ...]) -> LiveDomain:
-    totals = dict(zip(_STATES, g["ns"].tolist(), strict=True))
-    state_code = int(g["state"])
-    current = None if state_code < 0 else DomainState(state_code)
-    since = None if current is None else int(g["since"])
-    if current is not None and since is not None:
-        totals[current] += max(0, now - since)
-    member_ns = {b: int(g["member_ns"][i]) for i, b in enumerate(_BUCKETS)}
-    if int(g["mlast"]):
-        elapsed = max(0, now - int(g["mlast"]))
-        for i, field in enumerate(("n_running", "n_runnable", "n_blocked")):
-            member_ns[_BUCKETS[i]] += elapsed * max(0, int(g[field]))
-    return LiveDomain(key=key, name=name, members=n_members, current_state=current,
-                      since_ns=since, totals_ns=totals, missed=int(g["missed"]),
-                      member_rows=members, member_ns=member_ns, changes=int(g["changes"]))
