@@ -203,8 +203,8 @@ class SchedConverter(ConverterBase):
     def held_back_since_ns(self) -> int | None:
         """Time of the earliest row held back for the next chunk (None when none is).
 
-        A live reader may show figures only up to this time: rows from here on
-        are not handed out yet, so no later batch can start before it.
+        A live reader shows figures only up to this time: the rows from here on
+        are not handed out yet.
         """
         return int(self._carry.time.min()) if len(self._carry) else None
 
