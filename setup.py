@@ -20,11 +20,15 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=all"]
 
 
+#: the xentrace fast path (_scan, _merge) uses a second thread
+THREADS = ["-pthread"]
+
+
 def _flags() -> tuple[list[str], list[str]]:
     """Compile and link flags: optimized, or instrumented with RUNSTATE_SANITIZE=1."""
     if os.environ.get("RUNSTATE_SANITIZE", "") not in ("", "0"):
-        return ["-O1", "-g", "-std=c99", *WARNINGS, *SANITIZE], SANITIZE
-    return ["-O2", "-std=c99", *WARNINGS], []
+        return ["-O1", "-g", "-std=c99", *WARNINGS, *SANITIZE, *THREADS], [*SANITIZE, *THREADS]
+    return ["-O2", "-std=c99", *WARNINGS, *THREADS], THREADS
 
 
 def _extensions() -> list[Extension]:

@@ -1,19 +1,25 @@
-"""Benchmark: the exact xentrace pipeline on a trace like the one xenalyze was timed on.
+"""Benchmark: ``runstate report`` on Xen traces against ``xenalyze -s``, as a user runs them.
 
-The reference trace: 8 pcpus, 34 vCPUs in 5 domains, 40.7 MB, 1.94 M runstate
-records; ``xenalyze -s`` took 1.04 s median wall and 82 MiB peak RSS on this
-machine kind (the figure the goal was set from).  Give ``--xenalyze PATH`` (or
-set XENALYZE) to time a real xenalyze binary on the same files in the same run,
-alternating with ``runstate report`` as a user runs it (process start included).
+Whole commands, process start included, in one run and alternating (so both
+see the same machine): ``runstate report FILE --cpu-hz 2.4G``, ``xenalyze -s
+--cpu-hz=2.4G FILE`` (give ``--xenalyze PATH``, or set XENALYZE; build one with
+``bench/build_xenalyze.sh``) and ``cat FILE > /dev/null`` (what reading the
+file from the page cache costs).  For each: the median wall time, the median
+CPU time (user + sys: less moved by other work on the machine), the
+throughput and the peak RSS (GNU time), then the ratios to runstate.  A
+secondary line times ``analyze()`` alone (both passes, no start-up, no
+report) in a fresh process.
 
-This script writes a seeded random scheduler-consistent trace of that shape
-with the package's writer (runstate records, plus one unrelated scheduler
-record every 8 records so the file size matches) into bench/out/, and a 4x
-longer one, then runs ``analyze`` (two passes, as ``runstate report`` does) in
-a fresh subprocess per run and reports the median wall time of the analysis
-and the subprocess's peak RSS.
+The traces are seeded random scheduler-consistent traces of the reference
+shape: 8 pcpus, 34 vCPUs in 5 domains, 1.94 M runstate records (plus one
+unrelated scheduler record every 8 records) per 41 MB.  ``--scale N`` makes
+a trace N times as long, written once into bench/out/ (delete a file to
+write it again): scale 1 and 4 by the package's writer from the Python
+scheduler model (as they always were), larger scales by repeating a block
+that ends in the scheduler state it starts in, each copy's TSCs shifted
+past the one before (``--scale 25`` is about 1 GB and takes seconds).
 
-    python bench/xentrace_bench.py [--runs 5] [--scale 1 4] [--xenalyze PATH]
+    python bench/xentrace_bench.py [--runs 5] [--scale 1 4 25] [--xenalyze PATH]
 """
 
 from __future__ import annotations
@@ -26,116 +32,237 @@ import shutil
 import statistics
 import subprocess
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
+from runstate.sources.xentrace.walk import Walker
 from runstate.sources.xentrace.writer import XentraceWriter
 
 OUT = Path(__file__).parent / "out"
 DOMAINS = ((0, 4), (1, 8), (2, 8), (3, 8), (4, 6))  # 34 vCPUs in 5 domains
 PCPUS = 8
+IDLE = 32767
+RUNNABLE, BLOCKED = 1, 2
 RUNSTATE_RECORDS = 1_940_000
-XENALYZE_WALL_S = 1.04
-XENALYZE_RSS_MIB = 82
+#: scales the Python model writes directly; larger ones repeat a block
+DIRECT_SCALES = (1, 4)
 
 CHILD = """
 import json, resource, sys, time
 from runstate.analysis.pipeline import analyze
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
-t0 = time.perf_counter()
+t0, c0 = time.perf_counter(), time.process_time()
 result = analyze(open_source(sys.argv[1], ReadOptions(cpu_hz=2.4e9)))
-wall = time.perf_counter() - t0
+wall, cpu = time.perf_counter() - t0, time.process_time() - c0
 rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"wall": wall, "rss_mib": rss, "domains": len(result.domains)}))
+print(json.dumps({"wall": wall, "cpu": cpu, "rss_mib": rss, "domains": len(result.domains)}))
 """
 
 
-def generate(path: Path, records: int, seed: int) -> None:
-    """Stream a random scheduler-consistent trace with ``records`` runstate records."""
-    rng = random.Random(seed)
-    guests = [(d, v) for d, n in DOMAINS for v in range(n)]
-    state = {g: rng.choice((1, 2)) for g in guests}
-    ready = [g for g in guests if state[g] == 1]
-    current = [(32767, p) for p in range(PCPUS)]
-    t = 1_000_000_000_000
-    poll_every = 240_000_000  # 100 ms at 2.4 GHz
-    next_poll = t + poll_every
-    written = 0
-    with open(path, "wb") as f:
-        w = XentraceWriter(f)
+class _Scheduler:
+    """The toy scheduler behind the traces: xentrace records of random switches,
+    wakes and continue-running records, 4 to 17600 cycles apart."""
 
-        def put(p: int, g: tuple[int, int], old: int, new: int) -> None:
-            nonlocal written
-            w.runstate_change(p, t, g[0], g[1], old, new)
-            written += 1
-            if written % 8 == 0:
-                w.other(p, 0x00022001, (1, 2, 3), t)
+    def __init__(self, f: object, seed: int) -> None:
+        self.rng = random.Random(seed)
+        self.w = XentraceWriter(f)  # type: ignore[arg-type]
+        self.guests = [(d, v) for d, n in DOMAINS for v in range(n)]
+        self.initial = {g: self.rng.choice((RUNNABLE, BLOCKED)) for g in self.guests}
+        self.state = dict(self.initial)
+        self.ready = [g for g in self.guests if self.state[g] == RUNNABLE]
+        self.current = [(IDLE, p) for p in range(PCPUS)]
+        self.t = 1_000_000_000_000
+        self.poll_every = 240_000_000  # 100 ms at 2.4 GHz
+        self.next_poll = self.t + self.poll_every
+        self.written = 0
 
-        while written < records:
-            t += 4 * rng.randint(1, 4400)
-            if t >= next_poll:
-                w.poll()
-                next_poll += poll_every
-            p = rng.randrange(PCPUS)
-            r = rng.random()
-            if r < 0.5:
-                prev = current[p]
-                idle = (32767, p)
-                if ready and (prev == idle or rng.random() < 0.8):
-                    nxt = ready.pop(rng.randrange(len(ready)))
-                elif prev != idle:
-                    nxt = idle
-                else:
-                    w.continue_running(p, t, prev[0], prev[1])
-                    continue
-                after = 1 if prev == idle or rng.random() < 0.4 else 2
-                put(p, prev, 0, after)
-                if prev != idle:
-                    state[prev] = after
-                    if after == 1:
-                        ready.append(prev)
-                t += 4
-                put(p, nxt, 1, 0)
-                if nxt != idle:
-                    state[nxt] = 0
-                current[p] = nxt
-            elif r < 0.85:
-                g = rng.choice(guests)
-                if state[g] == 2:
-                    put(p, g, 2, 1)
-                    state[g] = 1
-                    ready.append(g)
+    def put(self, p: int, g: tuple[int, int], old: int, new: int) -> None:
+        self.w.runstate_change(p, self.t, g[0], g[1], old, new)
+        self.written += 1
+        if self.written % 8 == 0:
+            self.w.other(p, 0x00022001, (1, 2, 3), self.t)
+
+    def step(self) -> None:
+        rng = self.rng
+        self.t += 4 * rng.randint(1, 4400)
+        if self.t >= self.next_poll:
+            self.w.poll()
+            self.next_poll += self.poll_every
+        p = rng.randrange(PCPUS)
+        r = rng.random()
+        if r < 0.5:
+            self.switch(p)
+        elif r < 0.85:
+            g = rng.choice(self.guests)
+            if self.state[g] == BLOCKED:
+                self.put(p, g, BLOCKED, RUNNABLE)
+                self.state[g] = RUNNABLE
+                self.ready.append(g)
+        else:
+            g = self.current[p]
+            self.w.continue_running(p, self.t, g[0], g[1])
+
+    def switch(self, p: int, nxt: tuple[int, int] | None = None, after: int | None = None
+               ) -> None:
+        """A context switch on pcpu ``p`` (to ``nxt``, the previous vCPU going to
+        ``after``, if given; random otherwise)."""
+        rng = self.rng
+        prev, idle = self.current[p], (IDLE, p)
+        if nxt is None:
+            if self.ready and (prev == idle or rng.random() < 0.8):
+                nxt = self.ready.pop(rng.randrange(len(self.ready)))
+            elif prev != idle:
+                nxt = idle
             else:
-                g = current[p]
-                w.continue_running(p, t, g[0], g[1])
-        w.close()
+                self.w.continue_running(p, self.t, prev[0], prev[1])
+                return
+        elif nxt in self.ready:
+            self.ready.remove(nxt)
+        if after is None:
+            after = RUNNABLE if prev == idle or rng.random() < 0.4 else BLOCKED
+        self.put(p, prev, 0, after)
+        if prev != idle:
+            self.state[prev] = after
+            if after == RUNNABLE:
+                self.ready.append(prev)
+        self.t += 4
+        self.put(p, nxt, RUNNABLE, 0)
+        if nxt != idle:
+            self.state[nxt] = 0
+        self.current[p] = nxt
+
+    def restore(self) -> None:
+        """Back to the state of the start (every pcpu idle, every guest in its first
+        state), by switches and wakes: a copy of the trace can then follow."""
+        for p in range(PCPUS):
+            if self.current[p] != (IDLE, p):
+                self.t += 4
+                self.switch(p, (IDLE, p), self.initial[self.current[p]])
+        for g in self.guests:
+            self.t += 4
+            if self.state[g] == BLOCKED and self.initial[g] == RUNNABLE:
+                self.put(0, g, BLOCKED, RUNNABLE)
+                self.state[g] = RUNNABLE
+                self.ready.append(g)
+            elif self.state[g] == RUNNABLE and self.initial[g] == BLOCKED:
+                self.switch(0, g)
+                self.t += 4
+                self.switch(0, (IDLE, 0), BLOCKED)
 
 
-def measure(path: Path, runs: int) -> dict[str, float]:
-    walls, rss = [], []
+def generate(path: Path, records: int, seed: int, closed: bool = False) -> None:
+    """Write a random trace with ``records`` runstate records (``closed``: ending in
+    the scheduler state it starts in)."""
+    with open(path, "wb") as f:
+        sched = _Scheduler(f, seed)
+        while sched.written < records:
+            sched.step()
+        if closed:
+            sched.restore()
+        sched.w.close()
+
+
+def repeat(block: Path, path: Path, copies: int) -> None:
+    """``copies`` copies of ``block``, each copy's TSCs shifted past the one before."""
+    data = np.fromfile(block, np.uint8)
+    walker = Walker(str(block), None, other_rows=True, chunk_rows=1 << 20)
+    offsets = np.concatenate([rec.off for rec in walker.chunks()])
+    header = data[offsets[:, None] + np.arange(4)].view("<u4").ravel()
+    tsc_at = offsets[(header >> 31) == 1] + 4
+    tscs = data[tsc_at[:, None] + np.arange(8)].view("<i8").ravel()
+    span = int(tscs.max()) - int(tscs.min()) + 240_000_000
+    with open(path, "wb") as f:
+        for k in range(copies):
+            shifted = (tscs + k * span).astype("<i8").view(np.uint8).reshape(-1, 8)
+            data[tsc_at[:, None] + np.arange(8)] = shifted
+            data.tofile(f)
+
+
+def trace(scale: int, seed: int) -> Path:
+    path = OUT / f"xen_bench_x{scale}_s{seed}.trace"
+    if path.exists():
+        return path
+    if scale in DIRECT_SCALES:
+        generate(path, RUNSTATE_RECORDS * scale, seed)
+        return path
+    block = OUT / f"xen_bench_block_s{seed}.trace"
+    if not block.exists():
+        generate(block, RUNSTATE_RECORDS, seed, closed=True)
+    repeat(block, path, scale)
+    return path
+
+
+@dataclass
+class Figures:
+    """One command's runs."""
+
+    wall: list[float] = field(default_factory=list)
+    cpu: list[float] = field(default_factory=list)
+    rss_mib: list[float] = field(default_factory=list)
+
+    def median_wall(self) -> float:
+        return statistics.median(self.wall)
+
+    def median_cpu(self) -> float:
+        return statistics.median(self.cpu)
+
+
+def command_figures(commands: dict[str, list[str]], runs: int) -> dict[str, Figures]:
+    """Each command ``runs`` times, the commands alternating (GNU time)."""
+    timer = shutil.which("time") or "/usr/bin/time"
+    figures = {name: Figures() for name in commands}
+    for _ in range(runs):
+        for name, argv in commands.items():
+            proc = subprocess.run([timer, "-f", "%e %U %S %M", *argv],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                  text=True, check=True)
+            wall, user, system, kib = proc.stderr.strip().splitlines()[-1].split()
+            figures[name].wall.append(float(wall))
+            figures[name].cpu.append(float(user) + float(system))
+            figures[name].rss_mib.append(int(kib) / 1024)
+    return figures
+
+
+def analyze_figures(path: Path, runs: int) -> Figures:
+    """``analyze()`` alone, each run in a fresh process."""
+    figures = Figures()
     for _ in range(runs):
         out = subprocess.run([sys.executable, "-c", CHILD, str(path)], check=True,
                              capture_output=True, text=True).stdout
         fig = json.loads(out)
-        walls.append(fig["wall"])
-        rss.append(fig["rss_mib"])
-    return {"wall_median_s": statistics.median(walls), "wall_min_s": min(walls),
-            "rss_max_mib": max(rss)}
+        figures.wall.append(fig["wall"])
+        figures.cpu.append(fig["cpu"])
+        figures.rss_mib.append(fig["rss_mib"])
+    return figures
 
 
-def command_figures(commands: dict[str, list[str]], runs: int) -> dict[str, tuple[float, float]]:
-    """Median wall seconds and max RSS MiB of each command, runs alternating (GNU time)."""
-    timer = shutil.which("time") or "/usr/bin/time"
-    walls: dict[str, list[float]] = {k: [] for k in commands}
-    rss: dict[str, list[float]] = {k: [] for k in commands}
-    for _ in range(runs):
-        for name, argv in commands.items():
-            proc = subprocess.run([timer, "-f", "%e %M", *argv], stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, text=True, check=True)
-            wall, kib = proc.stderr.strip().splitlines()[-1].split()
-            walls[name].append(float(wall))
-            rss[name].append(int(kib) / 1024)
-    return {k: (statistics.median(walls[k]), max(rss[k])) for k in commands}
+def report(path: Path, runs: int, xenalyze: str | None) -> None:
+    size_mb = path.stat().st_size / 1e6
+    runstate = shutil.which("runstate") or "runstate"
+    commands = {"runstate report": [runstate, "report", str(path), "--cpu-hz", "2.4G"]}
+    if xenalyze:
+        commands["xenalyze -s"] = [xenalyze, "-s", "--cpu-hz=2.4G", str(path)]
+    commands["cat"] = ["cat", str(path)]
+    figures = command_figures(commands, runs)
+    ours = figures["runstate report"]
+    print(f"{path.name}: {size_mb:.0f} MB, median of {runs} alternating runs")
+    for name, fig in figures.items():
+        ratio = ""
+        if name == "xenalyze -s":
+            ratio = (f"   runstate {fig.median_wall() / ours.median_wall():.2f}x faster (wall), "
+                     f"{fig.median_cpu() / max(ours.median_cpu(), 1e-3):.2f}x (cpu)")
+        elif name == "cat":
+            times = ours.median_wall() / max(fig.median_wall(), 1e-3)
+            ratio = f"   runstate takes {times:.0f}x this"
+        print(f"  {name:<16} wall {fig.median_wall():6.2f} s  cpu {fig.median_cpu():6.2f} s  "
+              f"{size_mb / max(fig.median_wall(), 1e-3):7.0f} MB/s  "
+              f"peak RSS {max(fig.rss_mib):5.0f} MiB{ratio}")
+    alone = analyze_figures(path, runs)
+    print(f"  analyze() alone  wall {alone.median_wall():6.3f} s  cpu {alone.median_cpu():6.3f} s  "
+          f"peak RSS {max(alone.rss_mib):5.0f} MiB")
 
 
 def main() -> None:
@@ -144,28 +271,11 @@ def main() -> None:
     ap.add_argument("--scale", type=int, nargs="*", default=[1, 4])
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--xenalyze", default=os.environ.get("XENALYZE"),
-                    help="a xenalyze binary to time on the same files")
+                    help="a xenalyze binary to time on the same files (bench/build_xenalyze.sh)")
     args = ap.parse_args()
     OUT.mkdir(exist_ok=True)
     for scale in args.scale:
-        path = OUT / f"xen_bench_x{scale}_s{args.seed}.trace"
-        if not path.exists():
-            generate(path, RUNSTATE_RECORDS * scale, args.seed)
-        size_mb = path.stat().st_size / 1e6
-        fig = measure(path, args.runs)
-        speedup = XENALYZE_WALL_S * scale / fig["wall_median_s"]
-        print(f"x{scale}: {size_mb:.1f} MB  analyze median {fig['wall_median_s']:.3f} s "
-              f"(min {fig['wall_min_s']:.3f})  peak RSS {fig['rss_max_mib']:.0f} MiB  "
-              f"throughput vs xenalyze (1.04 s per 40.7 MB, recorded): {speedup:.1f}x")
-        if args.xenalyze:
-            runstate = shutil.which("runstate") or "runstate"
-            figs = command_figures({
-                "xenalyze -s": [args.xenalyze, "-s", "--cpu-hz=2.4G", str(path)],
-                "runstate report": [runstate, "report", str(path), "--cpu-hz", "2.4G"],
-            }, args.runs)
-            for name, (wall, mib) in figs.items():
-                print(f"    same run, whole command: {name:<16} median {wall:.2f} s, "
-                      f"peak RSS {mib:.0f} MiB")
+        report(trace(scale, args.seed), args.runs, args.xenalyze)
 
 
 if __name__ == "__main__":

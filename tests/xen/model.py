@@ -46,13 +46,17 @@ def _loss_windows(sc: Scenario) -> list[tuple[int, int]]:
     return [(a, b) for a, b in merged]
 
 
-def expected(sc: Scenario) -> dict[str, dict[DomainState, int]]:
-    """Cycles per domain key and state."""
+def expected(sc: Scenario, window: tuple[int, int] | None = None
+             ) -> dict[str, dict[DomainState, int]]:
+    """Cycles per domain key and state (only those in ``window``, [start, end) ticks
+    inside the trace, if given: the engine starts from the states at its start)."""
     kept = sc.kept()
     times = [e.tsc for e in kept] + [x.tsc for x in sc.losses] + [x.first_tsc for x in sc.losses]
     t0, t1 = min(times), max(times)
     losses = _loss_windows(sc)
-    bounds = sorted(set(times) | {a for a, _ in losses} | {b for _, b in losses})
+    bounds = sorted(set(times) | {a for a, _ in losses} | {b for _, b in losses}
+                    | set(window or ()))
+    lo, hi = (t0, t1) if window is None else (max(t0, window[0]), min(t1, window[1]))
     vcpus = sorted({(e.dom, e.vcpu) for e in kept})
     per: dict[tuple[int, int], list] = {v: [] for v in vcpus}
     for e in kept:
@@ -60,7 +64,7 @@ def expected(sc: Scenario) -> dict[str, dict[DomainState, int]]:
     stamps = {v: [e.tsc for e in es] for v, es in per.items()}
     out: dict[str, dict[DomainState, int]] = {}
     for a, b in zip(bounds, bounds[1:], strict=False):
-        if b <= t0 or a >= t1:
+        if b <= lo or a >= hi:
             continue
         lost = any(la <= a < lb for la, lb in losses)
         ended = [lb for _, lb in losses if lb <= a]

@@ -352,6 +352,9 @@ REPLAY_BUDGET_BYTES = 64 << 20
 def _first_pass(source: Source,
                 progress: ProgressSink | None) -> tuple[Resolution, list[EventBatch] | None]:
     """Learn initial states; also return the batches when they fit the replay budget."""
+    own = _source_first_pass(source, progress)
+    if own is not None:
+        return own, None
     resolver = Resolver()
     kept: list[EventBatch] | None = []
     size = 0
@@ -366,6 +369,20 @@ def _first_pass(source: Source,
         if progress is not None:
             progress("scan", len(batch))
     return resolver.result(source.registry.n_members), kept
+
+
+def _source_first_pass(source: Source, progress: ProgressSink | None) -> Resolution | None:
+    """The source's own first pass, if it has one that takes this input, else None.
+
+    A source may offer ``first_pass(progress)`` returning ``(states, first_time,
+    last_time)`` as a :class:`Resolution` holds them: a xentrace file learns them
+    in one C scan instead of yielding every batch (``sources.xentrace.fastpath``).
+    """
+    own = getattr(source, "first_pass", None)
+    if own is None:
+        return None
+    found = own(None if progress is None else lambda rows: progress("scan", rows))
+    return None if found is None else Resolution(*found)
 
 
 def _nbytes(batch: EventBatch) -> int:

@@ -66,7 +66,10 @@ typedef struct {
     Py_ssize_t n_epochs;
 } Kernel;
 
-static int bucket_of(int64_t v)
+/* the per-event helpers, inlined into the loop: about 3 % faster there */
+#define HOT static inline __attribute__((always_inline))
+
+HOT int bucket_of(int64_t v)
 {
     if (v < LINEAR)
         return v < 0 ? 0 : (int)v;
@@ -76,7 +79,7 @@ static int bucket_of(int64_t v)
     return idx >= N_BUCKETS ? N_BUCKETS - 1 : idx;
 }
 
-static int classify(const Kernel *k, Py_ssize_t d)
+HOT int classify(const Kernel *k, Py_ssize_t d)
 {
     const int32_t *c = k->dcount + 4 * d;
     if (c[0] + c[1] + c[2] + c[3] == 0)
@@ -86,7 +89,7 @@ static int classify(const Kernel *k, Py_ssize_t d)
     return BY_MASK[(c[0] > 0) | (c[1] > 0) << 1 | (c[2] > 0) << 2];
 }
 
-static void end_episode(Kernel *k, Py_ssize_t d)
+HOT void end_episode(Kernel *k, Py_ssize_t d)
 {
     int s = k->ep_state[d];
     if (s == D_NONE)
@@ -102,7 +105,7 @@ static void end_episode(Kernel *k, Py_ssize_t d)
 }
 
 /* charge [last[d], t) to the domain's current state */
-static void close_domain(Kernel *k, Py_ssize_t d, int64_t t)
+HOT void close_domain(Kernel *k, Py_ssize_t d, int64_t t)
 {
     int64_t a = k->dlast[d];
     if (t <= a)
@@ -121,7 +124,7 @@ static void close_domain(Kernel *k, Py_ssize_t d, int64_t t)
     k->ep_len[d] += t - a;
 }
 
-static void close_member(Kernel *k, Py_ssize_t m, int64_t t)
+HOT void close_member(Kernel *k, Py_ssize_t m, int64_t t)
 {
     int64_t a = k->msince[m];
     if (t <= a)
@@ -142,7 +145,7 @@ static void close_all(Kernel *k, int64_t t)
         close_member(k, m, t);
 }
 
-static void set_member_state(Kernel *k, Py_ssize_t m, int from, int to)
+HOT void set_member_state(Kernel *k, Py_ssize_t m, int from, int to)
 {
     int32_t *c = k->dcount + 4 * (Py_ssize_t)k->mdom[m];
     if (CATEGORY[from] >= 0)
@@ -215,13 +218,87 @@ static void member_event(Kernel *k, Py_ssize_t m, int64_t t, int old, int new)
     set_member_state(k, m, cur, new);
 }
 
-static void run(Kernel *k, Py_ssize_t n, const int64_t *time, const int32_t *member,
-                const int8_t *old, const int8_t *new)
+/* Rows run ahead of the one being accounted: the member's lines are fetched
+ * PREFETCH_AHEAD rows early, its domain's (found through the member's line)
+ * half as early.  Members and domains are picked by the data, so without
+ * this every row waits for several cache misses in turn; measured on
+ * bench/engine_bench.py, the prefetches make the loop 1.5x faster. */
+enum { PREFETCH_AHEAD = 16 };
+/* always inlined: GCC deems a function that only prefetches free of effects
+ * and drops the calls to it */
+#define PREFETCHER static inline __attribute__((always_inline)) void
+
+PREFETCHER prefetch_member(const Kernel *k, int32_t m)
+{
+    if (m < 0 || m >= k->n_members)
+        return; /* markers, and rows the loop will refuse when it gets there */
+    __builtin_prefetch(k->msince + m);
+    __builtin_prefetch(k->mns + (Py_ssize_t)m * N_MBUCKETS);
+    __builtin_prefetch(k->mns + (Py_ssize_t)m * N_MBUCKETS + N_MBUCKETS - 1);
+    __builtin_prefetch(k->mstate + m);
+    __builtin_prefetch(k->mdom + m);
+}
+
+PREFETCHER prefetch_domain(const Kernel *k, int32_t m)
+{
+    if (m < 0 || m >= k->n_members)
+        return;
+    Py_ssize_t d = k->mdom[m];
+    __builtin_prefetch(k->dlast + d);
+    __builtin_prefetch(k->dcount + 4 * d);
+    __builtin_prefetch(k->dns + N_DSTATES * d);
+    __builtin_prefetch(k->dns + N_DSTATES * d + N_DSTATES - 1);
+    __builtin_prefetch(k->ep_state + d);
+    __builtin_prefetch(k->ep_len + d);
+}
+
+/* why run() stopped early: the row it refused */
+enum { BAD_NONE, BAD_ORDER, BAD_MEMBER, BAD_CODE };
+
+/* A row the loop must not account: 0 if the row is good.  Checked here, one
+ * row at a time just before it is used, rather than in a separate pass over
+ * the batch: the row is in cache now, and a second pass cost ~7 % of the
+ * engine's time. */
+static int bad_row(const Kernel *k, int64_t t, int64_t prev, int32_t m, int old, int new)
+{
+    if (t < prev)
+        return BAD_ORDER; /* unsorted rows would be accounted silently wrong */
+    if (m < -1 || m >= k->n_members)
+        return BAD_MEMBER;
+    if (m >= 0 ? ((unsigned)old > UNKNOWN || (unsigned)new > UNKNOWN)
+               : (new != LOSS_BEGIN && new != LOSS_END))
+        return BAD_CODE;
+    return BAD_NONE;
+}
+
+/* Below this many members the state stays in the caches and prefetching
+ * only costs instructions (measured: 12 % slower on a 42-vCPU Xen trace). */
+enum { PREFETCH_MIN_MEMBERS = 4096 };
+
+/* The loop, with or without prefetching (`ahead` is a constant at each call,
+ * so each call compiles to its own loop).  Returns n, or the index of the
+ * first row refused (*why says why); the rows before it have been accounted. */
+static inline __attribute__((always_inline)) Py_ssize_t
+run_rows(Kernel *k, Py_ssize_t n, const int64_t *time, const int32_t *member,
+         const int8_t *old, const int8_t *new, int *why, int ahead)
 {
     const int64_t start = k->g[G_WINDOW_START];
+    int64_t prev = n > 0 ? time[0] : 0;
+    for (Py_ssize_t i = 0; i < n && i < ahead; i++)
+        prefetch_member(k, member[i]);
+    for (Py_ssize_t i = 0; i < n && i < ahead / 2; i++)
+        prefetch_domain(k, member[i]);
     for (Py_ssize_t i = 0; i < n; i++) {
-        int64_t t = time[i] < start ? start : time[i];
+        if (ahead && i + ahead < n)
+            prefetch_member(k, member[i + ahead]);
+        if (ahead && i + ahead / 2 < n)
+            prefetch_domain(k, member[i + ahead / 2]);
         int32_t m = member[i];
+        *why = bad_row(k, time[i], prev, m, old[i], new[i]);
+        if (*why != BAD_NONE)
+            return i;
+        prev = time[i];
+        int64_t t = time[i] < start ? start : time[i];
         if (m < 0)
             marker(k, t, new[i]);
         else
@@ -229,13 +306,25 @@ static void run(Kernel *k, Py_ssize_t n, const int64_t *time, const int32_t *mem
     }
     if (n > 0 && time[n - 1] > k->g[G_LAST_TIME])
         k->g[G_LAST_TIME] = time[n - 1];
+    return n;
+}
+
+/* Account rows [0, n): see run_rows. */
+static Py_ssize_t run(Kernel *k, Py_ssize_t n, const int64_t *time, const int32_t *member,
+                      const int8_t *old, const int8_t *new, int *why)
+{
+    if (k->n_members >= PREFETCH_MIN_MEMBERS)
+        return run_rows(k, n, time, member, old, new, why, PREFETCH_AHEAD);
+    return run_rows(k, n, time, member, old, new, why, 0);
 }
 
 /* ---- argument plumbing ------------------------------------------------- */
 /* Every array is checked for element type, contiguity and length, and every
- * code the loop uses as an index (states, member and domain numbers) for its
- * range, before the loop runs: a caller's mistake is a ValueError, never a
- * stray write. */
+ * code of the state the loop uses as an index (states, member and domain
+ * numbers) for its range, before the loop runs; each event row is checked by
+ * the loop just before it is used (bad_row).  A caller's mistake is a
+ * ValueError, never a stray write (the rows before a refused one are
+ * accounted, as if fed alone). */
 
 static void release(Kernel *k)
 {
@@ -326,30 +415,18 @@ static int bind_state(Kernel *k, PyObject *state)
     return 0;
 }
 
-static int check_events(Py_ssize_t n, const int64_t *time, const int32_t *member,
-                        const int8_t *old, const int8_t *new, Py_ssize_t n_members)
+/* the error for the row run() refused */
+static void refuse_row(int why, Py_ssize_t i, const int64_t *time, const int32_t *member,
+                       Py_ssize_t n_members)
 {
-    for (Py_ssize_t i = 0; i < n; i++) {
-        if (i > 0 && time[i] < time[i - 1]) {
-            /* unsorted rows would be accounted silently wrong: refuse them */
-            PyErr_Format(PyExc_ValueError, "events go back in time at row %zd: %lld after %lld",
-                         i, (long long)time[i], (long long)time[i - 1]);
-            return -1;
-        }
-        if (member[i] < -1 || member[i] >= n_members) {
-            PyErr_Format(PyExc_ValueError, "event %zd names member %d of %zd", i,
-                         (int)member[i], n_members);
-            return -1;
-        }
-        int bad = member[i] >= 0
-                      ? (old[i] < RUNNING || old[i] > UNKNOWN || new[i] < RUNNING || new[i] > UNKNOWN)
-                      : (new[i] != LOSS_BEGIN && new[i] != LOSS_END);
-        if (bad) {
-            PyErr_Format(PyExc_ValueError, "event %zd has an invalid state code", i);
-            return -1;
-        }
-    }
-    return 0;
+    if (why == BAD_ORDER)
+        PyErr_Format(PyExc_ValueError, "events go back in time at row %zd: %lld after %lld", i,
+                     (long long)time[i], (long long)time[i - 1]);
+    else if (why == BAD_MEMBER)
+        PyErr_Format(PyExc_ValueError, "event %zd names member %d of %zd", i, (int)member[i],
+                     n_members);
+    else
+        PyErr_Format(PyExc_ValueError, "event %zd has an invalid state code", i);
 }
 
 static PyObject *py_feed(PyObject *self, PyObject *args)
@@ -387,11 +464,15 @@ static PyObject *py_feed(PyObject *self, PyObject *args)
             goto fail;
         k.n_epochs = k.n_members ? nr / k.n_members : 0;
     }
-    if (check_events(n, time, member, old, new, k.n_members) < 0)
-        goto fail;
+    int why = BAD_NONE;
+    Py_ssize_t done;
     Py_BEGIN_ALLOW_THREADS
-    run(&k, n, time, member, old, new);
+    done = run(&k, n, time, member, old, new, &why);
     Py_END_ALLOW_THREADS
+    if (done < n) {
+        refuse_row(why, done, time, member, k.n_members);
+        goto fail;
+    }
     release(&k);
     Py_RETURN_NONE;
 fail:

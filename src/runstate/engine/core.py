@@ -192,6 +192,14 @@ class Engine:
         """Time of the latest event fed (None before the first)."""
         return None if self._start is None else int(self._s.g[G_LAST_TIME])
 
+    def member_states(self) -> npt.NDArray[np.int8]:
+        """Each member's :class:`MemberState` code now, by member index (a copy).
+
+        Live views show what each member is doing at a snapshot; a copy, so the
+        caller can keep it while the engine goes on.
+        """
+        return self._s.mstate.copy()
+
     def feed(self, batch: EventBatch) -> None:
         """Account a time-sorted batch (its rows must not precede earlier batches)."""
         if len(batch) == 0:

@@ -3,15 +3,11 @@
  *
  * Why C: a record's length is only known from its header word, so finding the
  * next record is inherently sequential; a 40 MB trace has millions of records
- * and a Python loop over them takes seconds.  This file only walks and decodes;
- * merging the per-pcpu streams, member indices and all semantics live in
- * Python (reader.py), on the columns written here.
- *
- * Layout (docs/xentrace.md): the file is a sequence of windows, each a
- * 12-byte TRC_TRACE_CPU_CHANGE record (header word 0x2001f003, pcpu, size)
- * followed by `size` bytes of that pcpu's records.  A record is a header word
- * (event id bits 0-27, extra word count bits 28-30, TSC flag bit 31), an
- * optional 64-bit TSC and 0-7 extra words.  Little-endian.
+ * and a Python loop over them takes seconds.  This file only walks and decodes
+ * (the decoding itself is walk_core.h); merging the per-pcpu streams, member
+ * indices and all semantics live in Python (reader.py), on the columns
+ * written here.  Exact mode on a file takes the fast path (_scan.c, _merge.c)
+ * where it can.
  *
  * The walker is resumable: all position state lives in the caller's `cursor`
  * array, so it can stop when the output is full or the buffer ends (stdin)
@@ -22,104 +18,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "xentrace_format.h"
 #include "../../kernel_abi.h"
-
-/* cursor slots */
-enum { C_OFF, C_WEND, C_PCPU, C_STATUS, C_ERR_OFF, C_ERR_CODE, C_ERR_WORD, C_ERR_AUX, N_CURSOR };
-/* status */
-enum { ST_FULL = 0, ST_MORE = 1, ST_ERROR = 2 };
-/* error codes (mirrored in walk.py) */
-enum {
-    E_NONE, E_HEADER, E_PCPU, E_WSIZE, E_CLASS, E_OVERRUN, E_LOST_TSC, E_STATE,
-    E_BACKWARDS, E_LOST_SIZE, E_RS_SIZE
-};
-/* row kinds */
-enum { K_CHANGE, K_CONTINUE, K_LOST, K_WRAP, K_OTHER };
-/* stats slots */
-enum {
-    S_WINDOWS, S_CHANGE, S_CONTINUE, S_LOST, S_LOST_COUNT, S_WRAP, S_OTHER, S_BAD,
-    S_RESYNC, S_FIRST_TSC, S_LAST_TSC, S_RECORDS, S_ROUNDS, S_PREV_PCPU, N_STATS
-};
-/* flags */
-enum { F_LENIENT = 1, F_OTHER_ROWS = 2 };
-
-static inline uint32_t rd32(const uint8_t *p)
-{
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v; /* little-endian hosts only (x86, arm) */
-}
-
-static inline int64_t rd64(const uint8_t *p)
-{
-    uint64_t v;
-    memcpy(&v, p, 8);
-    return (int64_t)v;
-}
-
-static int header_ok(const uint8_t *p)
-{
-    int32_t pcpu = (int32_t)rd32(p + 4);
-    uint32_t size = rd32(p + 8);
-    return rd32(p) == CPU_CHANGE_HEADER && pcpu >= 0 && pcpu < MAX_PCPUS && size % 4 == 0 &&
-           (int64_t)size <= MAX_WINDOW;
-}
-
-typedef struct {
-    const uint8_t *buf;
-    int64_t base, end; /* absolute offsets covered by buf */
-    int64_t *cur;
-    int64_t *stats;
-    int64_t *pcpu_tsc;
-    int flags;
-} Walk;
-
-static int fail(Walk *w, int64_t off, int code, int64_t word, int64_t aux)
-{
-    w->cur[C_STATUS] = ST_ERROR;
-    w->cur[C_ERR_OFF] = off;
-    w->cur[C_ERR_CODE] = code;
-    w->cur[C_ERR_WORD] = word;
-    w->cur[C_ERR_AUX] = aux;
-    return -1;
-}
-
-/* at a window header: 0 = entered the window, 1 = need more data, -1 = error */
-static int enter_window(Walk *w)
-{
-    int64_t off = w->cur[C_OFF];
-    if (w->end - off < 12)
-        return 1;
-    const uint8_t *p = w->buf + (off - w->base);
-    uint32_t hdr = rd32(p);
-    int32_t pcpu = (int32_t)rd32(p + 4);
-    uint32_t size = rd32(p + 8);
-    int code = hdr != CPU_CHANGE_HEADER ? E_HEADER
-               : (pcpu < 0 || pcpu >= MAX_PCPUS) ? E_PCPU
-               : (size % 4 != 0 || (int64_t)size > MAX_WINDOW) ? E_WSIZE
-               : E_NONE;
-    if (code != E_NONE) {
-        if (!(w->flags & F_LENIENT))
-            return fail(w, off, code, hdr, code == E_PCPU ? pcpu : (int64_t)size);
-        /* lenient: look for the next plausible window header */
-        int64_t q = off + 4;
-        while (w->end - q >= 12 && !header_ok(w->buf + (q - w->base)))
-            q += 4;
-        w->stats[S_RESYNC] += 1;
-        w->cur[C_OFF] = q;
-        return w->end - q >= 12 ? enter_window(w) : 1;
-    }
-    w->cur[C_OFF] = off + 12;
-    w->cur[C_WEND] = off + 12 + (int64_t)size;
-    w->cur[C_PCPU] = pcpu;
-    w->stats[S_WINDOWS] += 1;
-    /* xentrace writes pcpus in increasing order each polling round */
-    if (w->stats[S_WINDOWS] > 1 && pcpu <= w->stats[S_PREV_PCPU])
-        w->stats[S_ROUNDS] += 1;
-    w->stats[S_PREV_PCPU] = pcpu;
-    return 0;
-}
+#include "walk_core.h"
 
 typedef struct {
     int64_t *tsc, *key, *aux, *off;
@@ -128,138 +28,34 @@ typedef struct {
     Py_ssize_t n, cap;
 } Out;
 
-static void emit(Out *o, int64_t tsc, int64_t key, int kind, int old, int new, int64_t aux,
-                 int pcpu, int64_t off)
+static void emit(Out *o, const Row *r, int pcpu)
 {
     Py_ssize_t i = o->n++;
-    o->tsc[i] = tsc;
+    o->tsc[i] = r->tsc;
     /* packed: ids in bits 0-31, kind 32-39, old 40-47, new 48-55 (see walk.py) */
-    o->key[i] = (key & 0xffffffffLL) | (int64_t)kind << 32 | (int64_t)old << 40 |
-                (int64_t)new << 48;
-    o->kind[i] = (int8_t)kind;
-    o->old[i] = (int8_t)old;
-    o->new[i] = (int8_t)new;
-    o->aux[i] = aux;
+    o->key[i] = (r->key & 0xffffffffLL) | (int64_t)r->kind << 32 | (int64_t)r->old << 40 |
+                (int64_t)r->new << 48;
+    o->kind[i] = (int8_t)r->kind;
+    o->old[i] = (int8_t)r->old;
+    o->new[i] = (int8_t)r->new;
+    o->aux[i] = r->aux;
     o->pcpu[i] = (int16_t)pcpu;
-    o->off[i] = off;
-}
-
-/* Decode one record at cursor (inside a window).  0 = ok, 1 = need more, -1 = error */
-static int record(Walk *w, Out *o)
-{
-    int64_t off = w->cur[C_OFF];
-    int64_t wend = w->cur[C_WEND];
-    int lenient = w->flags & F_LENIENT;
-    if (w->end - off < 4)
-        return 1;
-    const uint8_t *p = w->buf + (off - w->base);
-    uint32_t hdr = rd32(p);
-    int has_tsc = (int)(hdr >> 31);
-    int n_extra = (int)((hdr >> 28) & 7);
-    int64_t size = 4 + 8 * has_tsc + 4 * n_extra;
-    if (off + size > wend) {
-        if (!lenient)
-            return fail(w, off, E_OVERRUN, hdr, wend - off);
-        w->stats[S_BAD] += 1;
-        w->cur[C_OFF] = wend; /* skip the rest of the window */
-        return 0;
-    }
-    if (w->end - off < size)
-        return 1;
-    uint32_t event = hdr & EVENT_MASK;
-    uint32_t cls = (event >> 16) & 0xfff;
-    int pcpu = (int)w->cur[C_PCPU];
-    int64_t *last = w->pcpu_tsc + pcpu;
-    int64_t tsc = *last;
-    const uint8_t *x = p + 4 + 8 * has_tsc;
-    w->cur[C_OFF] = off + size;
-    w->stats[S_RECORDS] += 1;
-    if (cls == 0 || (cls & (cls - 1)) != 0) {
-        if (!lenient)
-            return fail(w, off, E_CLASS, hdr, 0);
-        w->stats[S_BAD] += 1;
-        return 0;
-    }
-    if (has_tsc) {
-        tsc = rd64(p + 4);
-        if (*last >= 0 && tsc < *last) {
-            if (!lenient) {
-                w->cur[C_OFF] = off;
-                return fail(w, off, E_BACKWARDS, hdr, *last);
-            }
-            w->stats[S_BAD] += 1;
-            tsc = *last;
-        }
-        *last = tsc;
-        if (w->stats[S_FIRST_TSC] < 0 || tsc < w->stats[S_FIRST_TSC])
-            w->stats[S_FIRST_TSC] = tsc;
-        if (tsc > w->stats[S_LAST_TSC])
-            w->stats[S_LAST_TSC] = tsc;
-    }
-    if ((event & RUNSTATE_MASK) == RUNSTATE_CHANGE || event == CONTINUE_RUNNING) {
-        int old = 0, new = 0, kind = K_CONTINUE;
-        if (event != CONTINUE_RUNNING) {
-            old = (int)((event >> 8) & 0xf);
-            new = (int)((event >> 4) & 0xf);
-            kind = K_CHANGE;
-        }
-        int code = n_extra < 1 ? E_RS_SIZE : (old > 3 || new > 3) ? E_STATE : E_NONE;
-        if (code == E_NONE && tsc < 0)
-            code = E_RS_SIZE;
-        if (code != E_NONE) {
-            if (!lenient)
-                return fail(w, off, code, hdr, 0);
-            w->stats[S_BAD] += 1;
-            return 0;
-        }
-        uint32_t ids = rd32(x);
-        w->stats[kind == K_CHANGE ? S_CHANGE : S_CONTINUE] += 1;
-        emit(o, tsc, (int64_t)(ids >> 16) << 16 | (ids & 0xffff), kind, old, new, 0, pcpu, off);
-        return 0;
-    }
-    if (event == LOST_RECORDS) {
-        if (n_extra != 4 || !has_tsc) {
-            if (!lenient)
-                return fail(w, off, E_LOST_SIZE, hdr, 0);
-            w->stats[S_BAD] += 1;
-            return 0;
-        }
-        uint32_t ids = rd32(x + 4); /* domain in the low half, vcpu in the high half */
-        int64_t first = (int64_t)((uint64_t)rd32(x + 8) | (uint64_t)rd32(x + 12) << 32);
-        if (tsc <= first) {
-            if (!lenient)
-                return fail(w, off, E_LOST_TSC, tsc, first);
-            w->stats[S_BAD] += 1;
-            return 0;
-        }
-        w->stats[S_LOST] += 1;
-        w->stats[S_LOST_COUNT] += rd32(x);
-        emit(o, tsc, (int64_t)(ids & 0xffff) << 16 | (ids >> 16), K_LOST, 0, 0, first, pcpu, off);
-        return 0;
-    }
-    if (event == WRAP_BUFFER) {
-        w->stats[S_WRAP] += 1;
-        if (has_tsc && (w->flags & F_OTHER_ROWS))
-            emit(o, tsc, 0, K_WRAP, 0, 0, 0, pcpu, off);
-        return 0;
-    }
-    w->stats[S_OTHER] += 1;
-    if ((w->flags & F_OTHER_ROWS) && tsc >= 0)
-        emit(o, tsc, (int64_t)event, K_OTHER, 0, 0, 0, pcpu, off);
-    return 0;
+    o->off[i] = r->off;
 }
 
 static void run(Walk *w, Out *o)
 {
-    w->cur[C_STATUS] = ST_MORE;
+    w->status = ST_MORE;
     while (o->n < o->cap) {
-        if (w->cur[C_WEND] >= 0 && w->cur[C_OFF] >= w->cur[C_WEND])
-            w->cur[C_WEND] = -1;
-        int r = w->cur[C_WEND] < 0 ? enter_window(w) : record(w, o);
-        if (r != 0)
+        leave_window_if_done(w);
+        Row row = {0, 0, 0, 0, 0, 0, 0}; /* set by record() when it returns REC_ROW */
+        int r = w->wend < 0 ? enter_window(w) : record(w, &row);
+        if (r == REC_ROW)
+            emit(o, &row, (int)w->pcpu);
+        else if (r != REC_NONE)
             return; /* status already set (MORE or ERROR) */
     }
-    w->cur[C_STATUS] = ST_FULL;
+    w->status = ST_FULL;
 }
 
 /* ---- argument plumbing ------------------------------------------------- */
@@ -335,9 +131,10 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     Out o;
     Py_ssize_t blen, nc, ns, np_, caps[8];
     const uint8_t *buf;
+    int64_t *cur, *stats;
     if (!(buf = view(&vs, buf_o, "buf", AK_BYTES, 1, &blen, 0)) ||
-        !(w.cur = view(&vs, cur_o, "cursor", AK_SIGNED, 8, &nc, 1)) ||
-        !(w.stats = view(&vs, stats_o, "stats", AK_SIGNED, 8, &ns, 1)) ||
+        !(cur = view(&vs, cur_o, "cursor", AK_SIGNED, 8, &nc, 1)) ||
+        !(stats = view(&vs, stats_o, "stats", AK_SIGNED, 8, &ns, 1)) ||
         !(w.pcpu_tsc = view(&vs, ptsc_o, "pcpu_tsc", AK_SIGNED, 8, &np_, 1)) ||
         !(o.tsc = view(&vs, PyTuple_GET_ITEM(cols, 0), "tsc", AK_SIGNED, 8, &caps[0], 1)) ||
         !(o.key = view(&vs, PyTuple_GET_ITEM(cols, 1), "key", AK_SIGNED, 8, &caps[1], 1)) ||
@@ -365,12 +162,14 @@ static PyObject *py_decode(PyObject *self, PyObject *args)
     if (limit >= 0 && limit < w.end)
         w.end = limit;
     w.flags = flags;
-    const char *bad = cursor_error(w.cur, base, w.end);
+    const char *bad = cursor_error(cur, base, w.end);
     if (bad != NULL)
         return refuse(&vs, bad);
+    walk_load(&w, cur, stats);
     Py_BEGIN_ALLOW_THREADS
     run(&w, &o);
     Py_END_ALLOW_THREADS
+    walk_save(&w, cur, stats);
     release(&vs);
     return PyLong_FromSsize_t(o.n);
 }
@@ -410,43 +209,26 @@ static PyObject *py_index(PyObject *self, PyObject *args)
     Py_ssize_t cap = c1;
     int64_t stats[N_STATS];
     memset(stats, 0, sizeof stats);
-    Walk w = {.buf = buf, .base = base, .end = base + blen, .cur = cur,
-              .stats = stats, .pcpu_tsc = NULL, .flags = flags};
+    Walk w = {.buf = buf, .base = base, .end = base + blen, .pcpu_tsc = NULL, .flags = flags};
+    walk_load(&w, cur, stats);
+    w.wend = -1;
     Py_ssize_t n = 0;
-    cur[C_STATUS] = ST_MORE;
+    w.status = ST_MORE;
     while (n < cap) {
         int r = enter_window(&w);
         if (r != 0)
             break;
-        int64_t first = -1;
-        int64_t q = cur[C_OFF];
-        int64_t wend = cur[C_WEND] < w.end ? cur[C_WEND] : w.end;
-        while (wend - q >= 4) {
-            const uint8_t *p = w.buf + (q - base);
-            uint32_t hdr = rd32(p);
-            int64_t size = 4 + 8 * (hdr >> 31) + 4 * ((hdr >> 28) & 7);
-            if (q + size > wend)
-                break;
-            if (hdr >> 31) {
-                first = rd64(p + 4);
-                if ((hdr & EVENT_MASK) == LOST_RECORDS && size == 28) {
-                    int64_t lf = (int64_t)((uint64_t)rd32(p + 20) | (uint64_t)rd32(p + 24) << 32);
-                    if (lf < first)
-                        first = lf;
-                }
-                break;
-            }
-            q += size;
-        }
-        ooff[n] = cur[C_WEND] < w.end ? cur[C_WEND] : w.end; /* where the window ends */
-        opcpu[n] = (int32_t)cur[C_PCPU];
-        ofirst[n] = first;
+        int64_t wend = w.wend < w.end ? w.wend : w.end; /* where the window ends */
+        ooff[n] = wend;
+        opcpu[n] = (int32_t)w.pcpu;
+        ofirst[n] = window_first_tsc(w.buf, base, w.off, wend);
         n++;
-        cur[C_OFF] = cur[C_WEND] < w.end ? cur[C_WEND] : w.end;
-        cur[C_WEND] = -1;
+        w.off = wend;
+        w.wend = -1;
     }
     if (n == cap)
-        cur[C_STATUS] = ST_FULL;
+        w.status = ST_FULL;
+    walk_save(&w, cur, stats);
     release(&vs);
     return PyLong_FromSsize_t(n);
 }

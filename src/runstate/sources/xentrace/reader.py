@@ -27,11 +27,14 @@ data at each poll, so a pcpu absent for two rounds had nothing buffered), and
 at most ``MAX_PENDING`` rows are held.  A row older than rows already released
 (only possible in streams, or in corrupt files) is moved to the release time
 and counted as ``late_records``.
+
+Exact mode on a file goes through ``fastpath`` (both passes in C) when the
+file allows it; the pipeline asks for that with :meth:`XentraceSource.first_pass`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO
 
 import numpy as np
@@ -40,15 +43,15 @@ import numpy.typing as npt
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.model.states import LOSS_BEGIN, LOSS_END
-from runstate.sources.base import FormatInfo, ReadOptions, SourceInfo
-from runstate.sources.xentrace import _walk
+from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.formats import XENTRACE
+from runstate.sources.xentrace import _walk, fastpath
 from runstate.sources.xentrace.constants import (
-    CPU_CHANGE_HEADER,
     DEFAULT_CPU_HZ,
     IDLE_DOMAIN,
     MAX_PCPUS,
-    MAX_WINDOW_BYTES,
 )
+from runstate.sources.xentrace.sniff import sniff_windows
 from runstate.sources.xentrace.walk import (
     IDS_MASK,
     Kind,
@@ -68,8 +71,6 @@ MAX_PENDING = 1 << 21
 #: stream mode: a pcpu with no records for this many polling rounds no longer
 #: holds back the others
 STALE_ROUNDS = 4
-#: how many windows a sniff validates
-SNIFF_WINDOWS = 4
 
 _I64_MAX = np.iinfo(np.int64).max
 
@@ -184,28 +185,87 @@ class XentraceSource:
         self.info = SourceInfo(format="xentrace", path=path, clock="tsc", cpu_hz=cpu_hz,
                                cpu_hz_assumed=options.cpu_hz is None, notes=notes)
         self._base_notes = list(notes)
+        #: set by first_pass(): the second pass then merges in C too; member m is
+        #: the plan's vCPU _plan_order[m]
+        self._plan: fastpath.Plan | None = None
+        self._plan_order = np.zeros(0, np.intp)
+        #: what the last whole read counted (anomalies, notes)
+        self._counted: tuple[dict[str, int], list[str]] | None = None
+
+    def first_pass(self, progress: Callable[[int], None] | None = None
+                   ) -> tuple[npt.NDArray[np.int8], int, int] | None:
+        """Exact mode's first pass as one C scan, or None if the input needs the generic one.
+
+        Returns the state of every member before its first record (one row: the
+        fast path takes no file with lost records) and the times of the first
+        and last rows the second pass will yield; leaves ``info`` as reading all
+        batches would.  Later calls of :meth:`batches` merge in C as well.
+        """
+        self._plan = None
+        if self._stream is not None:
+            return None
+        plan = fastpath.scan(self.path, self._options.lenient, progress)
+        if plan is None:
+            return None
+        members = np.array([register_vcpu(self.registry, key >> 16, key & 0xFFFF)
+                            for key in plan.keys.tolist()], np.intp)
+        order = np.full(self.registry.n_members, -1, np.intp)
+        order[members] = np.arange(members.shape[0])
+        if bool((order < 0).any()):
+            return None  # members this file does not name: let the generic path number them
+        self._plan, self._plan_order = plan, order
+        self._set_origin(plan.pcpu_first)
+        self._finish(plan.stats, plan.pcpu_tsc, (plan.first_time, plan.last_time), 0,
+                     plan.truncated_at)
+        states = np.full((1, self.registry.n_members), -1, np.int8)
+        states[0, members] = plan.initial
+        return states, plan.first_time, plan.last_row_time
 
     def batches(self) -> Iterator[EventBatch]:
         """Yield time-sorted batches; each call reads the input from the start."""
-        self.info.anomalies.clear()
-        self.info.notes[:] = self._base_notes
+        self._start_reading()
+        if self._plan is not None:
+            # the first pass counted all there is to count (restored just now)
+            yield from fastpath.batches(self.path, self._plan, self._plan_order,
+                                        self._options.lenient, self._options.chunk_rows)
+            return
         walker = Walker(self.path, self._stream, lenient=self._options.lenient,
                         chunk_rows=min(self._options.chunk_rows, DECODE_ROWS))
         index = walker.index() if self._stream is None else None
-        if index is not None and index.first_tsc:
-            # known before any batch, so reports can count seconds from it at once
-            self.info.origin = min(index.first_tsc.values())
+        if index is not None:
+            self._set_origin(np.array(list(index.first_tsc.values()), np.int64))
         merge = _Merge(self, walker, index)
         for rec in walker.chunks():
             merge.add(rec)
             yield from merge.release(final=False)
         yield from merge.release(final=True)
-        self._finish(walker, merge)
+        self._finish(walker.stats, walker.pcpu_tsc, (merge.first_time, merge.last_time),
+                     merge.late, walker.truncated_at)
 
-    def _finish(self, walker: Walker, merge: _Merge) -> None:
-        stats = walker.stats
+    def _start_reading(self) -> None:
+        """Counts start afresh, from what the last whole read counted: the same file
+        counts the same, and a reader that stops early (a window's end) still has
+        them to report."""
+        self.info.anomalies.clear()
+        self.info.notes[:] = self._base_notes
+        if self._counted is not None:
+            self.info.anomalies.update(self._counted[0])
+            self.info.notes[:] = self._counted[1]
+
+    def _set_origin(self, pcpu_first: npt.NDArray[np.int64]) -> None:
+        """Seconds count from the first timestamp of any pcpu's data (as the window
+        index gives it), known before any batch so reports can use it at once."""
+        known = pcpu_first[pcpu_first >= 0]
+        if known.shape[0]:
+            self.info.origin = int(known.min())
+
+    def _finish(self, stats: npt.NDArray[np.int64], pcpu_tsc: npt.NDArray[np.int64],
+                span: tuple[int | None, int | None], late: int,
+                truncated_at: int | None) -> None:
         info = self.info
-        first, last = merge.first_time, merge.last_time
+        info.anomalies.clear()
+        info.notes[:] = self._base_notes
+        first, last = span
         if first is not None and last is not None:
             info.origin = first if info.origin is None else min(info.origin, first)
             info.start_ns, info.end_ns = first, last
@@ -217,14 +277,15 @@ class XentraceSource:
         idle = self.registry.find_domain(str(IDLE_DOMAIN))
         if idle is not None:
             # the idle domain has one vCPU per pcpu: every pcpu that wrote a record
-            seen = int((walker.pcpu_tsc >= 0).sum())
+            seen = int((pcpu_tsc >= 0).sum())
             self.registry.domains[idle].expected_members = seen
-        if merge.late:
-            info.count("late_records", merge.late)
-        if walker.truncated_at is not None:
+        if late:
+            info.count("late_records", late)
+        if truncated_at is not None:
             info.count("truncated_final_window")
             info.notes.append(f"the last window runs past the end of the input at byte "
-                              f"{walker.truncated_at}; read up to the last whole record")
+                              f"{truncated_at}; read up to the last whole record")
+        self._counted = (dict(info.anomalies), list(info.notes))
 
 
 class _Merge:
@@ -313,8 +374,7 @@ class _Merge:
 
 
 class _XentraceReader:
-    FORMAT = FormatInfo("xentrace", "Xen binary trace written by xentrace (per-pcpu windows)",
-                        500)
+    FORMAT = XENTRACE
 
     def sniff(self, path: str, head: bytes) -> bool:
         """No magic number: accept only if the first windows are well-formed."""
@@ -322,32 +382,6 @@ class _XentraceReader:
 
     def open(self, path: str, stream: IO[bytes] | None, options: ReadOptions) -> XentraceSource:
         return XentraceSource(path, stream, options)
-
-
-def sniff_windows(head: bytes) -> bool:
-    """True if ``head`` starts with up to SNIFF_WINDOWS well-formed windows of records."""
-    off, seen = 0, 0
-    while seen < SNIFF_WINDOWS and len(head) - off >= 12:
-        hdr, pcpu, size = (int.from_bytes(head[off + i:off + i + 4], "little")
-                           for i in (0, 4, 8))
-        if hdr != CPU_CHANGE_HEADER or pcpu >= MAX_PCPUS or size % 4 or size > MAX_WINDOW_BYTES:
-            return False
-        if not _records_ok(head, off + 12, min(off + 12 + size, len(head))):
-            return False
-        off += 12 + size
-        seen += 1
-    return seen > 0
-
-
-def _records_ok(head: bytes, off: int, end: int) -> bool:
-    """Records in [off, end) have one-hot classes (the last may be cut by ``end``)."""
-    while end - off >= 4:
-        hdr = int.from_bytes(head[off:off + 4], "little")
-        cls = (hdr >> 16) & 0xFFF
-        if cls == 0 or cls & (cls - 1):
-            return False
-        off += 4 + 8 * (hdr >> 31) + 4 * ((hdr >> 28) & 7)
-    return True
 
 
 XENTRACE_READER = _XentraceReader()

@@ -157,7 +157,23 @@ def describe_error(path: str, cursor: npt.NDArray[np.int64]) -> InputError:
     return InputError(path, reason, offset=int(cursor[C_ERR_OFF]), record=record)
 
 
-def _release_pages(data: mmap.mmap, start: int, upto: int) -> int:
+def map_file(path: str) -> mmap.mmap:
+    """The file mapped read-only (an empty or unreadable file is an InputError)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError as err:
+        raise InputError(path, err.strerror or str(err)) from None
+    try:
+        if os.fstat(fd).st_size == 0:
+            raise InputError(path, "empty file")
+        return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
+    except OSError as err:
+        raise InputError(path, err.strerror or str(err)) from None
+    finally:
+        os.close(fd)
+
+
+def release_pages(data: mmap.mmap, start: int, upto: int) -> int:
     """Drop the mapped pages before ``upto`` from this process's resident set.
 
     The file stays mapped; the pages are file cache and come back on access.
@@ -225,7 +241,7 @@ class Walker:
             done = 0
             for rec in self._decode_all(data, 0, True):
                 yield rec
-                done = _release_pages(data, done, self.position)
+                done = release_pages(data, done, self.position)
 
 
     def index(self) -> PcpuIndex:
@@ -244,7 +260,7 @@ class Walker:
                 if int(cur[C_STATUS]) == ST_ERROR:
                     raise describe_error(self.path, cur)
                 self._index_rows(offs[:n], pcpus[:n], firsts[:n], last_end, first)
-                released = _release_pages(data, released, int(cur[C_OFF]))
+                released = release_pages(data, released, int(cur[C_OFF]))
                 if int(cur[C_STATUS]) != ST_FULL:
                     return PcpuIndex(last_end, first)
 
@@ -258,19 +274,9 @@ class Walker:
                 first[p] = f
 
     def _map(self) -> mmap.mmap:
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError as err:
-            raise InputError(self.path, err.strerror or str(err)) from None
-        try:
-            self.size = os.fstat(fd).st_size
-            if self.size == 0:
-                raise InputError(self.path, "empty file")
-            return mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-        except OSError as err:
-            raise InputError(self.path, err.strerror or str(err)) from None
-        finally:
-            os.close(fd)
+        data = map_file(self.path)
+        self.size = len(data)
+        return data
 
     def _decode_all(self, data: bytes | bytearray | mmap.mmap, base: int,
                     at_eof: bool) -> Iterator[Records]:

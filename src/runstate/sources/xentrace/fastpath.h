@@ -1,0 +1,133 @@
+/*
+ * What the two passes of exact mode's fast path share (_scan.c, _merge.c):
+ * the vCPU table, and giving mapped pages back once a walk is past them.
+ */
+#ifndef RUNSTATE_XENTRACE_FASTPATH_H
+#define RUNSTATE_XENTRACE_FASTPATH_H
+
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+/* ---- vCPU table: key (dom << 16 | vcpu) -> number ---------------------- */
+/* Open addressing, linear probing, at most half full, so a probe always
+ * ends at the key or an empty slot.  Numbers are given in insertion order. */
+
+typedef struct {
+    int64_t *keys; /* slot -> key, -1 empty */
+    int32_t *nums; /* slot -> number */
+    uint64_t mask;
+    int64_t n;
+} Table;
+
+static inline uint64_t table_hash(int64_t key)
+{
+    return ((uint64_t)key * 0x9E3779B97F4A7C15ull) >> 20;
+}
+
+/* an empty table for `want` keys; -1 out of memory */
+static inline int table_init(Table *t, int64_t want)
+{
+    uint64_t size = 64;
+    while (size < 2 * (uint64_t)want + 2)
+        size *= 2;
+    t->keys = malloc(size * sizeof *t->keys);
+    t->nums = malloc(size * sizeof *t->nums);
+    if (t->keys == NULL || t->nums == NULL) {
+        free(t->keys);
+        free(t->nums);
+        t->keys = NULL;
+        t->nums = NULL;
+        return -1;
+    }
+    memset(t->keys, 0xff, size * sizeof *t->keys);
+    t->mask = size - 1;
+    t->n = 0;
+    return 0;
+}
+
+static inline void table_free(Table *t)
+{
+    free(t->keys);
+    free(t->nums);
+    t->keys = NULL;
+    t->nums = NULL;
+}
+
+/* the slot holding key, or the empty slot where it would go */
+static inline uint64_t table_slot(const Table *t, int64_t key)
+{
+    uint64_t h = table_hash(key);
+    while (t->keys[h & t->mask] != key && t->keys[h & t->mask] >= 0)
+        h++;
+    return h & t->mask;
+}
+
+/* the number of key, -1 if absent */
+static inline int32_t table_find(const Table *t, int64_t key)
+{
+    uint64_t s = table_slot(t, key);
+    return t->keys[s] == key ? t->nums[s] : -1;
+}
+
+/* insert a key not in the table as number t->n; -1 if out of memory */
+static inline int table_add(Table *t, int64_t key)
+{
+    if (t->n >= INT32_MAX)
+        return -1;
+    if (2 * (uint64_t)(t->n + 1) > t->mask + 1) {
+        Table bigger;
+        if (table_init(&bigger, 2 * t->n + 2) < 0)
+            return -1;
+        for (uint64_t s = 0; s <= t->mask; s++) {
+            if (t->keys[s] >= 0) {
+                uint64_t d = table_slot(&bigger, t->keys[s]);
+                bigger.keys[d] = t->keys[s];
+                bigger.nums[d] = t->nums[s];
+            }
+        }
+        bigger.n = t->n;
+        table_free(t);
+        *t = bigger;
+    }
+    uint64_t s = table_slot(t, key);
+    t->keys[s] = key;
+    t->nums[s] = (int32_t)t->n++;
+    return 0;
+}
+
+/* ---- mapped pages ------------------------------------------------------ */
+
+/* Drop the whole pages of [*done, upto) of a file mapping of `len` bytes from
+ * the resident set (they stay in the page cache; a later read maps them
+ * again), and move *done on.  Only for a shared file mapping starting at
+ * `base` (a page boundary): on private or anonymous memory MADV_DONTNEED
+ * would lose data, so the caller says whether `base` is one (the Python side
+ * passes an mmap).  `upto` is clamped to the mapping: past it lies other
+ * memory of the process. */
+static inline void release_mapped(const uint8_t *base, int64_t len, int64_t *done, int64_t upto)
+{
+#ifdef MADV_DONTNEED
+    int64_t page = (int64_t)sysconf(_SC_PAGESIZE);
+    if (page <= 0 || (uintptr_t)base % (uintptr_t)page != 0)
+        return;
+    if (upto > len)
+        upto = len;
+    int64_t end = upto - upto % page;
+    if (end > *done && madvise((void *)(base + *done), (size_t)(end - *done), MADV_DONTNEED) == 0)
+        *done = end;
+#else
+    (void)base;
+    (void)len;
+    (void)done;
+    (void)upto;
+#endif
+}
+
+/* bytes walked between two page releases: the resident size of a walk stays
+ * below this however large the file */
+#define RELEASE_STEP (8LL << 20)
+
+#endif
