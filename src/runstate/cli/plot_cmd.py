@@ -80,7 +80,7 @@ class Run:
         if not self.result.intervals:
             return None
         first = self.result.intervals[0]
-        return self.clock.ns(first.end_ns - first.start_ns)
+        return self.clock.ns(first.end_ticks - first.start_ticks)
 
     def slices(self) -> SliceStore:
         store = SliceStore()

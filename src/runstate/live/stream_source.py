@@ -11,27 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 
 from runstate.engine.core import Engine
 from runstate.errors import RunstateError
 from runstate.live.engine_view import live_domain, member_label
-from runstate.live.snapshot import LiveDomain, LiveSnapshot
+from runstate.live.snapshot import LiveSnapshot
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
-
-
-def _in_ns(domain: LiveDomain, scale: float) -> LiveDomain:
-    """A domain's figures in ns (Xen streams count TSC cycles)."""
-    if scale == 1.0:
-        return domain
-    return replace(
-        domain, since_ns=None if domain.since_ns is None else int(domain.since_ns * scale),
-        totals_ns={s: int(v * scale) for s, v in domain.totals_ns.items()},
-        member_ns={b: int(v * scale) for b, v in domain.member_ns.items()},
-        member_rows=tuple(replace(m, totals_ns={b: int(v * scale)
-                                                for b, v in m.totals_ns.items()})
-                          for m in domain.member_rows))
 
 
 class StreamMonitor:
@@ -64,12 +50,12 @@ class StreamMonitor:
 
     @property
     def started(self) -> bool:
-        return self._engine.start_ns is not None
+        return self._engine.start_ticks is not None
 
     def snapshot(self, with_members: bool = True) -> LiveSnapshot | None:
         """Figures up to the last event read (None before the first event)."""
         with self._lock:
-            if self._engine.start_ns is None:
+            if self._engine.start_ticks is None:
                 return None
             result = self._engine.snapshot()
             states = self._engine._s.mstate.copy()  # the members' states now
@@ -81,13 +67,13 @@ class StreamMonitor:
             return "lost" if index is None or index >= len(states) else \
                 member_label(int(states[index]))
 
-        domains = tuple(_in_ns(live_domain(d, state_of, with_members), scale)
+        domains = tuple(live_domain(d, state_of, with_members, scale)
                         for d in result.domains
-                        if d.lifetime_ns > 0 or d.current_state is not None)
+                        if d.lifetime_ticks > 0 or d.current_state is not None)
         info = self._source.info
         notes = tuple(info.notes) if hasattr(info, "notes") else ()
-        return LiveSnapshot(time_ns=int(result.end_ns * scale),
-                            started_ns=int(result.start_ns * scale), source=self.source,
+        return LiveSnapshot(time_ns=int(result.end_ticks * scale),
+                            started_ns=int(result.start_ticks * scale), source=self.source,
                             n_cpus=os.cpu_count() or 1,
                             lost_events=sum(d.missed for d in domains), domains=domains,
                             notes=notes)

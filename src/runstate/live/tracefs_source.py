@@ -99,7 +99,8 @@ class TracefsSource:
             if self.catalog.names.start_state.get(f.tid, "R") in _SLEEPING:
                 initial[index] = MemberState.BLOCKED
         self.started_ns = time.monotonic_ns()
-        self._engine = Engine(self.registry, start_ns=self.started_ns, initial=initial)
+        # the engine's ticks are the instance's CLOCK_MONOTONIC ns: its figures need no conversion
+        self._engine = Engine(self.registry, start_ticks=self.started_ns, initial=initial)
         self._instance.start()
         self._stream = LiveSchedStream(self._instance, self.started_ns)
         self._losses_fed = 0
@@ -151,16 +152,16 @@ class TracefsSource:
                 member_label(int(states[index]))
 
         domains = tuple(live_domain(d, state_of, with_members) for d in result.domains
-                        if d.lifetime_ns > 0 or d.current_state is not None)
+                        if d.lifetime_ticks > 0 or d.current_state is not None)
         lost = sum(self._instance.stats(cpu).lost for cpu in self._instance.cpus())
-        return LiveSnapshot(time_ns=result.end_ns, started_ns=self.started_ns,
+        return LiveSnapshot(time_ns=result.end_ticks, started_ns=self.started_ns,
                             source=self.name, n_cpus=cpu_count(), lost_events=lost,
                             domains=domains, notes=_notes(result))
 
     def _safe_time(self) -> int:
         """The latest time no later row can precede: the stream's watermark, or
         the first row the converter still holds back (an unresolved switch)."""
-        last = self._engine.last_time_ns or self.started_ns
+        last = self._engine.last_time_ticks or self.started_ns
         bound = self._stream.watermark_ns or last
         held = getattr(self._converter, "_carry", None)
         held_time = getattr(held, "time", None)
