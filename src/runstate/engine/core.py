@@ -136,6 +136,9 @@ def _extend(a: npt.NDArray[_T], n: int, fill: int) -> npt.NDArray[_T]:
 class Engine:
     """Exact domain runstate accounting over a stream of member state changes.
 
+    Every time it takes or gives is in ticks, the unit of the batches' ``time``
+    (ns, or TSC cycles for Xen); reports and live records convert them to ns.
+
     Args:
         registry: the members and domains the batches refer to (may grow while
             feeding, as a one-pass source meets new members).

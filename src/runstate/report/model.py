@@ -139,7 +139,7 @@ def build_report(result: RunResult, info: SourceInfo,
     notes = list(info.notes)
     if result.provisional:
         notes.append("one-pass read: members count from their first record")
-    drops = dropped_events_note(result.anomalies | info.anomalies, uncertain)
+    drops = dropped_events_note(result.anomalies | info.anomalies, uncertain, clock)
     if drops:
         notes.append(drops)
     return Report(
@@ -239,15 +239,15 @@ def host_idle_line(report: Report) -> str:
     return "host idle: " + (", ".join(parts) if parts else "no data")
 
 
-def dropped_events_note(anomalies: dict[str, int], uncertain: dict[str, dict[str, int]]
-                        ) -> str | None:
+def dropped_events_note(anomalies: dict[str, int], uncertain_ticks: dict[str, dict[str, int]],
+                        clock: Clock) -> str | None:
     """A note for traces that lost scheduler events without saying so."""
     breaks = anomalies.get("switch_chain_breaks", 0)
     wakeups = anomalies.get("switch_in_not_runnable", 0)
     if not breaks and not wakeups:
         return None
-    lost = sum(ns for causes in uncertain.values() for c, ns in causes.items()
-               if c != "detected_late")
+    lost = clock.ns(sum(ticks for causes in uncertain_ticks.values()
+                        for c, ticks in causes.items() if c != "detected_late"))
     return (f"the tracer dropped scheduler events without saying so ({breaks} switch chain "
             f"breaks, {wakeups} unexpected switch-ins); what they would have decided, "
             f"{_ms(lost)} of member time, is shown as lost; {BPF_HINT}")
