@@ -90,7 +90,8 @@ def test_snapshots_equal_fresh_runs_and_change_nothing(stream: Stream, offsets: 
         want = run_reference(stream.registry, rows, start=s, end=t, interval=stream.interval,
                              two_pass=not one_pass, initial=stream.initial, resolve_rows=rows)
         intervals = want.intervals
-        if intervals and intervals[-1].end_ticks - intervals[-1].start_ticks < (stream.interval or 0):
+        last = intervals[-1] if intervals else None
+        if last is not None and last.end_ticks - last.start_ticks < (stream.interval or 0):
             intervals = intervals[:-1]  # a snapshot does not close the running interval
         assert_matches(snap, type(want)(want.start_ticks, want.end_ticks, want.domains, intervals,
                                         want.anomalies, want.provisional))
