@@ -86,7 +86,7 @@ def run_child(events: int, interval_ns: int | None) -> dict[str, float]:
     # start every member in its true state, as a first pass would: then any
     # anomaly counted means the generator or the engine is wrong
     initial = {m: MemberState(int(s)) for m, s in enumerate(gen.state.tolist())}
-    engine = Engine(registry, start_ns=0, initial=initial, interval_ns=interval_ns)
+    engine = Engine(registry, start_ticks=0, initial=initial, interval_ticks=interval_ns)
     resolver = Resolver()
     spent = resolving = 0.0
     done = 0

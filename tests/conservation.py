@@ -17,25 +17,26 @@ from runstate.engine.results import DomainResult, RunResult
 
 def member_time(domain: DomainResult) -> list[int]:
     """Each member's time in the domain, from its own buckets."""
-    return [sum(member.ns.values()) for member in domain.members]
+    return [sum(member.ticks.values()) for member in domain.members]
 
 
-def assert_lifetime_from_members(domain: DomainResult, window_ns: int,
+def assert_lifetime_from_members(domain: DomainResult, window_ticks: int,
                                  provisional: bool = False) -> None:
     """Lifetime between the longest member's time and all members' time, within the window.
 
     A one-pass (provisional) run credits members with time from before they
     were seen, which the domain never had; there only the upper bounds hold."""
     times = member_time(domain)
-    assert min(s.ns for s in domain.states.values()) >= 0, domain.key
-    assert all(0 <= t <= window_ns for t in times), (domain.key, times, window_ns)
-    assert domain.lifetime_ns <= min(window_ns, sum(times)), (domain.key, domain.lifetime_ns)
+    assert min(s.ticks for s in domain.states.values()) >= 0, domain.key
+    assert all(0 <= t <= window_ticks for t in times), (domain.key, times, window_ticks)
+    lifetime = domain.lifetime_ticks
+    assert lifetime <= min(window_ticks, sum(times)), (domain.key, lifetime)
     if not provisional:
-        assert domain.lifetime_ns >= max(times, default=0), (domain.key, domain.lifetime_ns)
+        assert lifetime >= max(times, default=0), (domain.key, lifetime)
 
 
 def assert_lifetimes(result: RunResult) -> None:
     """:func:`assert_lifetime_from_members` for every domain of a run."""
     for domain in result.domains:
-        assert_lifetime_from_members(domain, result.end_ns - result.start_ns,
+        assert_lifetime_from_members(domain, result.end_ticks - result.start_ticks,
                                      result.provisional)

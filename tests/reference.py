@@ -272,7 +272,7 @@ def _result(
     )
     intervals = _intervals(registry, members_of, segments, s, e, interval) \
         if interval is not None else ()
-    return RunResult(start_ns=s, end_ns=e, domains=domains, intervals=intervals,
+    return RunResult(start_ticks=s, end_ticks=e, domains=domains, intervals=intervals,
                      anomalies=dict(replay.anomalies), provisional=not two_pass)
 
 
@@ -311,35 +311,35 @@ def _domain(
     for state in DomainState:
         lengths = [b - a for a, b, st in episodes if st == state]
         stats[state] = StateStats(
-            ns=sum(b - a for a, b, st in timeline if st == state),
+            ticks=sum(b - a for a, b, st in timeline if st == state),
             count=len(lengths),
-            p50_ns=nearest_rank(lengths, 50),
-            p95_ns=nearest_rank(lengths, 95),
-            p99_ns=nearest_rank(lengths, 99),
-            max_ns=max(lengths, default=0),
+            p50_ticks=nearest_rank(lengths, 50),
+            p95_ticks=nearest_rank(lengths, 95),
+            p99_ticks=nearest_rank(lengths, 99),
+            max_ticks=max(lengths, default=0),
         )
     current = episodes[-1] if episodes and episodes[-1][1] == e else None
     member_results = []
     seen = 0
     for m in members:
-        ns = dict(replay.member_extra[m])
+        ticks = dict(replay.member_extra[m])
         for seg in segments:
             bucket = member_bucket(seg.states[m], seg.depth)
             if bucket is not None:
-                ns[bucket] += seg.end - seg.start
-        if sum(ns.values()) > 0 or replay.states[m] in (RUNNING, RUNNABLE, BLOCKED, OFFLINE):
+                ticks[bucket] += seg.end - seg.start
+        if sum(ticks.values()) > 0 or replay.states[m] in (RUNNING, RUNNABLE, BLOCKED, OFFLINE):
             seen += 1
         member = registry.members[m]
-        member_results.append(MemberResult(key=member.key, name=member.name, ns=ns))
+        member_results.append(MemberResult(key=member.key, name=member.name, ticks=ticks))
     info = registry.domains[d]
     return DomainResult(
         index=d,
         key=info.key,
         name=info.name,
-        lifetime_ns=sum(b - a for a, b, _ in timeline),
+        lifetime_ticks=sum(b - a for a, b, _ in timeline),
         states=stats,
         current_state=None if current is None else current[2],
-        entered_ns=None if current is None else current[0],
+        entered_ticks=None if current is None else current[0],
         changes=len(episodes),
         lost_intervals=sum(1 for ep in episodes if ep[2] == DomainState.LOST),
         members_seen=seen,

@@ -84,4 +84,4 @@ def test_equal_timestamps_within_a_member_are_counted(tmp_path):
                   "10,a,0,runnable,running\n20,a,0,running,blocked\n")
     result = _result(path)
     assert result.anomalies["equal_timestamps_within_member"] == 1
-    assert result.domains[0].lifetime_ns == 10
+    assert result.domains[0].lifetime_ticks == 10

@@ -122,7 +122,7 @@ def without_percentiles(result: RunResult) -> dict[str, object]:
     data = dataclasses.asdict(result)
     for domain in data["domains"]:
         for stats in domain["states"].values():
-            for key in ("p50_ns", "p95_ns", "p99_ns"):
+            for key in ("p50_ticks", "p95_ticks", "p99_ticks"):
                 stats[key] = None
     return data
 
@@ -133,9 +133,9 @@ def assert_matches(engine: RunResult, reference: RunResult) -> None:
     for got, want in zip(engine.domains, reference.domains, strict=True):
         for state, stats in got.states.items():
             exact = want.states[state]
-            for key in ("p50_ns", "p95_ns", "p99_ns"):
+            for key in ("p50_ticks", "p95_ticks", "p99_ticks"):
                 value, truth = getattr(stats, key), getattr(exact, key)
-                assert value <= stats.max_ns, (got.key, state, key)
+                assert value <= stats.max_ticks, (got.key, state, key)
                 assert abs(value - truth) <= 0.016 * truth, (got.key, state, key, value, truth)
 
 
@@ -147,19 +147,19 @@ def assert_conserved(result: RunResult) -> None:
     totals = {d.key: d for d in result.domains}
     summed: dict[str, np.ndarray] = {d.key: np.zeros(7, np.int64) for d in result.domains}
     for iv in result.intervals:
-        assert iv.start_ns < iv.end_ns
+        assert iv.start_ticks < iv.end_ticks
         for key, per_state in iv.domains.items():
             values = list(per_state.values())
             assert min(values) >= 0
-            assert 0 < sum(values) <= iv.end_ns - iv.start_ns
+            assert 0 < sum(values) <= iv.end_ticks - iv.start_ticks
             summed[key] += np.array(values, np.int64)
     if result.intervals:
-        assert result.intervals[0].start_ns == result.start_ns
-        assert result.intervals[-1].end_ns == result.end_ns
+        assert result.intervals[0].start_ticks == result.start_ticks
+        assert result.intervals[-1].end_ticks == result.end_ticks
         for a, b in zip(result.intervals, result.intervals[1:], strict=False):
-            assert a.end_ns == b.start_ns
+            assert a.end_ticks == b.start_ticks
         for key, domain in totals.items():
-            assert summed[key].tolist() == [s.ns for s in domain.states.values()]
+            assert summed[key].tolist() == [s.ticks for s in domain.states.values()]
 
 
 @dataclass

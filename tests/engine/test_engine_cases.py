@@ -32,7 +32,7 @@ def _source(members: list[tuple[str, str]],
 
 def _ns(result: RunResult, key: str) -> dict[D, int]:
     domain = next(d for d in result.domains if d.key == key)
-    return {s: st.ns for s, st in domain.states.items() if st.ns}
+    return {s: st.ticks for s, st in domain.states.items() if st.ticks}
 
 
 # Two vCPUs a (0) and b (1) of vm x; a starts running, b runnable.
@@ -53,17 +53,17 @@ def test_two_vcpus_exact() -> None:
     (x,) = result.domains
     assert _ns(result, "x") == {D.CONCURRENCY_HAZARD: 30, D.PARTIAL_CONTENTION: 10,
                                 D.PARTIAL_RUN: 10, D.FULL_CONTENTION: 20, D.BLOCKED: 30}
-    assert x.lifetime_ns == 100
+    assert x.lifetime_ticks == 100
     assert x.changes == 6 and x.lost_intervals == 0
-    assert (x.current_state, x.entered_ns) == (D.BLOCKED, 70)
+    assert (x.current_state, x.entered_ticks) == (D.BLOCKED, 70)
     hazard = x.states[D.CONCURRENCY_HAZARD]
-    assert (hazard.count, hazard.p50_ns, hazard.p95_ns, hazard.max_ns) == (2, 10, 20, 20)
-    assert [m.ns for m in x.members] == [
+    assert (hazard.count, hazard.p50_ticks, hazard.p95_ticks, hazard.max_ticks) == (2, 10, 20, 20)
+    assert [m.ticks for m in x.members] == [
         {"running": 30, "runnable": 20, "blocked": 50, "offline": 0, "lost": 0},
         {"running": 10, "runnable": 60, "blocked": 30, "offline": 0, "lost": 0},
     ]
     # intervals of 40: [0,40) [40,80) [80,100)
-    assert [(iv.start_ns, iv.end_ns) for iv in result.intervals] == [(0, 40), (40, 80),
+    assert [(iv.start_ticks, iv.end_ticks) for iv in result.intervals] == [(0, 40), (40, 80),
                                                                      (80, 100)]
     assert [{s: v for s, v in iv.domains["x"].items() if v} for iv in result.intervals] == [
         {D.CONCURRENCY_HAZARD: 10, D.PARTIAL_CONTENTION: 10, D.PARTIAL_RUN: 10,
@@ -82,8 +82,8 @@ def test_two_vcpus_one_pass_counts_members_late_but_not_the_domain_past() -> Non
     (x,) = result.domains
     assert _ns(result, "x") == {D.BLOCKED: 40, D.PARTIAL_RUN: 10, D.FULL_CONTENTION: 20,
                                 D.CONCURRENCY_HAZARD: 20}
-    assert x.lifetime_ns == 90
-    assert x.members[0].ns["running"] == 30 and x.members[1].ns["runnable"] == 60
+    assert x.lifetime_ticks == 90
+    assert x.members[0].ticks["running"] == 30 and x.members[1].ticks["runnable"] == 60
     assert result.anomalies["members_revealed_late"] == 2
     assert result.provisional
 
@@ -94,7 +94,7 @@ def test_window_start_after_first_rows() -> None:
     result = analyze(_source([("x", "a"), ("x", "b")], SWITCHES), Window(25, 60))
     assert _ns(result, "x") == {D.PARTIAL_RUN: 5, D.FULL_CONTENTION: 20,
                                 D.CONCURRENCY_HAZARD: 10}
-    assert result.domains[0].lifetime_ns == 35
+    assert result.domains[0].lifetime_ticks == 35
 
 
 # vm x: a (0), b (1).  Lost data over [10, 20); a has no record after it, so it stays
@@ -112,14 +112,14 @@ LOSS = [
 def test_lost_window_and_unknown_member(one_pass: bool) -> None:
     result = analyze(_source([("x", "a"), ("x", "b")], LOSS), one_pass=one_pass)
     (x,) = result.domains
-    assert (result.start_ns, result.end_ns) == (0, 40)
+    assert (result.start_ticks, result.end_ticks) == (0, 40)
     assert _ns(result, "x") == {D.PARTIAL_RUN: 10, D.LOST: 30}
-    assert (x.changes, x.lost_intervals, x.current_state, x.entered_ns) == (2, 1, D.LOST, 10)
-    assert x.states[D.LOST].max_ns == 30
-    assert x.members[0].ns == {"running": 0, "runnable": 0, "blocked": 10, "offline": 0,
+    assert (x.changes, x.lost_intervals, x.current_state, x.entered_ticks) == (2, 1, D.LOST, 10)
+    assert x.states[D.LOST].max_ticks == 30
+    assert x.members[0].ticks == {"running": 0, "runnable": 0, "blocked": 10, "offline": 0,
                                "lost": 30}
     # b: run [0,10), lost [10,20), run [20,30) (its record at 30 says so), blocked [30,40)
-    assert x.members[1].ns == {"running": 20, "runnable": 0, "blocked": 10, "offline": 0,
+    assert x.members[1].ticks == {"running": 20, "runnable": 0, "blocked": 10, "offline": 0,
                                "lost": 10}
     assert result.anomalies["events_in_loss_windows"] == 1
     assert result.anomalies["old_state_mismatch"] == 0
@@ -133,9 +133,9 @@ def test_creation_offline_exit_and_recreation() -> None:
     result = analyze(_source([("y", "c")], rows), Window(0, 250))
     (y,) = result.domains
     assert _ns(result, "y") == {D.FULL_RUN: 50, D.BLOCKED: 20, D.FULL_CONTENTION: 50}
-    assert (y.lifetime_ns, y.changes, y.current_state, y.entered_ns) == (120, 3,
+    assert (y.lifetime_ticks, y.changes, y.current_state, y.entered_ticks) == (120, 3,
                                                                        D.FULL_CONTENTION, 200)
-    assert y.members[0].ns == {"running": 50, "runnable": 50, "blocked": 0, "offline": 20,
+    assert y.members[0].ticks == {"running": 50, "runnable": 50, "blocked": 0, "offline": 20,
                                "lost": 0}
 
 
@@ -144,7 +144,7 @@ def test_exit_and_return_at_one_instant_is_one_episode() -> None:
     rows = [(0, 0, R, R), (10, 0, R, ABS), (10, 1, ABS, R), (20, 1, R, B)]
     result = analyze(_source([("x", "a"), ("x", "b")], rows), Window(0, 30))
     (x,) = result.domains
-    assert x.states[D.FULL_RUN].count == 1 and x.states[D.FULL_RUN].ns == 20
+    assert x.states[D.FULL_RUN].count == 1 and x.states[D.FULL_RUN].ticks == 20
     assert x.changes == 2
     # (0, a, R, R) only asserts a's state: not an anomaly
     assert result.anomalies["no_change_events"] == 0
@@ -161,15 +161,15 @@ def test_long_episodes_keep_percentiles_close() -> None:
     blocked = result.domains[0].states[D.BLOCKED]
     exact = run_reference(_source([("x", "a")], rows).registry, [Row(*r) for r in rows])
     want = exact.domains[0].states[D.BLOCKED]
-    assert blocked.max_ns == want.max_ns == lengths[-1]
-    for key in ("p50_ns", "p95_ns", "p99_ns"):
+    assert blocked.max_ticks == want.max_ticks == lengths[-1]
+    for key in ("p50_ticks", "p95_ticks", "p99_ticks"):
         assert abs(getattr(blocked, key) - getattr(want, key)) <= 0.016 * getattr(want, key)
 
 
 def test_events_out_of_order_inside_a_batch_are_refused() -> None:
     registry = Registry()
     registry.member("x", "a")
-    engine = Engine(registry, start_ns=0)
+    engine = Engine(registry, start_ticks=0)
     batch = EventBatch.from_columns([5, 3], [0, 0], [R, B], [B, R])
     with pytest.raises(UsageError, match="back in time"):
         engine.feed(batch)
@@ -178,18 +178,18 @@ def test_events_out_of_order_inside_a_batch_are_refused() -> None:
 def test_events_before_the_last_one_are_refused() -> None:
     registry = Registry()
     registry.member("x", "a")
-    engine = Engine(registry, start_ns=0, initial={0: R})
+    engine = Engine(registry, start_ticks=0, initial={0: R})
     engine.feed(EventBatch.from_columns([5], [0], [R], [B]))
     with pytest.raises(UsageError, match="back in time"):
         engine.feed(EventBatch.from_columns([4], [0], [B], [R]))
-    assert engine.snapshot().end_ns == 5
-    assert engine.snapshot(9).domains[0].lifetime_ns == 9
+    assert engine.snapshot().end_ticks == 5
+    assert engine.snapshot(9).domains[0].lifetime_ticks == 9
 
 
 def _blocked_stats(length: int, closed: bool) -> StateStats:
     registry = Registry()
     registry.member("x", "a")
-    engine = Engine(registry, start_ns=0, initial={0: B})
+    engine = Engine(registry, start_ticks=0, initial={0: B})
     engine.feed(EventBatch.from_columns([length], [0], [B], [R]))
     result = engine.finish(length + 1 if closed else length)
     return result.domains[0].states[D.BLOCKED]
@@ -205,13 +205,13 @@ def test_closed_and_open_episodes_use_the_same_buckets() -> None:
     for length in LENGTHS:
         closed, still_open = _blocked_stats(length, True), _blocked_stats(length, False)
         assert closed == still_open, length
-        assert closed.max_ns == length
-        assert length - closed.p50_ns <= length / 64, length
+        assert closed.max_ticks == length
+        assert length - closed.p50_ticks <= length / 64, length
 
 
 def test_snapshot_mid_episode_then_continue() -> None:
     source = _source([("x", "a"), ("x", "b")], SWITCHES)
-    engine = Engine(source.registry, start_ns=0, initial={0: R, 1: RN}, interval_ns=40)
+    engine = Engine(source.registry, start_ticks=0, initial={0: R, 1: RN}, interval_ticks=40)
     rows = list(source.batches())[0]
     engine.feed(rows.slice(0, 4))  # rows up to t=30
     snap = engine.snapshot(35)
@@ -219,7 +219,7 @@ def test_snapshot_mid_episode_then_continue() -> None:
     assert _ns(snap, "x") == {D.CONCURRENCY_HAZARD: 10, D.PARTIAL_CONTENTION: 10,
                               D.PARTIAL_RUN: 10, D.FULL_CONTENTION: 5}
     (x,) = snap.domains
-    assert (x.current_state, x.entered_ns, x.changes) == (D.FULL_CONTENTION, 30, 4)
+    assert (x.current_state, x.entered_ticks, x.changes) == (D.FULL_CONTENTION, 30, 4)
     assert snap.intervals == ()  # the first interval [0,40) is still running
     engine.feed(rows.slice(4, len(rows)))
     final = engine.finish(100)

@@ -19,7 +19,7 @@ from runstate.model.registry import Registry
 registry = Registry()
 for d in range(10000):
     registry.member(f"t{d}", "0")
-engine = Engine(registry, start_ns=0)
+engine = Engine(registry, start_ticks=0)
 engine.feed(EventBatch.from_columns([1, 2], [0, 1], [0, 0], [2, 2]))
 engine.snapshot(3)
 engine.finish(4)

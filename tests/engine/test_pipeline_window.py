@@ -26,35 +26,35 @@ def _source() -> MemorySource:
 def test_source_end_drops_later_events(one_pass: bool) -> None:
     # a recording whose stop time (50) precedes its last events
     source = _source()
-    source.info.end_ns = 50
+    source.info.end_ticks = 50
     result = analyze(source, Window(), one_pass=one_pass)
-    assert (result.start_ns, result.end_ns) == (0, 50)
+    assert (result.start_ticks, result.end_ticks) == (0, 50)
     assert_conserved(result)
     want = run_reference(source.registry, ROWS, start=0, end=50, two_pass=not one_pass)
-    assert result.domains[0].lifetime_ns == want.domains[0].lifetime_ns == 50
-    assert result.domains[0].members[0].ns == want.domains[0].members[0].ns
+    assert result.domains[0].lifetime_ticks == want.domains[0].lifetime_ticks == 50
+    assert result.domains[0].members[0].ticks == want.domains[0].members[0].ticks
 
 
 def test_user_end_wins_over_source_end() -> None:
     source = _source()
-    source.info.end_ns = 50
-    result = analyze(source, Window(end_ns=70))
-    assert result.end_ns == 70
-    assert result.domains[0].lifetime_ns == 70
+    source.info.end_ticks = 50
+    result = analyze(source, Window(end_ticks=70))
+    assert result.end_ticks == 70
+    assert result.domains[0].lifetime_ticks == 70
 
 
 def test_window_ending_before_it_starts_is_refused() -> None:
     with pytest.raises(UsageError):
-        analyze(_source(), Window(start_ns=40, end_ns=20))
+        analyze(_source(), Window(start_ticks=40, end_ticks=20))
 
 
 def test_finish_or_snapshot_before_the_last_event_is_refused() -> None:
     registry = Registry()
     registry.member("x", "a")
-    engine = Engine(registry, start_ns=0, initial={0: M.RUNNING})
+    engine = Engine(registry, start_ticks=0, initial={0: M.RUNNING})
     engine.feed(EventBatch.from_columns([10], [0], [0], [2]))
     with pytest.raises(UsageError):
         engine.snapshot(5)
     with pytest.raises(UsageError):
         engine.finish(9)
-    assert engine.finish(10).domains[0].lifetime_ns == 10
+    assert engine.finish(10).domains[0].lifetime_ticks == 10

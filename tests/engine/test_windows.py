@@ -33,8 +33,8 @@ Figures = dict[str, tuple[int, ...]]
 
 
 def _figures(result: RunResult) -> Figures:
-    return {d.key: tuple(d.states[s].ns for s in DomainState)
-            for d in result.domains if d.lifetime_ns}
+    return {d.key: tuple(d.states[s].ticks for s in DomainState)
+            for d in result.domains if d.lifetime_ticks}
 
 
 def _reference_span(stream: Stream, a: int, b: int, *, two_pass: bool) -> Figures:
@@ -44,7 +44,7 @@ def _reference_span(stream: Stream, a: int, b: int, *, two_pass: bool) -> Figure
     def upto(end: int) -> dict[str, list[int]]:
         ref = run_reference(stream.registry, stream.rows, end=end, two_pass=two_pass,
                             initial=stream.initial)
-        return {d.key: [d.states[s].ns for s in DomainState] for d in ref.domains}
+        return {d.key: [d.states[s].ticks for s in DomainState] for d in ref.domains}
 
     before, after = upto(a), upto(b)
     spans = {k: tuple(x - y for x, y in zip(after[k], before[k], strict=True)) for k in after}
@@ -78,7 +78,7 @@ def test_window_equals_the_reference_span(stream: Stream, offset: int, length: i
         return
     result = analyze(source, window, one_pass=one_pass)
     lo, hi = max(a, first), min(b, last)
-    assert (result.start_ns, result.end_ns) == (lo, hi)
+    assert (result.start_ticks, result.end_ticks) == (lo, hi)
     clipped = any("clipped" in note for note in source.info.notes)
     assert clipped == ((lo, hi) != (a, b))
     assert _figures(result) == _reference_span(stream, lo, hi, two_pass=not one_pass)
@@ -93,9 +93,9 @@ def test_window_equals_the_engines_own_interval_row(stream: Stream, data: st.Dat
     if span == 0:
         return
     step = data.draw(st.integers(max(1, span // 40), span))
-    whole = analyze(stream.source(), Window(interval_ns=step))
+    whole = analyze(stream.source(), Window(interval_ticks=step))
     row = data.draw(st.sampled_from(whole.intervals))
-    window = TraceWindow(Fraction(row.start_ns, 10**9), Fraction(row.end_ns, 10**9))
+    window = TraceWindow(Fraction(row.start_ticks, 10**9), Fraction(row.end_ticks, 10**9))
     part = analyze(stream.source(), window)
     assert _figures(part) == {k: tuple(v[s] for s in DomainState)
                               for k, v in row.domains.items()}
@@ -129,14 +129,14 @@ def test_window_ending_before_it_starts_is_a_usage_error() -> None:
 def test_a_quiet_stretch_is_one_call_with_the_right_figures() -> None:
     registry, rows = _two_vcpus()
     calls: list[tuple[IntervalResult, int]] = []
-    engine = Engine(registry, start_ns=1000, interval_ns=10,
+    engine = Engine(registry, start_ticks=1000, interval_ticks=10,
                     on_interval_run=lambda first, n: calls.append((first, n)))
     engine.feed(batch_of(rows))
     result = engine.finish()
     assert sum(n for _, n in calls) == (50_000 - 1000) // 10
     assert len(calls) <= 4  # not one call per interval
     ref = run_reference(registry, rows, start=1000, interval=10)
-    expanded = [IntervalResult(first.start_ns + k * 10, first.end_ns + k * 10, first.domains)
+    expanded = [IntervalResult(first.start_ticks + k * 10, first.end_ticks + k * 10, first.domains)
                 for first, n in calls for k in range(n)]
     assert expanded == list(ref.intervals)
     assert result.intervals == ()

@@ -467,7 +467,7 @@ class PreviousPerfDataSource(PerfDataSource):
                              "before every CPU's events began, so no span of it is known "
                              "complete", offset=stop)
         self._after_cut = order.dropped
-        self.info.end_ns = order.complete_until
+        self.info.end_ticks = order.complete_until
         note = (f"{self.path}: the data stops at byte {stop}; the trace ends at "
                 f"{order.complete_until / 1e9:.9f} s, the last time the file holds every "
                 f"CPU's events; {order.dropped} later events are left out")

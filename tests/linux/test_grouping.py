@@ -99,4 +99,5 @@ def test_real_qemu_trace_groups_its_vcpus(data):
     assert vm.members_seen == 1 and vm.members_expected == 4
     assert not [d for d in result.domains if d.key.startswith("proc:")]
     # vcpu0's thread exists before and after the recording: the VM lives throughout
-    assert vm.lifetime_ns == result.end_ns - result.start_ns == sum(vm.members[0].ns.values())
+    window = result.end_ticks - result.start_ticks
+    assert vm.lifetime_ticks == window == sum(vm.members[0].ticks.values())

@@ -50,7 +50,7 @@ def test_trace_totals_match_schedstat(load_binary, tmp_path, threads, sleep_us, 
              for f in (ln.split() for ln in lines[1:] if ln.strip())}
     result, _ = run(data, group="process")  # a VM running on the host would make vm the default
     d = domain(result, f"load[{pid}]")
-    members = {int(m.key): m.ns for m in d.members}
+    members = {int(m.key): m.ticks for m in d.members}
     assert set(stats) <= set(members)
     for tid, (exec_ns, delay_ns) in stats.items():
         ns = members[tid]
@@ -90,7 +90,7 @@ def test_recording_directory_and_perf_data_agree(load_binary, tmp_path):
         # per thread, whatever domain the reader put it in (thread groups of threads
         # born during a recording may be unknown to it)
         result, _ = run(path, group="thread")
-        by_source.append({int(m.key): m.ns for d in result.domains for m in d.members
+        by_source.append({int(m.key): m.ticks for d in result.domains for m in d.members
                           if d.key.startswith("thread:")})
     for tid, (exec_ns, delay_ns) in stats.items():
         # each tracer may drop switches: the truth lies within shown .. shown + lost

@@ -216,16 +216,16 @@ def report(events: list[Event], group_file: Path, chunk: int = 37,
         resolver.feed(batch)
     # as the pipeline does: the second pass re-registers into the first pass's registry
     info.anomalies.clear()
-    engine = Engine(reg, start_ns=events[0].time,
+    engine = Engine(reg, start_ticks=events[0].time,
                     resolution=resolver.result(reg.n_members), initial=info.initial_states)
     for batch in sched_batches("t", items(), names, reg, info, options):
         engine.feed(batch)
     result = engine.finish(events[-1].time)
-    domains = {d.key.removeprefix("group:"): {s.label: d.states[s].ns for s in DomainState}
+    domains = {d.key.removeprefix("group:"): {s.label: d.states[s].ticks for s in DomainState}
                for d in result.domains}
-    members = {d.key.removeprefix("group:"): {m.key: dict(m.ns) for m in d.members}
+    members = {d.key.removeprefix("group:"): {m.key: dict(m.ticks) for m in d.members}
                for d in result.domains}
-    return Reported(domains, members, info.uncertain_ns, dict(info.anomalies))
+    return Reported(domains, members, info.uncertain_ticks, dict(info.anomalies))
 
 
 def check_bracketed(real: Truth, got: Reported) -> None:

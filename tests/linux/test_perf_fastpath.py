@@ -127,14 +127,14 @@ def test_complete_file_is_the_model_exactly(seed: int, span: int, ties: float, c
     real = truth(events, GROUPS, range(2))
     source = PerfDataSource(str(path), ReadOptions(group=str(group_file), chunk_rows=chunk))
     result = analyze(source)
-    assert (result.start_ns, result.end_ns) == (real.start, real.end)
+    assert (result.start_ticks, result.end_ticks) == (real.start, real.end)
     got = {d.key.removeprefix("group:"): d for d in result.domains}
     for key, states in real.domains.items():
-        shown = {s.label: v.ns for s, v in got[key].states.items()}
+        shown = {s.label: v.ticks for s, v in got[key].states.items()}
         assert shown["lost"] == 0, key
         assert {s: shown[s] for s in states} == states, key
     for key, members in real.members.items():
-        rows = {m.key: dict(m.ns) for m in got[key].members}
+        rows = {m.key: dict(m.ticks) for m in got[key].members}
         for member, states in members.items():
             assert rows[member]["lost"] == 0
             assert {s: rows[member][s] for s in states} == states, (key, member)
@@ -149,8 +149,8 @@ def outcome(source_type: type[PerfDataSource], path: Path, options: ReadOptions)
         return ("error", str(err))
     info = source.info
     members = [(m.domain, m.key, m.name) for m in source.registry.members]
-    return ("ok", result, dict(info.anomalies), list(info.notes), dict(info.uncertain_ns),
-            info.start_ns, info.end_ns, members, dict(info.initial_states))
+    return ("ok", result, dict(info.anomalies), list(info.notes), dict(info.uncertain_ticks),
+            info.start_ticks, info.end_ticks, members, dict(info.initial_states))
 
 
 def same_as_before(path: Path, options: ReadOptions) -> None:

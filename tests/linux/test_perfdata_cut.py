@@ -45,7 +45,7 @@ def test_cut_copy_holds_exactly_the_events_up_to_its_end(tmp_path, name, fractio
     cut.write_bytes(blob[:int(len(blob) * fraction)])
     _, full = _events(LINUX / name)
     source, part = _events(cut)
-    end = source.info.end_ns
+    end = source.info.end_ticks
     assert end is not None and full.time[0] < end < full.time[-1]
     within = full.time <= end
     got = _sorted(part, np.ones(len(part), bool))
@@ -65,7 +65,7 @@ def test_cut_report_ends_at_the_complete_data_and_says_where_it_stops(run_cli, t
     assert result.code == 0, result.err
     doc = json.loads(result.out)
     end = doc["window"]["end_ns"]
-    assert end == source.info.end_ns
+    assert end == source.info.end_ticks
     full = json.loads(run_cli("report", str(LINUX / "lossy.perf.data"), "--group",
                               "process", "--format", "json").out)
     assert end < full["window"]["end_ns"]

@@ -17,7 +17,7 @@ from .helpers import domain, run, timehist_runtime_ms
 
 
 def figures(result):
-    return {(d.key, m.key): dict(m.ns) for d in result.domains for m in d.members}
+    return {(d.key, m.key): dict(m.ticks) for d in result.domains for m in d.members}
 
 
 def test_sniffing(data):
@@ -37,8 +37,8 @@ def test_perf_data_and_perf_script_agree_exactly(data, case):
     b, src_b = run(data / f"{case}.perf-script-pid.txt")
     assert src_a.info.clock == "mono"
     assert figures(a) == figures(b)
-    assert {d.key: {s: v.ns for s, v in d.states.items()} for d in a.domains} == \
-        {d.key: {s: v.ns for s, v in d.states.items()} for d in b.domains}
+    assert {d.key: {s: v.ticks for s, v in d.states.items()} for d in a.domains} == \
+        {d.key: {s: v.ticks for s, v in d.states.items()} for d in b.domains}
     assert a.anomalies == b.anomalies
 
 
@@ -64,7 +64,7 @@ def test_running_time_agrees_with_perf_sched_timehist(data, case):
             continue  # the main thread mostly waits in join; tiny totals
         # switches whose wakeup was lost too make a lost window: the truth lies
         # between what is known running and that plus the lost time
-        low, high = m.ns["running"] / 1e6, (m.ns["running"] + m.ns["lost"]) / 1e6
+        low, high = m.ticks["running"] / 1e6, (m.ticks["running"] + m.ticks["lost"]) / 1e6
         assert low * 0.98 <= reference[tid] <= high * 1.02, (tid, low, high)
         checked += 1
     assert checked >= 3
@@ -80,13 +80,13 @@ def test_four_busy_threads_on_two_cores_are_a_concurrency_hazard(data):
     result, _ = run(data / "busy4.perf.data", group="process")
     pid = int((data / "busy4.pid").read_text())
     d = domain(result, f"rs_load[{pid}]")
-    total = d.lifetime_ns
-    assert_lifetime_from_members(d, result.end_ns - result.start_ns)
-    hazard = d.states[DomainState.CONCURRENCY_HAZARD].ns
+    total = d.lifetime_ticks
+    assert_lifetime_from_members(d, result.end_ticks - result.start_ticks)
+    hazard = d.states[DomainState.CONCURRENCY_HAZARD].ticks
     assert hazard / total > 0.95
     for m in d.members:
         if int(m.key) != pid:
-            assert m.ns["runnable"] / (m.ns["running"] + m.ns["runnable"]) == \
+            assert m.ticks["runnable"] / (m.ticks["running"] + m.ticks["runnable"]) == \
                 pytest.approx(0.5, abs=0.05)
 
 
@@ -96,7 +96,7 @@ def test_thread_totals_match_their_own_schedstat(data):
     lines = (data / "pinned2.schedstat.txt").read_text().split("\n")
     pid = int(lines[0])
     d = domain(result, f"rs_load[{pid}]")
-    members = {int(m.key): m.ns for m in d.members}
+    members = {int(m.key): m.ticks for m in d.members}
     for line in filter(None, lines[1:]):
         tid, exec_ns, delay_ns = (int(x) for x in line.split()[:3])
         ns = members[tid]
@@ -122,8 +122,8 @@ def test_two_sleepy_threads_pinned_to_one_cpu(data):
     result, _ = run(data / "pinned2.perf.data", group="process")
     pid = int((data / "pinned2.pid").read_text())
     d = domain(result, f"rs_load[{pid}]")
-    total = sum(s.ns for s in d.states.values())
-    share = {s: v.ns / total for s, v in d.states.items()}
+    total = sum(s.ticks for s in d.states.values())
+    share = {s: v.ticks / total for s, v in d.states.items()}
     assert share[DomainState.BLOCKED] + share[DomainState.PARTIAL_RUN] > 0.95
     assert share[DomainState.PARTIAL_RUN] > 0.3 and share[DomainState.BLOCKED] > 0.3
     assert share[DomainState.FULL_RUN] < 0.01
@@ -142,7 +142,7 @@ def test_ftrace_text(data):
     assert len(procs) == 1
     d = procs[0]
     assert len(d.members) == 3
-    assert_lifetime_from_members(d, result.end_ns - result.start_ns)
+    assert_lifetime_from_members(d, result.end_ticks - result.start_ticks)
     assert src.info.anomalies["switch_chain_breaks"] == _chain_breaks(data / "sleepy2.ftrace.txt")
 
 
@@ -281,7 +281,7 @@ def test_ring_buffer_loss_becomes_a_lost_window(data):
     assert_lifetimes(result)
     # the window starts at CPU 1's last kept event, not when the LOST record was met
     idle = next(d for d in result.domains if d.tags.get("kind") == "host-idle")
-    assert idle.states[DomainState.LOST].ns >= 3_000_000
+    assert idle.states[DomainState.LOST].ticks >= 3_000_000
     assert "loss_window_clamped" not in src.info.anomalies
 
 

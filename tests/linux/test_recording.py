@@ -37,20 +37,20 @@ def test_a_recording_directory_is_detected_and_analysed(rec):
     assert source.info.format == "tracefs-recording"
     result = analyze(source)
     meta = load_meta(str(rec))
-    assert (result.start_ns, result.end_ns) == (meta.start_ns, meta.stop_ns)
+    assert (result.start_ticks, result.end_ticks) == (meta.start_ns, meta.stop_ns)
     vms = [d for d in result.domains if d.tags.get("kind") != "host-idle"]
     assert len(vms) == 1, "the pid filter keeps only the recorded process"
     # with a pid filter, the CPUs' idle time is not known: no host-idle time is claimed
-    assert all(d.lifetime_ns == 0 for d in result.domains if d not in vms)
+    assert all(d.lifetime_ticks == 0 for d in result.domains if d not in vms)
     domain = vms[0]
     assert domain.members_seen == 4  # the main thread and three workers
     # the lifetime is bounded by the members' own times, and the main thread was there
     # from the recording's start
-    assert_lifetime_from_members(domain, result.end_ns - result.start_ns)
-    assert domain.lifetime_ns >= max(sum(m.ns.values()) for m in domain.members) > 0
+    assert_lifetime_from_members(domain, result.end_ticks - result.start_ticks)
+    assert domain.lifetime_ticks >= max(sum(m.ticks.values()) for m in domain.members) > 0
     # no loss window: lost time only where a dropped switch left a span undecided
-    spans = sum(sum(c.values()) for c in source.info.uncertain_ns.values())
-    assert domain.states[DomainState.LOST].ns <= spans
+    spans = sum(sum(c.values()) for c in source.info.uncertain_ticks.values())
+    assert domain.states[DomainState.LOST].ticks <= spans
 
 
 def test_a_directory_without_metadata_is_not_a_recording(tmp_path):
@@ -97,7 +97,7 @@ def test_kernel_reported_losses_the_pages_do_not_locate_mark_the_cpu_lost(rec):
     source = RecordingSource(str(rec), ReadOptions())
     result = analyze(source)
     domain = result.domains[0]
-    assert domain.states[DomainState.LOST].ns == domain.lifetime_ns
+    assert domain.states[DomainState.LOST].ticks == domain.lifetime_ticks
     assert source.info.anomalies.get("lost_events") == 7
     assert any("lost on cpu 1" in note for note in source.info.notes)
 
@@ -117,13 +117,13 @@ def test_an_unfinished_recording_reads_up_to_its_last_event(rec, run_cli):
                RecordingSource(str(rec), ReadOptions()).events() if len(chunk))
     assert last < meta.stop_ns
     cut = analyze(RecordingSource(str(rec), ReadOptions()),
-                  Window(start_ns=None, end_ns=last, interval_ns=None))
+                  Window(start_ticks=None, end_ticks=last, interval_ticks=None))
     _edit_meta(rec, finished=False, stop_ns=meta.start_ns, cpu_stats={})
     unfinished = RecordingSource(str(rec), ReadOptions())
     result = analyze(unfinished)
-    assert result.end_ns == last
-    assert {d.key: {s: v.ns for s, v in d.states.items()} for d in result.domains} == \
-        {d.key: {s: v.ns for s, v in d.states.items()} for d in cut.domains}
+    assert result.end_ticks == last
+    assert {d.key: {s: v.ticks for s, v in d.states.items()} for d in result.domains} == \
+        {d.key: {s: v.ticks for s, v in d.states.items()} for d in cut.domains}
     shown = run_cli("report", str(rec))
     assert shown.code == 0, shown.err
     assert f"recording not finished: the recorder stopped without closing it; data up to " \

@@ -96,7 +96,7 @@ def test_chain_break_from_idle_is_repaired_after_the_wakeup():
     assert info.anomalies["switch_chain_breaks"] == 1
     assert info.anomalies["chain_repairs"] == 1
     # 10 (proc:10) and the idle CPU (host-idle): 249 ns each
-    assert info.uncertain_ns == {"proc:10": {"lost_switch": 249},
+    assert info.uncertain_ticks == {"proc:10": {"lost_switch": 249},
                                  "host-idle": {"lost_switch": 249}}
     times = [r[0] for r in out]
     assert times == sorted(times)
@@ -130,7 +130,7 @@ def test_lost_wakeup_before_a_switch_in_is_unknown_since_the_block():
     assert [r for r in out if r[1] == "10"] == [
         (100, "10", R, B), (100, "10", B, U), (300, "10", U, R)]
     assert info.anomalies["switch_in_not_runnable"] == 1
-    assert info.uncertain_ns == {"proc:10": {"lost_wakeup": 200}}
+    assert info.uncertain_ticks == {"proc:10": {"lost_wakeup": 200}}
 
 
 def test_unresolved_switch_out_stays_unknown_until_the_next_event():
@@ -230,5 +230,5 @@ def test_an_event_of_the_running_task_ends_the_span():
     assert [r for r in out if r[1] == "1"] == [
         (100, "1", B, R), (151, "1", R, U), (250, "1", U, B), (400, "1", B, R)]
     assert info.anomalies["switch_chain_breaks"] == 1
-    assert info.uncertain_ns == {"proc:10": {"lost_switch": 99},
+    assert info.uncertain_ticks == {"proc:10": {"lost_switch": 99},
                                  "host-idle": {"lost_switch": 99}}

@@ -87,16 +87,16 @@ def test_damaged_streams_give_sound_figures(seed, group, tmp_path):
     times = np.concatenate([b.time for b in batches])
     assert (np.diff(times) >= 0).all()
     start, end = int(times[0]), int(times[-1])
-    engine = Engine(reg, start_ns=start, resolution=resolver.result(reg.n_members),
+    engine = Engine(reg, start_ticks=start, resolution=resolver.result(reg.n_members),
                     initial=info.initial_states)
     for batch in batches:
         engine.feed(batch)
     result = engine.finish(end)
     for d in result.domains:
-        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns <= end - start
+        assert sum(s.ticks for s in d.states.values()) == d.lifetime_ticks <= end - start
         for m in d.members:
-            assert 0 <= sum(m.ns.values()) <= end - start
-            assert min(m.ns.values()) >= 0
+            assert 0 <= sum(m.ticks.values()) <= end - start
+            assert min(m.ticks.values()) >= 0
 
 
 def test_lost_spans_bracket_the_threads_own_schedstat(data):
@@ -112,7 +112,7 @@ def test_lost_spans_bracket_the_threads_own_schedstat(data):
     assert src.info.anomalies["switch_chain_breaks"] > 10
     lines = (data / "pinned2.schedstat.txt").read_text().split("\n")
     d = domain(result, f"rs_load[{int(lines[0])}]")
-    members = {int(m.key): m.ns for m in d.members}
+    members = {int(m.key): m.ticks for m in d.members}
     margin = 500_000
     for line in filter(None, lines[1:]):
         tid, exec_ns, delay_ns = (int(x) for x in line.split()[:3])

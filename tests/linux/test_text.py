@@ -50,9 +50,9 @@ def test_perf_script_vcpu_comms_with_spaces_make_a_vm(tmp_path):
     assert vm.name == "qemu:4000"
     assert sorted(m.name for m in vm.members) == ["vcpu0", "vcpu1"]
     v0 = next(m for m in vm.members if m.name == "vcpu0")
-    assert v0.ns["running"] == (500_000 - 100) + (1_000_000 - 700_000)
-    assert v0.ns["blocked"] == 100_000
-    assert v0.ns["runnable"] == 100_000  # woken at 0.6 ms, switched in at 0.7 ms
+    assert v0.ticks["running"] == (500_000 - 100) + (1_000_000 - 700_000)
+    assert v0.ticks["blocked"] == 100_000
+    assert v0.ticks["runnable"] == 100_000  # woken at 0.6 ms, switched in at 0.7 ms
 
 
 def test_trace_cmd_plugin_format_and_lost_lines(tmp_path):
@@ -63,7 +63,7 @@ def test_trace_cmd_plugin_format_and_lost_lines(tmp_path):
     assert src.info.anomalies["lost_events"] == 5
     d = next(d for d in result.domains if d.key == "thread:4002")
     assert d.members[0].name == "CPU 0/KVM[4002]"
-    assert_lifetime_from_members(d, result.end_ns - result.start_ns)
+    assert_lifetime_from_members(d, result.end_ticks - result.start_ticks)
 
 
 def test_text_errors_name_the_line(tmp_path):

@@ -279,9 +279,9 @@ def test_lenient_reads_a_truncated_recording_with_the_tail_lost(tmp_path):
     source = RecordingSource(str(rec), ReadOptions(lenient=True))
     result = analyze(source)
     assert source.info.anomalies["truncated_bytes"] == 100
-    domain = next(d for d in result.domains if d.lifetime_ns)
-    assert domain.states[DomainState.LOST].ns > 0
-    assert_lifetime_from_members(domain, result.end_ns - result.start_ns)
+    domain = next(d for d in result.domains if d.lifetime_ticks)
+    assert domain.states[DomainState.LOST].ticks > 0
+    assert_lifetime_from_members(domain, result.end_ticks - result.start_ticks)
 
 
 def test_lenient_reading_survives_bit_flips(tmp_path):
@@ -298,5 +298,5 @@ def test_lenient_reading_survives_bit_flips(tmp_path):
         raw.write_bytes(bytes(data))
         result = analyze(RecordingSource(str(rec), ReadOptions(lenient=True)))
         # the window is the recording's own start and stop, whatever the damage
-        assert (result.start_ns, result.end_ns) == (meta.start_ns, meta.stop_ns)
+        assert (result.start_ticks, result.end_ticks) == (meta.start_ns, meta.stop_ns)
         assert_lifetimes(result)

@@ -97,7 +97,7 @@ def test_the_engine_gives_a_copy_of_its_members_states() -> None:
     registry = Registry()
     for key in ("a", "b"):
         registry.member("d", key)
-    engine = Engine(registry, start_ns=0, initial={0: MemberState.BLOCKED})
+    engine = Engine(registry, start_ticks=0, initial={0: MemberState.BLOCKED})
     engine.feed(EventBatch.from_columns([10, 20], [1, 0], [1, 2], [0, 1]))
     states = engine.member_states()
     assert states.tolist() == [MemberState.RUNNABLE, MemberState.RUNNING]

@@ -162,7 +162,7 @@ def test_running_and_runnable_agree_with_schedstat(tracefs, workload, tmp_path):
     recorder.join(timeout=30)
     assert out.joinpath("meta.json").exists()
     source = RecordingSource(str(out), ReadOptions(group="thread"))
-    result = analyze(source, Window(start_ns=t0, end_ns=t1))
+    result = analyze(source, Window(start_ticks=t0, end_ticks=t1))
     length = t1 - t0
     checked = 0
     for domain in result.domains:
@@ -176,9 +176,9 @@ def test_running_and_runnable_agree_with_schedstat(tracefs, workload, tmp_path):
             wait = (after[tid][1] - before[tid][1]) / length
             # what the trace could not decide (dropped switches) is lost, never guessed:
             # the kernel's own figure lies between what is shown and shown + lost
-            lost = member.ns["lost"] / length
-            for shown, truth in ((member.ns["running"] / length, run),
-                                 (member.ns["runnable"] / length, wait)):
+            lost = member.ticks["lost"] / length
+            for shown, truth in ((member.ticks["running"] / length, run),
+                                 (member.ticks["runnable"] / length, wait)):
                 assert shown - 0.02 <= truth <= shown + lost + 0.02, (member, truth)
             checked += 1
     assert checked >= 3  # the three workers (the sleeping main thread may have no event)
@@ -227,10 +227,10 @@ def test_kernel_overruns_become_lost_time(tracefs, tmp_path):
     source = RecordingSource(str(tmp_path / "rec"), ReadOptions())
     result = analyze(source)
     assert source.info.anomalies.get("lost_events", 0) > 0
-    lost = [d.states[DomainState.LOST].ns for d in result.domains if d.lifetime_ns]
+    lost = [d.states[DomainState.LOST].ticks for d in result.domains if d.lifetime_ticks]
     assert max(lost) > 0
     for d in result.domains:
-        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+        assert sum(s.ticks for s in d.states.values()) == d.lifetime_ticks
 
 
 def test_the_buffer_grows_with_the_event_rate(tracefs, tmp_path, monkeypatch):
@@ -250,7 +250,7 @@ def test_the_buffer_grows_with_the_event_rate(tracefs, tmp_path, monkeypatch):
     assert fixed.buffer_kb == 16  # a size the user gives is kept
     result = analyze(RecordingSource(str(tmp_path / "rec"), ReadOptions()))
     for d in result.domains:
-        assert sum(s.ns for s in d.states.values()) == d.lifetime_ns
+        assert sum(s.ticks for s in d.states.values()) == d.lifetime_ticks
 
 
 def test_live_stream_returns_sorted_events_incrementally(tracefs, workload):

@@ -187,7 +187,7 @@ def test_random_streams_export_conserved_tracks(stream: Stream) -> None:
         assert json_track == slices.get(uuid, [])
         for state in DomainState:
             got = sum(b - a for a, b, name in slices.get(uuid, []) if name == state.label)
-            assert got == domain.states[state].ns
+            assert got == domain.states[state].ticks
 
 
 def test_export_refuses_what_it_cannot_write(tmp_path) -> None:

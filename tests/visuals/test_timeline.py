@@ -46,14 +46,14 @@ def test_slices_conserve_the_report_on_real_files(path: str) -> None:
         start, end, state = store.of(Lane.DOMAIN, domain.index)
         _check_track(start, end)
         for s in DomainState:
-            assert int((end - start)[state == s].sum()) == domain.states[s].ns, (domain.key, s)
+            assert int((end - start)[state == s].sum()) == domain.states[s].ticks, (domain.key, s)
             assert int((state == s).sum()) == domain.states[s].count, (domain.key, s)
     for index, info in enumerate(source.registry.members):
         member = members[(source.registry.domains[info.domain].key, info.key)]
         start, end, state = store.of(Lane.MEMBER, index)
         _check_track(start, end)
         got = [int((end - start)[state == b].sum()) for b in range(len(MEMBER_BUCKETS))]
-        assert got == [member.ns[b] for b in MEMBER_BUCKETS], (info.key, got)
+        assert got == [member.ticks[b] for b in MEMBER_BUCKETS], (info.key, got)
 
 
 def _reference_slices(stream: Stream):

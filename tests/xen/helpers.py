@@ -27,5 +27,5 @@ def run_exact(path: str, cpu_hz: float | None = 2.4e9, **opts: object) -> RunRes
 
 def cycles(result: RunResult) -> dict[str, dict[DomainState, int]]:
     """Non-zero cycles per domain key and state."""
-    return {d.key: {s: st.ns for s, st in d.states.items() if st.ns}
-            for d in result.domains if any(st.ns for st in d.states.values())}
+    return {d.key: {s: st.ticks for s, st in d.states.items() if st.ticks}
+            for d in result.domains if any(st.ticks for st in d.states.values())}

@@ -151,12 +151,12 @@ def window_of(source: XentraceSource, seed: int) -> tuple[TraceWindow, tuple[int
     """A random window inside the trace, in seconds and in ticks (None: the trace
     spans too few ticks for one)."""
     info = source.info
-    assert info.origin is not None and info.start_ns is not None and info.end_ns is not None
-    if info.end_ns - info.start_ns < 2:
+    assert info.origin is not None and info.start_ticks is not None and info.end_ticks is not None
+    if info.end_ticks - info.start_ticks < 2:
         return None
     rng = random.Random(seed)
-    a = rng.randint(info.start_ns, info.end_ns - 1)
-    b = rng.randint(a + 1, info.end_ns)
+    a = rng.randint(info.start_ticks, info.end_ticks - 1)
+    b = rng.randint(a + 1, info.end_ticks)
     seconds = (Fraction(a - info.origin, int(HZ)), Fraction(b - info.origin, int(HZ)))
     return TraceWindow(*seconds), (a, b)
 

@@ -104,7 +104,7 @@ def test_not_one_hot_class(tmp_path: Path) -> None:
     assert "one-hot" in str(info.value) and "byte offset 28" in str(info.value)
     src, result = _run(tmp_path, data, lenient=True)
     assert src.info.anomalies["corrupt_records_skipped"] == 1
-    assert sum(st.ns for d in result.domains for st in d.states.values()) == 1000
+    assert sum(st.ticks for d in result.domains for st in d.states.values()) == 1000
 
 
 def test_lost_record_tsc_not_after_first_tsc(tmp_path: Path) -> None:

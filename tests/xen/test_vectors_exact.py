@@ -28,7 +28,7 @@ def test_exact_equals_simple_reference(case: str) -> None:
     want = {dom: {DomainState[label.upper()]: v["cycles"] for label, v in states.items()}
             for dom, states in ref["domains"].items()}
     assert cycles(result) == want
-    assert result.end_ns - result.start_ns == ref["total_cycles"]
+    assert result.end_ticks - result.start_ticks == ref["total_cycles"]
     idle = [d for d in result.domains if d.key == "32767"]
     assert idle and idle[0].tags == {"kind": "host-idle"}
 

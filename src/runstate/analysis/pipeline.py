@@ -35,9 +35,9 @@ from runstate.sources.base import Source, SourceInfo
 class Window:
     """Window and interval in the trace's own ticks (ns, or TSC cycles), used as given."""
 
-    start_ns: int | None = None
-    end_ns: int | None = None
-    interval_ns: int | None = None
+    start_ticks: int | None = None
+    end_ticks: int | None = None
+    interval_ticks: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,27 +105,27 @@ def analyze(
                                on_interval_run)
     engine = Engine(
         source.registry,
-        start_ns=_start(ticks, resolution, source, first_time),
-        interval_ns=ticks.interval_ns,
+        start_ticks=_start(ticks, resolution, source, first_time),
+        interval_ticks=ticks.interval_ticks,
         resolution=resolution,
         initial=source.info.initial_states,
         on_interval_run=counter.run,
     )
     # a source's own end (a recording's stop time) clips events like a user-given one;
     # events after the end would otherwise be accounted past the reported window
-    end = ticks.end_ns if ticks.end_ns is not None else source.info.end_ns
+    end = ticks.end_ticks if ticks.end_ticks is not None else source.info.end_ticks
     seen = _LastTime()
     for batch in _clipped(seen.track(batches), end):
         engine.feed(batch)
         if progress is not None:
             progress("analyze", len(batch))
-    if engine.start_ns is None:
+    if engine.start_ticks is None:
         raise InputError(source.info.path, "no member events in the input"
-                         + (" within the window" if ticks.start_ns is not None else ""))
+                         + (" within the window" if ticks.start_ticks is not None else ""))
     if not exact and isinstance(window, TraceWindow):
         end = resolved.finish_one_pass(source.info, seen.time, end)
     if end is None:
-        end = source.info.end_ns  # a one-pass source may learn its end while reading
+        end = source.info.end_ticks  # a one-pass source may learn its end while reading
     result = replace(engine.finish(end), intervals=tuple(counter.kept))
     anomalies = {**source.info.anomalies, **result.anomalies}
     if strict:
@@ -147,8 +147,8 @@ def _read_span(source: Source, exact: bool, progress: ProgressSink | None
     if replay is None:
         source.info.anomalies.clear()  # the second pass counts them again
     batches = iter(replay) if replay is not None else source.batches()
-    return resolution, batches, resolution.first_time_ns, _Span.of(
-        source.info, resolution.first_time_ns, resolution.last_time_ns)
+    return resolution, batches, resolution.first_time_ticks, _Span.of(
+        source.info, resolution.first_time_ticks, resolution.last_time_ticks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,8 +160,8 @@ class _Span:
 
     @classmethod
     def of(cls, info: SourceInfo, first: int | None, last: int | None) -> _Span:
-        return cls(info.start_ns if info.start_ns is not None else first,
-                   info.end_ns if info.end_ns is not None else last)
+        return cls(info.start_ticks if info.start_ticks is not None else first,
+                   info.end_ticks if info.end_ticks is not None else last)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,14 +204,14 @@ class _Resolved:
         """A one-pass read learns the trace's end only now: refuse or clip the window."""
         if self.seconds is None or last_seen is None:
             return end
-        trace_end = info.end_ns if info.end_ns is not None else last_seen
-        start = self.window.start_ns
+        trace_end = info.end_ticks if info.end_ticks is not None else last_seen
+        start = self.window.start_ticks
         if start is not None and start >= trace_end:
             raise _outside(info, self.seconds, start, self.asked_end,
                            (self.span_start, trace_end))
         if end is not None and end > trace_end:
-            self.notes.append(_clip_note(self.seconds, self.window.start_ns, end,
-                                         self.window.start_ns, trace_end))
+            self.notes.append(_clip_note(self.seconds, self.window.start_ticks, end,
+                                         self.window.start_ticks, trace_end))
             return trace_end
         return end
 
@@ -262,15 +262,15 @@ def _or(sec: _Seconds, tick: int | None, missing: str) -> str:
 def _check_interval_count(window: Window, span: _Span, info: SourceInfo,
                           limit: IntervalLimit) -> None:
     """Refuse, before any work, a run whose intervals the user could never read."""
-    if window.interval_ns is None:
+    if window.interval_ticks is None:
         return
-    start = window.start_ns if window.start_ns is not None else span.start
-    end = window.end_ns if window.end_ns is not None else span.end
+    start = window.start_ticks if window.start_ticks is not None else span.start
+    end = window.end_ticks if window.end_ticks is not None else span.end
     if start is None or end is None or end <= start:
         return
-    count = -(-(end - start) // window.interval_ns)
+    count = -(-(end - start) // window.interval_ticks)
     if count > limit.count:
-        raise _too_many(info, count, window.interval_ns, limit)
+        raise _too_many(info, count, window.interval_ticks, limit)
 
 
 def _too_many(info: SourceInfo, count: int, interval: int, limit: IntervalLimit) -> UsageError:
@@ -300,17 +300,17 @@ class _IntervalCounter:
     def run(self, first: IntervalResult, count: int) -> None:
         self._count += count
         if self._count > self._limit.count:
-            assert self._window.interval_ns is not None
-            raise _too_many(self._info, self._count, self._window.interval_ns, self._limit)
+            assert self._window.interval_ticks is not None
+            raise _too_many(self._info, self._count, self._window.interval_ticks, self._limit)
         if self._on_run is not None:
             self._on_run(first, count)
             return
         sink = self._on_interval or self.kept.append
-        step = first.end_ns - first.start_ns
+        step = first.end_ticks - first.start_ticks
         for k in range(count):
             # repeats share one figures dict: nothing changes it after this
             sink(first if k == 0 else IntervalResult(
-                first.start_ns + k * step, first.end_ns + k * step, first.domains))
+                first.start_ticks + k * step, first.end_ticks + k * step, first.domains))
 
 
 class _LastTime:
@@ -401,18 +401,18 @@ def _owned(batch: EventBatch) -> EventBatch:
 
 def _start(window: Window, resolution: Resolution | None, source: Source,
            first_time: int | None) -> int | None:
-    if window.start_ns is not None:
-        return window.start_ns
-    if source.info.start_ns is not None:
-        return source.info.start_ns
-    return resolution.first_time_ns if resolution is not None else first_time
+    if window.start_ticks is not None:
+        return window.start_ticks
+    if source.info.start_ticks is not None:
+        return source.info.start_ticks
+    return resolution.first_time_ticks if resolution is not None else first_time
 
 
-def _clipped(batches: Iterator[EventBatch], end_ns: int | None) -> Iterator[EventBatch]:
-    """Stop at ``end_ns``: events after the window end do not count."""
+def _clipped(batches: Iterator[EventBatch], end_ticks: int | None) -> Iterator[EventBatch]:
+    """Stop at ``end_ticks``: events after the window end do not count."""
     for batch in batches:
-        if end_ns is not None and len(batch) and int(batch.time[-1]) > end_ns:
-            cut = int(np.searchsorted(batch.time, end_ns, side="right"))
+        if end_ticks is not None and len(batch) and int(batch.time[-1]) > end_ticks:
+            cut = int(np.searchsorted(batch.time, end_ticks, side="right"))
             yield batch.slice(0, cut)
             return
         yield batch

@@ -83,7 +83,7 @@ class Run:
         if not self.result.intervals:
             return None
         first = self.result.intervals[0]
-        return self.clock.ns(first.end_ns - first.start_ns)
+        return self.clock.ns(first.end_ticks - first.start_ticks)
 
     def slices(self) -> SliceStore:
         from runstate.report.slices import SliceStore, stream_slices

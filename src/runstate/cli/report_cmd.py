@@ -190,10 +190,10 @@ def _render(reports: list[Report], args: argparse.Namespace, sink: TextIO) -> st
 
 def _spans(first: IntervalResult, count: int, clock: Clock) -> Iterator[tuple[int, int]]:
     """(start, end) in ns of ``count`` equal intervals from ``first`` on."""
-    step = first.end_ns - first.start_ns
-    starts = range(first.start_ns, first.start_ns + count * step, step)
+    step = first.end_ticks - first.start_ticks
+    starts = range(first.start_ticks, first.start_ticks + count * step, step)
     if clock.hz is None:  # ticks are ns already: no conversion per interval
-        return zip(starts, range(first.end_ns, first.end_ns + count * step, step),
+        return zip(starts, range(first.end_ticks, first.end_ticks + count * step, step),
                    strict=True)
     return ((clock.at(t), clock.at(t + step)) for t in starts)
 

@@ -136,12 +136,15 @@ def _extend(a: npt.NDArray[_T], n: int, fill: int) -> npt.NDArray[_T]:
 class Engine:
     """Exact domain runstate accounting over a stream of member state changes.
 
+    Every time it takes or gives is in ticks, the unit of the batches' ``time``
+    (ns, or TSC cycles for Xen); reports and live records convert them to ns.
+
     Args:
         registry: the members and domains the batches refer to (may grow while
             feeding, as a one-pass source meets new members).
-        start_ns: window start; defaults to the first event's time.
-        interval_ns: if set, also account fixed intervals of this length from
-            ``start_ns`` and hand each finished one to ``on_interval``.
+        start_ticks: window start; defaults to the first event's time.
+        interval_ticks: if set, also account fixed intervals of this length from
+            ``start_ticks`` and hand each finished one to ``on_interval``.
         resolution: initial states from a first pass (exact mode); without it
             the run is one-pass: a member counts from its first record.
         initial: known initial member states (e.g. from /proc at record start),
@@ -157,19 +160,19 @@ class Engine:
         self,
         registry: Registry,
         *,
-        start_ns: int | None = None,
-        interval_ns: int | None = None,
+        start_ticks: int | None = None,
+        interval_ticks: int | None = None,
         resolution: Resolution | None = None,
         initial: dict[int, MemberState] | None = None,
         on_interval: IntervalSink | None = None,
         on_interval_run: IntervalRunSink | None = None,
     ) -> None:
-        if interval_ns is not None and interval_ns <= 0:
+        if interval_ticks is not None and interval_ticks <= 0:
             raise UsageError("the interval must be a positive duration")
         self.registry = registry
         self.resolution = resolution
         self._initial = dict(initial or {})
-        self._interval_ns = interval_ns
+        self._interval_ticks = interval_ticks
         self._intervals: list[IntervalResult] = []
         self._on_interval = on_interval or self._intervals.append
         self._on_interval_run = on_interval_run
@@ -178,17 +181,17 @@ class Engine:
         self._next_boundary: int | None = None
         self._interval_base = np.zeros((0, N_STATES), np.int64)
         self._resolve_flat: npt.NDArray[np.int8] | None = None
-        if start_ns is not None:
-            self._begin(start_ns)
+        if start_ticks is not None:
+            self._begin(start_ticks)
 
     # ---- feeding ----------------------------------------------------------
 
     @property
-    def start_ns(self) -> int | None:
+    def start_ticks(self) -> int | None:
         return self._start
 
     @property
-    def last_time_ns(self) -> int | None:
+    def last_time_ticks(self) -> int | None:
         """Time of the latest event fed (None before the first)."""
         return None if self._start is None else int(self._s.g[G_LAST_TIME])
 
@@ -221,13 +224,13 @@ class Engine:
             self._cross_boundaries(int(times[cut]))
             pos = max(pos, cut)
 
-    def _begin(self, start_ns: int) -> None:
-        self._start = start_ns
-        self._s.g[G_WINDOW_START] = start_ns
-        self._s.g[G_EPOCH_START] = start_ns
-        self._s.g[G_LAST_TIME] = start_ns
-        if self._interval_ns is not None:
-            self._next_boundary = start_ns + self._interval_ns
+    def _begin(self, start_ticks: int) -> None:
+        self._start = start_ticks
+        self._s.g[G_WINDOW_START] = start_ticks
+        self._s.g[G_EPOCH_START] = start_ticks
+        self._s.g[G_LAST_TIME] = start_ticks
+        if self._interval_ticks is not None:
+            self._next_boundary = start_ticks + self._interval_ticks
         self._grow()
 
     def _grow(self) -> None:
@@ -287,11 +290,11 @@ class Engine:
             raise UsageError(str(exc)) from None
 
     def _cross_boundary(self) -> None:
-        assert self._next_boundary is not None and self._interval_ns is not None
+        assert self._next_boundary is not None and self._interval_ticks is not None
         boundary = self._next_boundary
         self._close(boundary)
-        self._emit_interval(boundary - self._interval_ns, boundary)
-        self._next_boundary = boundary + self._interval_ns
+        self._emit_interval(boundary - self._interval_ticks, boundary)
+        self._next_boundary = boundary + self._interval_ticks
 
     def _cross_boundaries(self, t: int) -> None:
         """Cross every interval boundary at or before ``t``; no event lies between them.
@@ -300,14 +303,14 @@ class Engine:
         ``t`` are quiet: every domain stays in one state, so their figures are
         equal and one kernel call accounts them all, whatever their number.
         """
-        assert self._next_boundary is not None and self._interval_ns is not None
+        assert self._next_boundary is not None and self._interval_ticks is not None
         self._cross_boundary()
         if t >= self._next_boundary:
-            self._quiet_run((t - self._next_boundary) // self._interval_ns + 1)
+            self._quiet_run((t - self._next_boundary) // self._interval_ticks + 1)
 
     def _quiet_run(self, count: int) -> None:
-        assert self._next_boundary is not None and self._interval_ns is not None
-        step = self._interval_ns
+        assert self._next_boundary is not None and self._interval_ticks is not None
+        step = self._interval_ticks
         begin = self._next_boundary - step
         end = begin + count * step
         self._close(end)
@@ -341,41 +344,41 @@ class Engine:
         if self._on_interval_run is not None:
             self._on_interval_run(first, count)
             return
-        step = first.end_ns - first.start_ns
+        step = first.end_ticks - first.start_ticks
         for k in range(count):
             # the repeats share one figures dict: it is never changed after this
             self._on_interval(first if k == 0 else IntervalResult(
-                first.start_ns + k * step, first.end_ns + k * step, first.domains))
+                first.start_ticks + k * step, first.end_ticks + k * step, first.domains))
 
     # ---- results ----------------------------------------------------------
 
-    def advance(self, t_ns: int) -> None:
-        """Move the clock to ``t_ns`` with no event (live sources between events)."""
+    def advance(self, t_ticks: int) -> None:
+        """Move the clock to ``t_ticks`` with no event (live sources between events)."""
         if self._start is None:
-            self._begin(t_ns)
+            self._begin(t_ticks)
         self._grow()
-        if self._next_boundary is not None and self._next_boundary <= t_ns:
-            self._cross_boundaries(t_ns)
-        self._close(t_ns)
+        if self._next_boundary is not None and self._next_boundary <= t_ticks:
+            self._cross_boundaries(t_ticks)
+        self._close(t_ticks)
 
-    def snapshot(self, t_ns: int | None = None) -> RunResult:
-        """Figures up to ``t_ns`` (default: the last event), current partial state included."""
+    def snapshot(self, t_ticks: int | None = None) -> RunResult:
+        """Figures up to ``t_ticks`` (default: the last event), current partial state included."""
         if self._start is None:
             raise UsageError("no events yet")
-        t = int(self._s.g[G_LAST_TIME]) if t_ns is None else t_ns
+        t = int(self._s.g[G_LAST_TIME]) if t_ticks is None else t_ticks
         self._check_not_before_last(t, "snapshot")
         self.advance(t)
         return self._result(t, tuple(self._intervals))
 
-    def finish(self, end_ns: int | None = None) -> RunResult:
-        """Close the window at ``end_ns`` (default: the last event) and return the result."""
+    def finish(self, end_ticks: int | None = None) -> RunResult:
+        """Close the window at ``end_ticks`` (default: the last event) and return the result."""
         if self._start is None:
             raise UsageError("no events to analyse")
-        end = int(self._s.g[G_LAST_TIME]) if end_ns is None else end_ns
+        end = int(self._s.g[G_LAST_TIME]) if end_ticks is None else end_ticks
         self._check_not_before_last(end, "window end")
         self.advance(end)
-        if self._next_boundary is not None and self._interval_ns is not None:
-            begin = self._next_boundary - self._interval_ns
+        if self._next_boundary is not None and self._interval_ticks is not None:
+            begin = self._next_boundary - self._interval_ticks
             if end > begin:
                 self._emit_interval(begin, end)
                 self._next_boundary = None
@@ -416,8 +419,8 @@ class Engine:
             for d in range(self.registry.n_domains)
         )
         return RunResult(
-            start_ns=self._start,
-            end_ns=t,
+            start_ticks=self._start,
+            end_ticks=t,
             domains=domains,
             intervals=intervals,
             anomalies=self.anomalies(),
@@ -455,8 +458,8 @@ class Engine:
                 hist = hist.copy()
                 hist[open_bucket[1]] += 1
             p50, p95, p99 = percentiles(hist, _QUANTILES, maxes[st])
-            states[st] = StateStats(ns=dns[st], count=count[st], p50_ns=p50, p95_ns=p95,
-                                    p99_ns=p99, max_ns=maxes[st])
+            states[st] = StateStats(ticks=dns[st], count=count[st], p50_ticks=p50,
+                                    p95_ticks=p95, p99_ticks=p99, max_ticks=maxes[st])
         ep = int(s.ep_state[d])
         current = None if ep == _NO_STATE else DomainState(ep)
         entered = None if current is None else int(s.dlast[d] - s.ep_len[d])
@@ -465,17 +468,17 @@ class Engine:
             index=d,
             key=info.key,
             name=info.name,
-            lifetime_ns=sum(dns),
+            lifetime_ticks=sum(dns),
             states=states,
             current_state=current,
-            entered_ns=entered,
+            entered_ticks=entered,
             changes=sum(count),
             lost_intervals=count[DomainState.LOST],
             members_seen=sum(1 for m in members if tables.seen[m]),
             members_expected=info.expected_members,
             members=tuple(
                 MemberResult(key=registered[m].key, name=registered[m].name,
-                             ns=dict(zip(MEMBER_BUCKETS, tables.mns[m], strict=True)))
+                             ticks=dict(zip(MEMBER_BUCKETS, tables.mns[m], strict=True)))
                 for m in members
             ),
             tags=dict(info.tags),

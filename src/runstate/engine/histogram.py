@@ -1,6 +1,6 @@
 """Episode-length histograms: log-linear buckets, bounded memory, percentiles.
 
-Lengths below 64 ns have one bucket each; above, every power of two is split
+Lengths below 64 ticks have one bucket each; above, every power of two is split
 in 32 buckets, so a bucket is at most 1/32 of its value wide and a percentile
 read from it (the bucket midpoint, clamped to the exact maximum) is within
 1.6 % of the exact one.  The bucket rule mirrors ``bucket_of`` in _kernel.c.

@@ -26,8 +26,8 @@ class Resolution:
     """``states[e, m]``: old state of member m's first record in epoch e, or -1."""
 
     states: npt.NDArray[np.int8]
-    first_time_ns: int | None
-    last_time_ns: int | None
+    first_time_ticks: int | None
+    last_time_ticks: int | None
 
 
 class Resolver:

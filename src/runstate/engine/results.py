@@ -1,4 +1,8 @@
-"""Typed results of an engine run: what reports, exporters and the live view read."""
+"""Typed results of an engine run: what reports, exporters and the live view read.
+
+Every time here is in ticks, the unit of the batches' ``time`` (ns, or TSC cycles
+for Xen); :func:`runstate.report.model.build_report` converts them to ns.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,20 @@ from runstate.model.states import DomainState
 class StateStats:
     """Time in one domain state and its episodes (maximal stays in that state)."""
 
-    ns: int
+    ticks: int
     count: int
-    p50_ns: int
-    p95_ns: int
-    p99_ns: int
-    max_ns: int
+    p50_ticks: int
+    p95_ticks: int
+    p99_ticks: int
+    max_ticks: int
 
 
 @dataclass(frozen=True, slots=True)
 class MemberResult:
     key: str
     name: str
-    #: ns per bucket: running, runnable, blocked, offline, lost
-    ns: dict[str, int]
+    #: ticks per bucket: running, runnable, blocked, offline, lost
+    ticks: dict[str, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,12 +36,12 @@ class DomainResult:
     index: int
     key: str
     name: str
-    lifetime_ns: int
+    lifetime_ticks: int
     states: dict[DomainState, StateStats]
     #: the state at the snapshot time (None: no counting member then)
     current_state: DomainState | None
     #: when the current state was entered
-    entered_ns: int | None
+    entered_ticks: int | None
     #: number of state changes (episodes started)
     changes: int
     #: number of lost/unknown episodes (the hypervisor interface's ``missed_changes``)
@@ -50,11 +54,11 @@ class DomainResult:
 
 @dataclass(frozen=True, slots=True)
 class IntervalResult:
-    """Time per state of every domain within ``[start_ns, end_ns)``."""
+    """Time per state of every domain within ``[start_ticks, end_ticks)``."""
 
-    start_ns: int
-    end_ns: int
-    #: domain key -> ns per state; only domains alive in the interval
+    start_ticks: int
+    end_ticks: int
+    #: domain key -> ticks per state; only domains alive in the interval
     domains: dict[str, dict[DomainState, int]]
 
 
@@ -62,8 +66,8 @@ class IntervalResult:
 class RunResult:
     """A whole analysis (or a snapshot of a running one)."""
 
-    start_ns: int
-    end_ns: int
+    start_ticks: int
+    end_ticks: int
     domains: tuple[DomainResult, ...]
     intervals: tuple[IntervalResult, ...]
     anomalies: dict[str, int]

@@ -120,19 +120,19 @@ class _Rows:
 class Timeline:
     """Streams domain and member slices of a run (see module docstring).
 
-    Args mirror :class:`~runstate.engine.core.Engine`: ``start_ns`` is the
-    window start (rows before it count as at it), ``end_ns`` its end (later rows
+    Args mirror :class:`~runstate.engine.core.Engine`: ``start_ticks`` is the
+    window start (rows before it count as at it), ``end_ticks`` its end (later rows
     do not count), ``resolution`` the first pass, ``initial`` known states at
     the start.
     """
 
-    def __init__(self, registry: Registry, sink: SliceSink, *, start_ns: int, end_ns: int,
-                 resolution: Resolution | None = None,
+    def __init__(self, registry: Registry, sink: SliceSink, *, start_ticks: int,
+                 end_ticks: int, resolution: Resolution | None = None,
                  initial: dict[int, MemberState] | None = None) -> None:
         self.registry = registry
         self._sink = sink
-        self._start = start_ns
-        self._end = end_ns
+        self._start = start_ticks
+        self._end = end_ticks
         self._resolution = resolution
         self._initial = dict(initial or {})
         self._mstate = np.zeros(0, np.int8)
@@ -142,7 +142,7 @@ class Timeline:
         self._members = _Runs(np.zeros(0, np.int8), np.zeros(0, np.int64))
         self._depth = 0
         self._epoch = 0
-        self._now = start_ns
+        self._now = start_ticks
         self._tail = EventBatch.empty()
         self._grow()
 

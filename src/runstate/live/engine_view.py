@@ -35,7 +35,7 @@ def live_domains(result: RunResult, states: npt.NDArray[np.int8], registry: Regi
             member_label(int(states[index]))
 
     return tuple(live_domain(d, state_of, with_members, counts[d.index])
-                 for d in result.domains if d.lifetime_ns > 0 or d.current_state is not None)
+                 for d in result.domains if d.lifetime_ticks > 0 or d.current_state is not None)
 
 
 def live_domain(d: DomainResult, state_of: Callable[[str, str], str], with_members: bool,
@@ -43,15 +43,15 @@ def live_domain(d: DomainResult, state_of: Callable[[str, str], str], with_membe
     """One domain of an engine snapshot; ``state_of(domain, member)`` names a member's state."""
     member_ns: dict[str, int] = dict.fromkeys(MEMBER_BUCKETS, 0)
     for m in d.members:
-        for bucket, ns in m.ns.items():
-            member_ns[bucket] = member_ns.get(bucket, 0) + ns
+        for bucket, ticks in m.ticks.items():
+            member_ns[bucket] = member_ns.get(bucket, 0) + ticks
     rows: tuple[LiveMember, ...] = ()
     if with_members:
         rows = tuple(LiveMember(key=m.key, name=m.name, state=state_of(d.key, m.key),
-                                totals_ns=dict(m.ns)) for m in d.members)
+                                totals_ns=dict(m.ticks)) for m in d.members)
     return LiveDomain(key=d.key, name=d.name, members=members_now,
-                      current_state=d.current_state, since_ns=d.entered_ns,
-                      totals_ns={s: st.ns for s, st in d.states.items()},
+                      current_state=d.current_state, since_ns=d.entered_ticks,
+                      totals_ns={s: st.ticks for s, st in d.states.items()},
                       missed=d.lost_intervals, member_rows=rows, member_ns=member_ns,
                       changes=d.changes)
 

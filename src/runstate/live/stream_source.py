@@ -64,7 +64,7 @@ class StreamMonitor:
 
     @property
     def started(self) -> bool:
-        return self._engine.start_ns is not None
+        return self._engine.start_ticks is not None
 
     def snapshot(self, with_members: bool = True, at_ns: int | None = None
                  ) -> LiveSnapshot | None:
@@ -73,7 +73,7 @@ class StreamMonitor:
         ``at_ns`` is not used: the stream's clock is its own, not this host's.
         """
         with self._lock:
-            if self._engine.start_ns is None:
+            if self._engine.start_ticks is None:
                 return None
             result = self._engine.snapshot()
             states = self._engine.member_states()
@@ -83,8 +83,8 @@ class StreamMonitor:
                             for d in live_domains(result, states, registry, with_members))
         info = self._source.info
         notes = tuple(info.notes) if hasattr(info, "notes") else ()
-        return LiveSnapshot(time_ns=int(result.end_ns * scale),
-                            started_ns=int(result.start_ns * scale), source=self.source,
+        return LiveSnapshot(time_ns=int(result.end_ticks * scale),
+                            started_ns=int(result.start_ticks * scale), source=self.source,
                             n_cpus=os.cpu_count() or 1,
                             lost_events=sum(d.missed for d in domains), domains=domains,
                             notes=notes)

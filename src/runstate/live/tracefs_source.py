@@ -93,7 +93,7 @@ class TracefsSource:
         self._stream = LiveSchedStream(self._instance, self.started_ns)
         self._grouping = FollowedGrouping(self.catalog, keep, self._stream.comms)
         self._converter.grouping = self._grouping  # type: ignore[assignment]
-        self._engine = Engine(self.registry, start_ns=self.started_ns,
+        self._engine = Engine(self.registry, start_ticks=self.started_ns,
                               initial=self._initial_states(followed))
         #: when each member was last seen asleep in /proc
         self._sighted: dict[int, int] = {}
@@ -176,7 +176,7 @@ class TracefsSource:
         return bound if held is None else min(bound, held)
 
     def _feed_engine(self, until_ns: int) -> None:
-        rows = self._queue.take_until(until_ns, self._engine.last_time_ns)
+        rows = self._queue.take_until(until_ns, self._engine.last_time_ticks)
         if len(rows):
             self._engine.feed(rows)
 
@@ -196,7 +196,7 @@ class TracefsSource:
         without it, at the latest moment the events allow."""
         moment = self._catch_up(at_ns)
         with self._lock:
-            last = self._engine.last_time_ns or self.started_ns
+            last = self._engine.last_time_ticks or self.started_ns
             moment = max(moment, last)
             self._feed_engine(moment)
             result = self._engine.snapshot(moment)
@@ -204,7 +204,7 @@ class TracefsSource:
             self._sight_unknown(states, moment)
         domains = live_domains(result, states, self.registry, with_members)
         lost = sum(self._instance.stats(cpu).lost for cpu in self._instance.cpus())
-        return LiveSnapshot(time_ns=result.end_ns, started_ns=self.started_ns,
+        return LiveSnapshot(time_ns=result.end_ticks, started_ns=self.started_ns,
                             source=self.name, n_cpus=cpu_count(), lost_events=lost,
                             domains=domains, notes=self._notes(states))
 

@@ -132,14 +132,14 @@ def build_report(result: RunResult, info: SourceInfo,
     """Convert an engine result (ticks) and its source's facts into a :class:`Report`."""
     clock = Clock.of(info)
     ordered = sorted(result.domains, key=lambda d: _natural(d.key))
-    uncertain = info.uncertain_ns
+    uncertain = info.uncertain_ticks
     rows = [_domain_row(d, clock, info.cpu_hz is not None, uncertain.get(d.key, {}))
             for d in ordered]
     idle_keys = {d.key for d in result.domains if d.tags.get("kind") == HOST_IDLE}
     notes = list(info.notes)
     if result.provisional:
         notes.append("one-pass read: members count from their first record")
-    drops = dropped_events_note(result.anomalies | info.anomalies, uncertain)
+    drops = dropped_events_note(result.anomalies | info.anomalies, uncertain, clock)
     if drops:
         notes.append(drops)
     return Report(
@@ -148,8 +148,8 @@ def build_report(result: RunResult, info: SourceInfo,
         clock=info.clock,
         cpu_hz=info.cpu_hz,
         cpu_hz_assumed=info.cpu_hz_assumed,
-        start_ns=clock.at(result.start_ns),
-        end_ns=clock.at(result.end_ns),
+        start_ns=clock.at(result.start_ticks),
+        end_ns=clock.at(result.end_ticks),
         domains=tuple(r for r in rows if r.domain not in idle_keys),
         host_idle=tuple(r for r in rows if r.domain in idle_keys and r.lifetime_ns > 0),
         intervals=tuple(interval_row(i, clock) for i in result.intervals),
@@ -239,15 +239,15 @@ def host_idle_line(report: Report) -> str:
     return "host idle: " + (", ".join(parts) if parts else "no data")
 
 
-def dropped_events_note(anomalies: dict[str, int], uncertain: dict[str, dict[str, int]]
-                        ) -> str | None:
+def dropped_events_note(anomalies: dict[str, int], uncertain_ticks: dict[str, dict[str, int]],
+                        clock: Clock) -> str | None:
     """A note for traces that lost scheduler events without saying so."""
     breaks = anomalies.get("switch_chain_breaks", 0)
     wakeups = anomalies.get("switch_in_not_runnable", 0)
     if not breaks and not wakeups:
         return None
-    lost = sum(ns for causes in uncertain.values() for c, ns in causes.items()
-               if c != "detected_late")
+    lost = clock.ns(sum(ticks for causes in uncertain_ticks.values()
+                        for c, ticks in causes.items() if c != "detected_late"))
     return (f"the tracer dropped scheduler events without saying so ({breaks} switch chain "
             f"breaks, {wakeups} unexpected switch-ins); what they would have decided, "
             f"{_ms(lost)} of member time, is shown as lost; {BPF_HINT}")
@@ -263,27 +263,27 @@ def interval_row(interval: IntervalResult, clock: Clock) -> IntervalRow:
     for key, states in interval.domains.items():
         ns = clock.apportion([states[s] for s in DomainState])
         domains[key] = dict(zip(DomainState, ns, strict=True))
-    return IntervalRow(clock.at(interval.start_ns), clock.at(interval.end_ns), domains)
+    return IntervalRow(clock.at(interval.start_ticks), clock.at(interval.end_ticks), domains)
 
 
 def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool,
                 uncertain: dict[str, int]) -> DomainRow:
-    ns = clock.apportion([d.states[s].ns for s in DomainState])
+    ns = clock.apportion([d.states[s].ticks for s in DomainState])
     states = {
         s: StateRow(
             ns=ns[i],
-            cycles=d.states[s].ns if with_cycles else None,
+            cycles=d.states[s].ticks if with_cycles else None,
             count=d.states[s].count,
-            p50_ns=clock.ns(d.states[s].p50_ns),
-            p95_ns=clock.ns(d.states[s].p95_ns),
-            p99_ns=clock.ns(d.states[s].p99_ns),
-            max_ns=clock.ns(d.states[s].max_ns),
+            p50_ns=clock.ns(d.states[s].p50_ticks),
+            p95_ns=clock.ns(d.states[s].p95_ticks),
+            p99_ns=clock.ns(d.states[s].p99_ticks),
+            max_ns=clock.ns(d.states[s].max_ticks),
         )
         for i, s in enumerate(DomainState)
     }
     members = tuple(
         MemberRow(m.key, m.name,
-                  dict(zip(MEMBER_BUCKETS, clock.apportion([m.ns[b] for b in MEMBER_BUCKETS]),
+                  dict(zip(MEMBER_BUCKETS, clock.apportion([m.ticks[b] for b in MEMBER_BUCKETS]),
                            strict=True)))
         for m in sorted(d.members, key=lambda m: _natural(m.key))
     )
@@ -291,7 +291,7 @@ def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool,
         domain=d.key,
         name=d.name,
         lifetime_ns=sum(ns),
-        lifetime_cycles=d.lifetime_ns if with_cycles else None,
+        lifetime_cycles=d.lifetime_ticks if with_cycles else None,
         members_seen=d.members_seen,
         members_expected=d.members_expected,
         states=states,
@@ -299,5 +299,5 @@ def _domain_row(d: DomainResult, clock: Clock, with_cycles: bool,
         changes=d.changes,
         lost_intervals=d.lost_intervals,
         members=members,
-        uncertain={cause: clock.ns(ns) for cause, ns in sorted(uncertain.items())},
+        uncertain={cause: clock.ns(ticks) for cause, ticks in sorted(uncertain.items())},
     )

@@ -34,8 +34,8 @@ def stream_slices(source: Source, result: RunResult, sink: SliceSink) -> None:
             for batch in source.batches():
                 resolver.feed(batch)
             resolution = resolver.result(source.registry.n_members)
-        timeline = Timeline(source.registry, sink, start_ns=result.start_ns,
-                            end_ns=result.end_ns, resolution=resolution,
+        timeline = Timeline(source.registry, sink, start_ticks=result.start_ticks,
+                            end_ticks=result.end_ticks, resolution=resolution,
                             initial=source.info.initial_states)
         for batch in source.batches():
             if not timeline.feed(batch):

@@ -71,11 +71,11 @@ class SourceInfo:
     anomalies: dict[str, int] = field(default_factory=dict)
     #: initial member states the source knows without events (e.g. /proc at record start)
     initial_states: dict[int, MemberState] = field(default_factory=dict)
-    #: domain key -> cause -> ns of member time the trace could not decide (a lost switch)
-    uncertain_ns: dict[str, dict[str, int]] = field(default_factory=dict)
+    #: domain key -> cause -> ticks of member time the trace could not decide (a lost switch)
+    uncertain_ticks: dict[str, dict[str, int]] = field(default_factory=dict)
     #: window the source itself defines, if any (e.g. a recording's start/stop)
-    start_ns: int | None = None
-    end_ns: int | None = None
+    start_ticks: int | None = None
+    end_ticks: int | None = None
 
     def count(self, anomaly: str, n: int = 1) -> None:
         self.anomalies[anomaly] = self.anomalies.get(anomaly, 0) + n

@@ -204,7 +204,7 @@ class PerfDataSource:
                              "before every CPU's events began, so no span of it is known "
                              "complete", offset=stop)
         self._after_cut = dropped
-        self.info.end_ns = complete_until
+        self.info.end_ticks = complete_until
         note = (f"{self.path}: the data stops at byte {stop}; the trace ends at "
                 f"{complete_until / 1e9:.9f} s, the last time the file holds every "
                 f"CPU's events; {dropped} later events are left out")

@@ -290,8 +290,8 @@ class RecordingSource:
             raise InputError(os.path.join(path, "formats"), str(err)) from None
         self.registry = Registry()
         self.info = SourceInfo(format=RECORDING_READER.FORMAT.name, path=path,
-                               clock=self.meta.clock, start_ns=self.meta.start_ns,
-                               end_ns=self.meta.stop_ns)
+                               clock=self.meta.clock, start_ticks=self.meta.start_ns,
+                               end_ticks=self.meta.stop_ns)
         self.rereadable = True
         self._names: TaskNames | None = None
         self._losses: list[LossWindow] = []
@@ -304,7 +304,7 @@ class RecordingSource:
             # the end is the last event: learn it now, so the window is right from the start
             self._scan()
             self.info = SourceInfo(format=self.info.format, path=path, clock=self.meta.clock,
-                                   start_ns=self.meta.start_ns, end_ns=self.meta.stop_ns)
+                                   start_ticks=self.meta.start_ns, end_ticks=self.meta.stop_ns)
 
     def cpu_file(self, cpu: int) -> str:
         return os.path.join(self.path, f"cpu{cpu}.raw")
@@ -313,7 +313,7 @@ class RecordingSource:
         names = self._scan()
         # a fresh info per pass, so anomaly counts are not doubled by the two passes
         self.info = SourceInfo(format=self.info.format, path=self.path, clock=self.meta.clock,
-                               start_ns=self.meta.start_ns, end_ns=self.meta.stop_ns)
+                               start_ticks=self.meta.start_ns, end_ticks=self.meta.stop_ns)
         self._note_losses()
         # with a pid filter, only the recorded threads decide the default grouping: a
         # QEMU vCPU that merely switched with one of them does not make the report per VM

@@ -51,7 +51,7 @@ its domain.  The evidence that bounds a span is used:
   wakeup, which no sched event can tell apart.)
 
 The length of each span is counted per domain and cause in
-``SourceInfo.uncertain_ns`` (``lost_switch``, ``lost_wakeup``).  Rows already
+``SourceInfo.uncertain_ticks`` (``lost_switch``, ``lost_wakeup``).  Rows already
 handed on cannot change: a span that would begin before them begins at them,
 and the part before is counted as ``detected_late`` (uncertain, shown in the
 state believed then).  Rows from each chunk's first event on are held back
@@ -407,8 +407,8 @@ class SchedConverter(ConverterBase):
             for cause, ns in zip(SPAN_CAUSES, self._t_uncertain[task].tolist(), strict=True):
                 if ns:
                     causes[cause] = causes.get(cause, 0) + ns
-        self.info.uncertain_ns.clear()  # a second pass over the same input finds the same
-        self.info.uncertain_ns.update(found)
+        self.info.uncertain_ticks.clear()  # a second pass over the same input finds the same
+        self.info.uncertain_ticks.update(found)
 
     def _emit_rows(self, rows: _Rows, cut: int | None) -> tuple[EventBatch, int]:
         """Hand on the rows before ``cut`` (all for None), in time order and no earlier than

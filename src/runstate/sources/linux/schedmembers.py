@@ -68,10 +68,10 @@ class ConverterBase:
         """The trace window is [first event, last event] unless the source defines it."""
         if first is None:
             return
-        if self.info.start_ns is None:
-            self.info.start_ns = first
-        if self.info.end_ns is None:
-            self.info.end_ns = last
+        if self.info.start_ticks is None:
+            self.info.start_ticks = first
+        if self.info.end_ticks is None:
+            self.info.end_ticks = last
 
     def _grouped(self, key: int) -> bool:
         """Whether task ``key`` belongs to a domain (without registering it)."""

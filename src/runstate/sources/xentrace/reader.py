@@ -268,7 +268,7 @@ class XentraceSource:
         first, last = span
         if first is not None and last is not None:
             info.origin = first if info.origin is None else min(info.origin, first)
-            info.start_ns, info.end_ns = first, last
+            info.start_ticks, info.end_ticks = first, last
         for name, stat in (("lost_records", Stat.LOST_COUNT), ("lost_record_markers", Stat.LOST),
                            ("wrap_records", Stat.WRAP), ("corrupt_records_skipped", Stat.BAD),
                            ("window_headers_resynced", Stat.RESYNC)):
