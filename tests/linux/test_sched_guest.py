@@ -18,9 +18,7 @@ root, perf and qemu-system-x86_64; the guest is built into RUNSTATE_GUEST_DIR.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -32,10 +30,8 @@ import pytest
 from runstate.errors import EnvironmentProblem
 from runstate.live.monitor import Monitor
 from runstate.live.snapshot import LiveSnapshot, Selection
+from tests.guest import guest_files, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-GUEST_DIR = Path(os.environ.get("RUNSTATE_GUEST_DIR",
-                                Path.home() / ".cache" / "runstate-guest"))
 EVENTS = ("sched:sched_switch,sched:sched_wakeup,sched:sched_wakeup_new,"
           "sched:sched_process_exit,sched:sched_process_fork")
 PHASES = (5, 3, 3)  # seconds: 4 burners, 1 burner, idle
@@ -45,26 +41,7 @@ pytestmark = pytest.mark.live
 
 
 def _guest() -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    for tool in ("perf", "qemu-system-x86_64"):
-        if shutil.which(tool) is None:
-            pytest.skip(f"{tool} not installed")
-    if not (GUEST_DIR / "vmlinuz").exists() or not (GUEST_DIR / "initramfs.cpio.gz").exists():
-        build = subprocess.run(["bash", str(ROOT / "scripts" / "guest" / "build.sh"),
-                                str(GUEST_DIR)], capture_output=True, text=True)
-        if build.returncode != 0:
-            pytest.skip(f"cannot build the guest: {build.stderr.strip()[-200:]}")
-    return GUEST_DIR
-
-
-def _wait_for(console: Path, text: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if console.exists() and text in console.read_text(errors="replace"):
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"guest did not print {text!r} in {timeout_s} s")
+    return guest_files("perf")
 
 
 def _vcpus(qemu_pid: int) -> dict[str, int]:
@@ -103,7 +80,7 @@ def traced(tmp_path_factory: pytest.TempPathFactory) -> dict:
     perf = None
     monitor: Monitor | None = None
     try:
-        _wait_for(console, "GUEST: booted", 90)
+        wait_for(console, "GUEST: booted", 90)
         tids = _vcpus(qemu.pid)
         try:
             monitor = Monitor(Selection(vms=("rslost",), group="vm"), source="bpf").start()

@@ -12,21 +12,16 @@ the guest is built once into RUNSTATE_GUEST_DIR (default ~/.cache/runstate-guest
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from runstate.errors import EnvironmentProblem
 from runstate.live.tracefs import find_tracefs, list_instances
+from tests.guest import guest_files, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-GUEST_DIR = Path(os.environ.get("RUNSTATE_GUEST_DIR",
-                                Path.home() / ".cache" / "runstate-guest"))
 P1, P2, P3 = 4, 3, 3
 NAME = "rstest"
 
@@ -34,21 +29,13 @@ pytestmark = pytest.mark.live
 
 
 @pytest.fixture(scope="module")
-def guest_files() -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("needs root")
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.skip("qemu-system-x86_64 not installed (apt-get install qemu-system-x86)")
+def guest() -> Path:
+    files = guest_files()
     try:
         find_tracefs().release()
     except EnvironmentProblem as err:
         pytest.skip(f"no tracefs: {err}")
-    if not (GUEST_DIR / "vmlinuz").exists() or not (GUEST_DIR / "initramfs.cpio.gz").exists():
-        build = subprocess.run(["bash", str(ROOT / "scripts" / "guest" / "build.sh"),
-                                str(GUEST_DIR)], capture_output=True, text=True)
-        if build.returncode != 0:
-            pytest.skip(f"cannot build the guest: {build.stderr.strip()[-200:]}")
-    return GUEST_DIR
+    return files
 
 
 def _boot(files: Path, console: Path) -> subprocess.Popen[bytes]:
@@ -62,22 +49,13 @@ def _boot(files: Path, console: Path) -> subprocess.Popen[bytes]:
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def _wait_for(console: Path, text: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if console.exists() and text in console.read_text(errors="replace"):
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"guest did not print {text!r} in {timeout_s} s")
-
-
 @pytest.fixture(scope="module")
-def recorded(guest_files: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+def recorded(guest: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     work = tmp_path_factory.mktemp("vm")
     console, rec = work / "console.log", work / "guest.rec"
-    qemu = _boot(guest_files, console)
+    qemu = _boot(guest, console)
     try:
-        _wait_for(console, "GUEST: booted", 90)
+        wait_for(console, "GUEST: booted", 90, poll_s=0.2)
         subprocess.run([sys.executable, "-m", "runstate", "record", "--vm", NAME,
                         "--duration", str(P1 + P2 + P3 + 2), "-o", str(rec)],
                        check=True, capture_output=True, timeout=60)
