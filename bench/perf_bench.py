@@ -13,8 +13,11 @@ alone inside a child (no start-up, no report), as the pipeline runs it.
 runstate runs as an installed copy does, with its modules' bytecode cached
 (in a temporary ``PYTHONPYCACHEPREFIX``, filled by one untimed run): with
 ``PYTHONDONTWRITEBYTECODE`` set, every run would compile every module first.
+``--group`` is passed to runstate (a recording made while a QEMU guest ran is
+grouped per VM by default, which leaves most threads out).
 
 Usage: python bench/perf_bench.py [--loops N] [--repeat K] [--rerecord] [--file PATH]
+                                  [--group G]
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ from runstate.analysis.pipeline import analyze
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
 wall, cpu = time.perf_counter(), time.process_time()
-src = open_source(sys.argv[1], ReadOptions())
+src = open_source(sys.argv[1], ReadOptions(group=sys.argv[2] or None))
 result = analyze(src)
 print(time.perf_counter() - wall, time.process_time() - cpu)
 """
@@ -62,9 +65,11 @@ class Run:
 
 
 def python_env(cache: str) -> dict[str, str]:
-    """The environment of an installed runstate: bytecode cached (in ``cache``)."""
+    """The environment of an installed runstate: bytecode cached (in ``cache``), one BLAS
+    thread (as the command asks for; analyze_only runs without the command)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     env["PYTHONPYCACHEPREFIX"] = cache
+    env.setdefault("OPENBLAS_NUM_THREADS", "1")
     return env
 
 
@@ -77,9 +82,9 @@ def timed(cmd: list[str], env: dict[str, str] | None = None) -> Run:
     return Run(float(wall), float(user) + float(system), int(rss_kib) / 1024)
 
 
-def analyze_only(path: Path, env: dict[str, str]) -> tuple[float, float]:
+def analyze_only(path: Path, group: str | None, env: dict[str, str]) -> tuple[float, float]:
     """Wall and CPU seconds of analyze() alone, in a fresh interpreter."""
-    out = subprocess.run([sys.executable, "-c", ANALYZE, str(path)], check=True,
+    out = subprocess.run([sys.executable, "-c", ANALYZE, str(path), group or ""], check=True,
                          capture_output=True, text=True, env=env).stdout.split()
     return float(out[0]), float(out[1])
 
@@ -90,6 +95,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rerecord", action="store_true")
     parser.add_argument("--file", type=Path, default=DATA)
+    parser.add_argument("--group", help="passed to runstate report (--group)")
     args = parser.parse_args()
     for tool in ("perf", GNU_TIME):
         if shutil.which(tool) is None:
@@ -99,7 +105,8 @@ def main() -> None:
         record(path, args.loops)
     size_mb = path.stat().st_size / 1e6
     commands = {
-        "runstate report": ["runstate", "report", str(path)],
+        "runstate report": ["runstate", "report", str(path),
+                            *(["--group", args.group] if args.group else [])],
         "perf sched timehist": ["perf", "sched", "timehist", "-s", "-i", str(path)],
         "perf script": ["perf", "script", "-i", str(path)],
         "cat": ["cat", str(path)],
@@ -112,7 +119,7 @@ def main() -> None:
         for _ in range(args.repeat):
             for name, cmd in commands.items():
                 runs[name].append(timed(cmd, env if name.startswith("runstate") else None))
-            analyses.append(analyze_only(path, env))
+            analyses.append(analyze_only(path, args.group, env))
     print(f"file {path} {size_mb:.1f} MB, medians of {args.repeat} alternating runs")
     median = {name: statistics.median(r.wall for r in rs) for name, rs in runs.items()}
     for name, rs in runs.items():

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runstate.errors import InputError
+from runstate.sources.base import ReadOptions
 from runstate.sources.linux import _perfwalk
 from runstate.sources.linux.perfdata import CACHE_BYTES, PerfDataSource
 from runstate.sources.linux.perfdata_order import slice_events
@@ -364,10 +365,13 @@ def _chunks(ev: SchedEvents, start: int, stop: int, step: int) -> list[SchedEven
 
 
 class PreviousPerfDataSource(PerfDataSource):
-    """The perf.data reader with the previous decoder in place of the C pass."""
+    """The perf.data reader with the previous decoder in place of the C pass, and the
+    pipeline's own first pass (the engine's Resolver) in place of the reader's."""
 
-    def _setup(self) -> None:
-        super()._setup()
+    first_pass = None
+
+    def __init__(self, path: str, options: ReadOptions) -> None:
+        super().__init__(path, options)
         self._n_streams = self._records.n_streams
         self._decoder = PreviousDecoder(self._records)
 

@@ -8,6 +8,8 @@ must join their process's domain in the kernel.
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -19,6 +21,7 @@ from runstate.errors import EnvironmentProblem
 from runstate.live.bpf.loader import missing_requirement
 from runstate.live.monitor import Monitor
 from runstate.live.snapshot import LiveSnapshot, Selection
+from runstate.model.states import DomainState
 from tests.live.live_workloads import BURSTY, domain, group_file, need_root, processes
 
 pytestmark = pytest.mark.live
@@ -127,3 +130,58 @@ def test_threads_started_later_join_their_process() -> None:
         life = sum(row.totals_ns.values())
         assert row.totals_ns["running"] > 0
         assert 0 < life <= second.time_ns - first.time_ns
+
+
+#: waits for a line on stdin, then forks a child process that runs for about 0.4 s of
+#: CPU and sleeps; prints the child's pid
+FORKS_LATER = """
+import os, sys, time
+sys.stdin.readline()
+child = os.fork()
+if child == 0:
+    end = time.process_time() + 0.4
+    while time.process_time() < end:
+        pass
+    time.sleep(600)
+print(child, flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_process_forked_later_is_a_domain_of_its_own() -> None:
+    """The program makes the child's group; the source, which reads the few groups it
+    knows one by one, finds it by the program's count of the groups it made."""
+    proc = subprocess.Popen([sys.executable, "-c", FORKS_LATER], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdin is not None and proc.stdout is not None
+    child = 0
+    try:
+        time.sleep(0.3)
+        monitor = _bpf_monitor(Selection(pids=(proc.pid,), group="process"))
+        try:
+            first = monitor.snapshot(with_members=False)
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            child = int(proc.stdout.readline())
+            time.sleep(1.0)
+            run, _ = _schedstat(child)
+            second = monitor.snapshot(with_members=False)
+        finally:
+            monitor.stop()
+    finally:
+        if child:
+            os.kill(child, signal.SIGKILL)
+        proc.kill()
+        proc.communicate()
+    assert [d.key for d in first.domains] == [f"proc:{proc.pid}"]
+    shown = {d.key: d for d in second.domains}
+    assert set(shown) == {f"proc:{proc.pid}", f"proc:{child}"}
+    forked = shown[f"proc:{child}"]
+    assert forked.members == 1
+    # alone in its domain: its time on a CPU (schedstat) is the domain's full_run, within
+    # the slack the member times are held to
+    totals = forked.totals_ns
+    window = second.time_ns - first.time_ns
+    slack = STAT_LAG_NS + TOLERANCE * window
+    assert abs(totals[DomainState.FULL_RUN] - run) <= slack, (totals, run)
+    assert sum(totals.values()) <= window

@@ -13,7 +13,12 @@ import numpy as np
 
 from runstate.engine.core import Engine
 from runstate.live.row_queue import RowQueue
-from runstate.live.tracefs_source import no_task_event
+from runstate.live.tracefs_source import (
+    MAX_POLL_SECONDS,
+    POLL_SECONDS,
+    no_task_event,
+    poll_pause,
+)
 from runstate.model.events import EventBatch
 from runstate.model.registry import Registry
 from runstate.model.states import MemberState
@@ -103,3 +108,11 @@ def test_the_engine_gives_a_copy_of_its_members_states() -> None:
     assert states.tolist() == [MemberState.RUNNABLE, MemberState.RUNNING]
     states[:] = MemberState.ABSENT
     assert engine.member_states().tolist() == [MemberState.RUNNABLE, MemberState.RUNNING]
+
+
+def test_the_poller_reads_before_a_quarter_of_the_buffer_fills() -> None:
+    # 512 pages a CPU: a quarter fills in 0.64 s at 200 pages a second, 0.128 s at 1000
+    assert poll_pause(512, 200) == MAX_POLL_SECONDS  # a quiet host: the longest pause
+    assert poll_pause(512, 0) == MAX_POLL_SECONDS
+    assert poll_pause(512, 1000) == 0.128
+    assert poll_pause(512, 100_000) == POLL_SECONDS  # never more often than that

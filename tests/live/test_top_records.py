@@ -14,6 +14,7 @@ import json
 import numpy as np
 import pytest
 
+from runstate.cli import top_batch
 from runstate.cli.top_batch import CsvWriter, interval_json
 from runstate.cli.top_rows import interval
 from runstate.live.snapshot import DomainTable, LiveDomain, LiveMember, LiveSnapshot, TableDomains
@@ -33,11 +34,13 @@ def _domains(step: int, gone: str | None = None) -> list[LiveDomain]:
                                              strict=True)}
         if i % 5 == 0:  # quiet: all its time blocked
             totals = {s: (step + 1) * 10**9 if s is DomainState.BLOCKED else 0 for s in STATES}
+        if i == 13:  # its members exited before the interval: no time, not in the record
+            totals = {s: 10**9 if s is DomainState.BLOCKED else 0 for s in STATES}
         current = None if i == 7 else STATES[i % 7]
         members = {b: int(v) for b, v in zip(MEMBER_BUCKETS, rng.integers(0, 10**9, 5)
                                              * (step + 1), strict=True)}
         domains.append(LiveDomain(
-            key=key, name=f'python "{i}"\\', members=0 if i == 3 else 1 + i % 3,
+            key=key, name=f'python "{i}"\\', members=0 if i in (3, 13) else 1 + i % 3,
             current_state=current, since_ns=None if current is None else 10**9 * step + i,
             totals_ns=totals, missed=i % 2, member_ns=members, changes=i * step,
             member_rows=(LiveMember(str(i), f"t{i}", "running",
@@ -128,3 +131,17 @@ def test_csv_rows_match_the_json_record() -> None:
                 <= 0.006
         assert row["current_state"] == (domain["current_state"] or "")
         assert row["since_ns"] == ("" if domain["since_ns"] is None else str(domain["since_ns"]))
+
+
+def test_a_record_written_in_pieces_is_the_record_made_whole(monkeypatch) -> None:
+    """Thousands of domains are written a piece at a time; the pieces make the same
+    document as the whole record checked above."""
+    iv = interval(_snapshot(1, True, gone="thread:9"), _snapshot(2, True, gone="thread:11"))
+    whole = interval_json(iv, 12.5)
+    monkeypatch.setattr(top_batch, "PIECE", 7)
+    pieces = list(top_batch.json_pieces(iv, 12.5))
+    assert len(pieces) == 2 + -(-len(iv.table) // 7)  # head, the domains by seven, tail
+    assert "".join(pieces) == whole
+    out = io.StringIO()
+    top_batch.write_json(out, iv, 12.5)
+    assert out.getvalue() == whole + "\n"

@@ -12,7 +12,10 @@ a scheduler writes them).  On each file:
 * the fast path's result is the generic path's in every field (figures,
   episodes, anomalies, notes, the members and their order), and so are the
   event rows the two second passes yield;
-* the fast path is taken exactly when the file has no lost records.
+* the fast path is taken exactly when the file has no lost records;
+* all of this whatever the fast path's layout: its first pass in one walk or
+  in chunks (joined at their seams), the rows it keeps for its second pass
+  (all, some, none), and its accounting in one part or two.
 
 Cut, corrupted and ``--lenient`` files must also give the generic path's
 result or error, whichever path reads them.
@@ -38,7 +41,7 @@ from runstate.engine.results import RunResult
 from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.sources.base import ReadOptions
-from runstate.sources.xentrace import fastpath
+from runstate.sources.xentrace import fastpath, prefetch
 from runstate.sources.xentrace.reader import XentraceSource
 from runstate.sources.xentrace.synth import Scenario, SynthConfig, generate
 from tests.xen.helpers import cycles, trace_bytes
@@ -87,6 +90,8 @@ def traces(draw: st.DrawFn, losses: bool) -> tuple[int, SynthConfig, float,
     """What a scenario is made from (seed, knobs, tie rate) and the layout to write
     it with: small to print when an example fails."""
     seed = draw(st.integers(0, 2**32 - 1))
+    # gaps of 2^32 cycles and more take a kept row two slots (fastpath.h)
+    gap = draw(st.sampled_from([8, 400, 40_000, 1 << 33]))
     doms = draw(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 5)), min_size=1,
                          max_size=4, unique_by=lambda d: d[0]))
     config = SynthConfig(n_pcpus=draw(st.integers(1, 8)), domains=tuple(doms),
@@ -94,9 +99,10 @@ def traces(draw: st.DrawFn, losses: bool) -> tuple[int, SynthConfig, float,
                          loss=draw(st.sampled_from([0.3, 0.8])) if losses else 0.0,
                          wrap=draw(st.sampled_from([0.0, 0.1])),
                          offline=draw(st.sampled_from([0.0, 0.2])),
-                         gap=draw(st.sampled_from([8, 400, 40_000])))
+                         gap=gap)
     layout: dict[str, int | bool] = {
-        "seed": seed, "poll": draw(st.sampled_from([2_000, 50_000, 400_000, 5_000_000])),
+        "seed": seed, "poll": draw(st.sampled_from([2_000, 50_000, 400_000, 5_000_000]))
+        * max(1, gap // 40_000),
         "high_water": draw(st.sampled_from([64, 128, 2048, 1 << 20])),
         "early_cpu": draw(st.booleans()), "other_every": draw(st.sampled_from([0, 1, 3]))}
     return seed, config, draw(st.sampled_from([0.0, 0.3, 0.9])), layout
@@ -115,14 +121,32 @@ def written(tmp_path: Path, trace: Trace) -> tuple[Scenario, Path]:
 
 @contextmanager
 def merge_threads(on: bool) -> Iterator[None]:
-    """The second pass with its merge threads (where the machine has two cores)
-    however few rows there are, or without them."""
-    before = fastpath.THREAD_MIN_ROWS
-    fastpath.THREAD_MIN_ROWS = 0 if on else 1 << 62
+    """The second pass with its merge threads, or its accounting in two parts (where
+    the machine has two cores) however few rows there are, or without them."""
+    before = fastpath.THREAD_MIN_ROWS, prefetch.SPLIT_MIN_BYTES
+    fastpath.THREAD_MIN_ROWS = prefetch.SPLIT_MIN_BYTES = 0 if on else 1 << 62
     try:
         yield
     finally:
-        fastpath.THREAD_MIN_ROWS = before
+        fastpath.THREAD_MIN_ROWS, prefetch.SPLIT_MIN_BYTES = before
+
+
+#: the fast path's layouts: bytes per chunk of its first pass (where the machine has
+#: two cores), rows it keeps for its second, parts of the domains that accounts apart
+#: (with merge_threads on)
+LAYOUTS = st.tuples(st.sampled_from([1 << 30, 4096, 300]), st.sampled_from([1 << 22, 0, 37]),
+                    st.sampled_from([2, 3, 5]))
+Layout = tuple[int, int, int]
+
+
+@contextmanager
+def job_layout(layout: Layout) -> Iterator[None]:
+    before = prefetch.CHUNK_BYTES, prefetch.KEEP_ROWS, prefetch.PARTS
+    prefetch.CHUNK_BYTES, prefetch.KEEP_ROWS, prefetch.PARTS = layout
+    try:
+        yield
+    finally:
+        prefetch.CHUNK_BYTES, prefetch.KEEP_ROWS, prefetch.PARTS = before
 
 
 def read(source: XentraceSource, window: TraceWindow | None = None) -> RunResult:
@@ -170,10 +194,10 @@ def checked(tmp_path: Path, trace: Trace) -> tuple[Scenario, Path, XentraceSourc
 
 
 @SETTINGS
-@given(traces(losses=False), st.booleans())
+@given(traces(losses=False), st.booleans(), LAYOUTS)
 def test_fast_path_equals_model_and_generic_path(tmp_path: Path, trace: Trace,
-                                                 threaded: bool) -> None:
-    with merge_threads(threaded):
+                                                 threaded: bool, layout: Layout) -> None:
+    with merge_threads(threaded), job_layout(layout):
         sc, path, fast = checked(tmp_path, trace)
         assert fast._plan is not None, "a file without lost records takes the fast path"
         windowed = window_of(fast, trace[0])
@@ -236,7 +260,8 @@ def test_damaged_files_give_the_generic_result_or_error(tmp_path: Path, seed: in
     path = tmp_path / "t.trace"
     path.write_bytes(bytes(data))
     fast, generic = open_both(path, lenient=lenient)
-    with merge_threads(seed % 2 == 0):
+    with merge_threads(seed % 2 == 0), job_layout((256 if seed % 3 else 1 << 30, seed % 4 * 20,
+                                                   2 + seed % 3)):
         assert outcome(fast) == outcome(generic)
     assert fast.info == generic.info
 

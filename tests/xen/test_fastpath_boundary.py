@@ -1,6 +1,6 @@
-"""The fast path's C kernels (``_scan``, ``_merge``) refuse a caller's mistakes with
+"""The fast path's C kernels (``_job``, ``_merge``) refuse a caller's mistakes with
 ValueError, survive bytes that are not what they were promised, and stop cleanly
-when abandoned half-way (their second thread included).
+when abandoned half-way (their other threads included).
 
 Run under the sanitizer build too (scripts/sanitize.sh): a missing check shows
 there as an AddressSanitizer report instead of a pass.
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from runstate.sources.xentrace import _merge, _scan
+from runstate.sources.xentrace import _job, _merge
 from runstate.sources.xentrace.synth import SynthConfig, generate
 from tests.xen.helpers import trace_bytes
 
@@ -27,13 +27,21 @@ def a_trace(seed: int = 3, steps: int = 2000) -> bytes:
                        poll=50_000, high_water=256, other_every=2)
 
 
+def job(data: Any, threads: int = 1, chunk_bytes: int = 1 << 30, keep_rows: int = 0,
+        flags: int = 0, parts: int = 1) -> Any:
+    """A Job on ``data`` with its first pass started."""
+    started = _job.Job(data, flags, False)
+    started.start(threads, False, parts, keep_rows, chunk_bytes)
+    return started
+
+
 def scanned(data: bytes, n_groups: int = 1) -> tuple[tuple[np.ndarray, ...], np.ndarray,
                                                     np.ndarray]:
     """Groups of the pcpus with vCPU rows, vCPU keys and their first offsets, from a
-    Scanner."""
-    scanner = _scan.Scanner(0)
-    assert scanner.run(data, False, 1) == _scan.SCAN_DONE
-    _, _, _, pcpu_rows, _, firsts = (np.frombuffer(b, np.int64) for b in scanner.result())
+    Job's first pass."""
+    scan = job(data)
+    assert scan.scanned() == _job.SCAN_DONE
+    _, _, _, pcpu_rows, _, firsts = (np.frombuffer(b, np.int64) for b in scan.result())
     key, _, off, _ = firsts.reshape(-1, 4).T
     pcpus = np.flatnonzero(pcpu_rows).astype(np.int32)
     groups = tuple(pcpus[g::n_groups].copy() for g in range(n_groups))
@@ -56,31 +64,42 @@ def merged_rows(merger: Any, out: tuple[tuple[Any, ...], ...]) -> int:
         total += n
 
 
-# ---- Scanner -----------------------------------------------------------------
+# ---- Job: the first pass -------------------------------------------------------
 
-def test_scanner_counts_every_vcpu_row_of_a_valid_trace() -> None:
+@pytest.mark.parametrize("threads,chunk_bytes", [(1, 1 << 30), (2, 1 << 30), (2, 4096)])
+def test_the_first_pass_counts_every_vcpu_row_of_a_valid_trace(threads: int,
+                                                               chunk_bytes: int) -> None:
     data = a_trace()
     sc = generate(3, SynthConfig(n_pcpus=4, steps=2000))
-    scanner = _scan.Scanner(0)
-    assert scanner.run(data, False, 2) == _scan.SCAN_DONE
-    summary = np.frombuffer(scanner.result()[4], np.int64)
-    assert summary[_scan.SUM_ROWS] == len(sc.kept())
+    scan = job(data, threads, chunk_bytes)
+    assert scan.scanned() == _job.SCAN_DONE
+    summary = np.frombuffer(scan.result()[4], np.int64)
+    assert summary[_job.SUM_ROWS] == len(sc.kept())
 
 
-def test_scanner_runs_once_and_refuses_what_is_not_a_buffer() -> None:
-    scanner = _scan.Scanner(0)
+def test_a_job_starts_once_and_refuses_what_is_not_a_buffer() -> None:
     with pytest.raises(ValueError):
-        scanner.run(object(), False, 1)
-    assert scanner.run(a_trace(), False, 1) == _scan.SCAN_DONE
+        _job.Job(object(), 0, False)
+    scan = _job.Job(a_trace(), 0, False)
     with pytest.raises(ValueError):
-        scanner.run(a_trace(), False, 1)
+        scan.scanned()  # not started
+    scan.start(1, False, 1, 0, 1 << 30)
+    with pytest.raises(ValueError):
+        scan.start(1, False, 1, 0, 1 << 30)
+    assert scan.scanned() == _job.SCAN_DONE
+    with pytest.raises(ValueError, match="not that far"):
+        scan.export(())  # nothing accounted
+    scan.close()
+    with pytest.raises(ValueError):
+        scan.result()
 
 
 @pytest.mark.parametrize("seed", range(40))
-@pytest.mark.parametrize("threads", [1, 2])
-def test_scanner_on_random_bytes_asks_for_the_generic_path(seed: int, threads: int) -> None:
+@pytest.mark.parametrize("threads,chunk_bytes", [(1, 1 << 30), (2, 256)])
+def test_a_job_on_random_bytes_asks_for_the_generic_path(seed: int, threads: int,
+                                                         chunk_bytes: int) -> None:
     """Bytes that look like nothing, or a trace with bytes overwritten: never a crash,
-    and never a fast-path result for a file with an error."""
+    and never a fast-path result for a file with an error; nor an accounting one."""
     rng = random.Random(seed)
     if seed % 2:
         data = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 4096)))
@@ -89,10 +108,13 @@ def test_scanner_on_random_bytes_asks_for_the_generic_path(seed: int, threads: i
         for _ in range(8):
             raw[rng.randrange(len(raw))] = rng.randrange(256)
         data = bytes(raw)
-    status = _scan.Scanner(seed % 2).run(data, False, threads)
-    assert status in (_scan.SCAN_DONE, _scan.SCAN_GENERIC)
+    scan = job(data, threads, chunk_bytes, keep_rows=rng.choice([0, 40, 1 << 20]),
+               flags=(seed // 2) % 2 and _job.F_LENIENT, parts=rng.choice([1, 2, 8]))
+    status = scan.scanned()
+    assert status in (_job.SCAN_DONE, _job.SCAN_GENERIC)
     if seed % 2:
-        assert status == _scan.SCAN_GENERIC
+        assert status == _job.SCAN_GENERIC
+    assert scan.account() >= 0 if status == _job.SCAN_DONE else scan.account() == -1
 
 
 # ---- Merger ------------------------------------------------------------------

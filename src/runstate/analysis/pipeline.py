@@ -115,10 +115,11 @@ def analyze(
     # events after the end would otherwise be accounted past the reported window
     end = ticks.end_ticks if ticks.end_ticks is not None else source.info.end_ticks
     seen = _LastTime()
-    for batch in _clipped(seen.track(batches), end):
-        engine.feed(batch)
-        if progress is not None:
-            progress("analyze", len(batch))
+    if not (exact and _accounted_by_source(source, engine, end, progress)):
+        for batch in _clipped(seen.track(batches), end):
+            engine.feed(batch)
+            if progress is not None:
+                progress("analyze", len(batch))
     if engine.start_ticks is None:
         raise InputError(source.info.path, "no member events in the input"
                          + (" within the window" if ticks.start_ticks is not None else ""))
@@ -383,6 +384,22 @@ def _source_first_pass(source: Source, progress: ProgressSink | None) -> Resolut
         return None
     found = own(None if progress is None else lambda rows: progress("scan", rows))
     return None if found is None else Resolution(*found)
+
+
+def _accounted_by_source(source: Source, engine: Engine, end_ticks: int | None,
+                         progress: ProgressSink | None) -> bool:
+    """True if the source accounted its rows itself, leaving the engine in the state
+    feeding them would (else the engine is untouched, and is fed the batches).
+
+    A source may offer ``account(engine, end_ticks)`` returning the rows it
+    accounted, or None: a xentrace file merges and accounts its whole second pass
+    in C, no row going through Python (``sources.xentrace.fastpath``).
+    """
+    account = getattr(source, "account", None)
+    rows = None if account is None else account(engine, end_ticks)
+    if rows is not None and progress is not None:
+        progress("analyze", rows)
+    return rows is not None
 
 
 def _nbytes(batch: EventBatch) -> int:

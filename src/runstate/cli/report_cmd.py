@@ -14,7 +14,7 @@ from runstate.cli.progress import progress_bar
 from runstate.cli.units import DURATION_HELP, parse_duration_ns, parse_frequency, parse_seconds
 from runstate.errors import UsageError
 from runstate.sources.base import ReadOptions
-from runstate.sources.registry import open_source, reader_names
+from runstate.sources.registry import open_source, prefetch, reader_names
 
 if TYPE_CHECKING:  # the analysis and each renderer (numpy) load when a report needs them
     from fractions import Fraction
@@ -83,8 +83,6 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from runstate.report.model import build_report
-
     paths = _paths(args)
     options = ReadOptions(
         cpu_hz=None if args.cpu_hz is None else parse_frequency(args.cpu_hz),
@@ -98,6 +96,12 @@ def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
         from runstate.cli.plot_cmd import report_html
 
         return report_html(args, paths, options, out, err)
+    # the first input is read on other threads while the analysis loads (numpy)
+    prefetch(paths[0], options, args.input_format,
+             whole=args.start is None and args.end is None and args.interval is None
+             and not args.one_pass)
+    from runstate.report.model import build_report
+
     with open_output(args.output, out) as sink:
         stream = _ReportStream.of(args.format, sink, several=len(paths) > 1)
         reports = []

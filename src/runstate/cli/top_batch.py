@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import functools
 import json
+from collections.abc import Iterator
 from typing import Any, TextIO, cast
 
 import numpy as np
@@ -48,38 +49,57 @@ def _head(iv: Interval, busy_pct: float | None) -> dict[str, Any]:
     }
 
 
+#: domains per piece of a JSON record: a record of thousands of domains is made and
+#: written a piece at a time, so each piece's text reuses the memory of the one before
+#: (a process woken once a second finds what it touched a second ago out of the caches)
+PIECE = 128
+
+
 def interval_json(iv: Interval, busy_pct: float | None) -> str:
     """The interval as one line of JSON, a ``runstate.report/1``-shaped document."""
+    return "".join(json_pieces(iv, busy_pct))
+
+
+def json_pieces(iv: Interval, busy_pct: float | None) -> Iterator[str]:
+    """The interval's JSON document in pieces (their concatenation is the document)."""
     head = json.dumps(_head(iv, busy_pct), separators=(",", ":"))
     tail = json.dumps({"host_idle": [], "intervals": [],
                        "anomalies": {"lost_events": iv.lost_events}}, separators=(",", ":"))
-    domains = domain_json(iv.table)
-    # one join: a record of thousands of domains is megabytes, each + a copy of it
-    return "".join([head[:-1], ',"domains":[', ",".join(domains), "],", tail[1:]])
+    yield head[:-1] + ',"domains":['
+    shared: dict[tuple[int, ...], str] = {}
+    for start in range(0, len(iv.table), PIECE):
+        yield ("," if start else "") + ",".join(
+            domain_json(iv.table, start, start + PIECE, shared))
+    yield "]," + tail[1:]
 
 
-def domain_json(t: RowTable) -> list[str]:
-    """Each domain of the table as a JSON object."""
+def domain_json(t: RowTable, start: int = 0, stop: int | None = None,
+                shared: dict[tuple[int, ...], str] | None = None) -> list[str]:
+    """Each domain of the table (rows ``start`` to ``stop``) as a JSON object;
+    ``shared``: the ``states`` texts made so far, by figures."""
+    rows = slice(start, len(t) if stop is None else min(stop, len(t)))
     end = t.end
-    lifetime = t.ns.sum(axis=1)
-    states = [_STATE_JSON[code + 1] for code in end.state.tolist()]
+    ns = t.ns[rows]
+    state_codes = end.state[rows].tolist()
+    states = [_STATE_JSON[code + 1] for code in state_codes]
     since = [str(v) if code >= 0 else "null"
-             for v, code in zip(end.since_ns.tolist(), end.state.tolist(), strict=True)]
-    members = (["[]"] * len(t) if t.member_rows is None else
-               [json.dumps([_member(m) for m in rows], separators=(",", ":"))
-                for rows in t.member_rows])
-    columns = [[_named(k, n) for k, n in zip(end.keys, end.names, strict=True)],
-               end.members.tolist(), lifetime.tolist(), states, since, end.changes.tolist(),
-               end.missed.tolist(), _states_json(t.ns.tolist()), *end.totals_ns.T.tolist(),
-               np.round(t.run_pct, 3).tolist(), np.round(t.ready_pct, 3).tolist(), members]
+             for v, code in zip(end.since_ns[rows].tolist(), state_codes, strict=True)]
+    members = (["[]"] * len(state_codes) if t.member_rows is None else
+               [json.dumps([_member(m) for m in domain], separators=(",", ":"))
+                for domain in t.member_rows[rows]])
+    columns = [[_named(k, n) for k, n in zip(end.keys[rows], end.names[rows], strict=True)],
+               end.members[rows].tolist(), ns.sum(axis=1).tolist(), states, since,
+               end.changes[rows].tolist(), end.missed[rows].tolist(),
+               _states_json(ns.tolist(), {} if shared is None else shared),
+               *end.totals_ns[rows].T.tolist(), np.round(t.run_pct[rows], 3).tolist(),
+               np.round(t.ready_pct[rows], 3).tolist(), members]
     return [DOMAIN_JSON % row for row in zip(*columns, strict=True)]
 
 
-def _states_json(ns: list[list[int]]) -> list[str]:
+def _states_json(ns: list[list[int]], texts: dict[tuple[int, ...], str]) -> list[str]:
     """Each domain's ``states`` object (ns and share of the domain's time per state);
     domains with the same figures share one text (thousands of sleeping threads
-    spend an interval alike)."""
-    texts: dict[tuple[int, ...], str] = {}
+    spend an interval alike), kept in ``texts``."""
     out = []
     for row in ns:
         key = tuple(row)
@@ -106,7 +126,9 @@ def _member(m: MemberRow) -> dict[str, Any]:
 
 
 def write_json(out: TextIO, iv: Interval, busy_pct: float | None) -> None:
-    out.write(interval_json(iv, busy_pct))
+    """The interval's JSON document as one line, written a piece at a time."""
+    for piece in json_pieces(iv, busy_pct):
+        out.write(piece)
     out.write("\n")
     out.flush()
 

@@ -11,14 +11,19 @@ import argparse
 import sys
 import time
 from collections.abc import Callable
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
-from runstate.cli.top_batch import CsvWriter, write_json
-from runstate.cli.top_rows import HostCpu, Interval, interval
 from runstate.cli.units import DURATION_HELP, parse_duration_ns
 from runstate.errors import UsageError
-from runstate.live.monitor import SOURCES, Monitor, StopOnSignals
-from runstate.live.snapshot import LiveSnapshot, Selection
+from runstate.live import SOURCES
+
+if TYPE_CHECKING:  # the live modules need numpy: they are loaded when top runs, not for --help
+    from runstate.cli.top_rows import Interval
+    from runstate.live.monitor import StopOnSignals
+    from runstate.live.snapshot import LiveSnapshot
+
+#: how often a wait looks whether a stream on stdin has ended
+STREAM_POLL_S = 0.1
 
 DESCRIPTION = """\
 The domain runstates of this host's VMs or thread groups, live: full screen by
@@ -102,6 +107,9 @@ class _Snapshots:
         self.finished = finished
         self.name = name
         self.refresh: Callable[[], None] = lambda: None
+        #: how often a wait looks whether the source finished (None: it never does, so a
+        #: wait sleeps in one piece until its deadline or a signal)
+        self.poll_s: float | None = None
 
 
 def _open(args: argparse.Namespace, err: TextIO) -> _Snapshots:
@@ -119,7 +127,12 @@ def _open(args: argparse.Namespace, err: TextIO) -> _Snapshots:
                 raise stream.error
             return stream.snapshot(with_members, at_ns)
 
-        return _Snapshots(stream_snapshot, stream.stop, stream.finished.is_set, "stream")
+        snaps = _Snapshots(stream_snapshot, stream.stop, stream.finished.is_set, "stream")
+        snaps.poll_s = STREAM_POLL_S
+        return snaps
+    from runstate.live.monitor import Monitor
+    from runstate.live.snapshot import Selection
+
     select = Selection(pids=tuple(args.pid), vms=tuple(args.vm),
                        all_tasks=args.all or not (args.pid or args.vm), group=args.group)
     monitor = Monitor(select, source=args.source).start()
@@ -133,6 +146,10 @@ def _open(args: argparse.Namespace, err: TextIO) -> _Snapshots:
 
 def _batch(source: _Snapshots, args: argparse.Namespace, interval_ns: int,
            out: TextIO) -> int:
+    from runstate.cli.top_batch import CsvWriter, write_json
+    from runstate.cli.top_rows import HostCpu, interval
+    from runstate.live.monitor import StopOnSignals
+
     host = HostCpu()
     csv_out = CsvWriter(out) if args.format == "csv" else None
 
@@ -166,14 +183,20 @@ def _batch(source: _Snapshots, args: argparse.Namespace, interval_ns: int,
 
 
 def _wait(signals: StopOnSignals, source: _Snapshots, deadline: int) -> bool:
-    """Sleep until ``deadline`` (monotonic ns), a stop request or the end of a stream."""
+    """Sleep until ``deadline`` (monotonic ns), a stop request or the end of a stream.
+
+    A monitor never finishes, so it sleeps in one piece (a signal ends the
+    sleep): a process woken ten times a second pays each time for memory other
+    tasks have pushed out of the caches meanwhile.
+    """
     while True:
         left = deadline - time.monotonic_ns()
         if left <= 0 or signals.stop.is_set():
             return source.finished()
         if source.finished():
             return True
-        signals.stop.wait(min(left / 1e9, 0.1))
+        pause = left / 1e9
+        signals.sleep(pause if source.poll_s is None else min(pause, source.poll_s))
 
 
 def main() -> None:  # pragma: no cover - convenience for python -m runstate.cli.top_cmd

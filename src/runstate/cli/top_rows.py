@@ -136,9 +136,13 @@ def interval(before: LiveSnapshot | None, after: LiveSnapshot) -> Interval:
     run, ready = (_percent(members_delta[:, MEMBER_BUCKETS.index(b)], member_total)
                   for b in ("running", "runnable"))
     current_for = np.maximum(0, after.time_ns - now.since_ns)
-    keep = np.flatnonzero((ns.sum(axis=1) > 0) | (now.members > 0))
-    table = RowTable(now.take(keep), ns[keep], current_for[keep], run[keep], ready[keep],
-                     _member_rows(before, after, keep))
+    kept = (ns.sum(axis=1) > 0) | (now.members > 0)
+    keep = np.flatnonzero(kept)
+    if len(keep) == len(kept):  # every domain (the usual case): no copy of the columns
+        table = RowTable(now, ns, current_for, run, ready, _member_rows(before, after, keep))
+    else:
+        table = RowTable(now.take(keep), ns[keep], current_for[keep], run[keep], ready[keep],
+                         _member_rows(before, after, keep))
     start = before.time_ns if before is not None else after.started_ns
     return Interval(start, after.time_ns, after.source, after.n_cpus, after.lost_events,
                     table, after.notes)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import sys
 import termios
 import time
@@ -66,6 +65,8 @@ class ViewState:
     sort: int = 4  # concurrency_hazard
     reverse: bool = True
     cursor: int = 0
+    #: the first row on the screen (it scrolls to keep the cursor shown)
+    top: int = 0
     expanded: set[str] = field(default_factory=set)
     paused: bool = False
     help: bool = False
@@ -114,9 +115,32 @@ def _seconds(ns: int | None) -> str:
     return f"{s:.1f}s" if s < 60 else f"{s / 60:.1f}m" if s < 3600 else f"{s / 3600:.1f}h"
 
 
+def _on_screen(rows: list[DomainRow], view: ViewState, lines: int
+               ) -> list[tuple[int, DomainRow]]:
+    """The rows that fit in ``lines`` (an expanded domain takes a line per member),
+    from :attr:`ViewState.top`, moved so that the cursor's row is among them: only
+    they are made into cells (a host of thousands of threads shows a screenful)."""
+    def height(i: int) -> int:
+        return 1 + (len(rows[i].member_rows) if rows[i].key in view.expanded else 0)
+
+    cursor = min(view.cursor, max(0, len(rows) - 1))
+    top = min(view.top, cursor)
+    while top < cursor and sum(height(i) for i in range(top, cursor + 1)) > lines:
+        top += 1
+    view.top = top
+    shown: list[tuple[int, DomainRow]] = []
+    used = 0
+    for i in range(top, len(rows)):
+        used += height(i)
+        if used > lines and shown:
+            break
+        shown.append((i, rows[i]))
+    return shown
+
+
 def render(iv: Interval | None, view: ViewState, busy: float | None, interval_ns: int,
-           source: str) -> Group:
-    """The whole screen for one interval."""
+           source: str, lines: int = 1 << 30) -> Group:
+    """The whole screen for one interval, with at most ``lines`` lines of rows."""
     rows = view.order(iv)
     header = Text()
     cpus = iv.n_cpus if iv is not None else os.cpu_count() or 1
@@ -133,7 +157,7 @@ def render(iv: Interval | None, view: ViewState, busy: float | None, interval_ns
         table.add_column(title, justify="left" if i in (0, len(COLUMNS) - 3, len(COLUMNS) - 1)
                          else "right",
                          no_wrap=True)
-    for index, row in enumerate(rows):
+    for index, row in _on_screen(rows, view, lines):
         style = "reverse" if index == view.cursor else ""
         table.add_row(*_cells(row), style=style)
         if row.key in view.expanded:
@@ -157,8 +181,9 @@ def _cells(row: DomainRow) -> list[str]:
 
 
 @contextlib.contextmanager
-def _keyboard() -> Iterator[Callable[[float], str | None]]:
-    """Single key presses from the terminal (cbreak mode, restored on exit)."""
+def _keyboard(signals: StopOnSignals) -> Iterator[Callable[[float], str | None]]:
+    """Single key presses from the terminal (cbreak mode, restored on exit); a wait
+    for one also ends with a signal."""
     fd = sys.stdin.fileno() if sys.stdin.isatty() else None
     saved = termios.tcgetattr(fd) if fd is not None else None
     if fd is not None:
@@ -166,10 +191,9 @@ def _keyboard() -> Iterator[Callable[[float], str | None]]:
 
     def read_key(timeout: float) -> str | None:
         if fd is None:
-            time.sleep(timeout)
+            signals.sleep(timeout)
             return None
-        ready, _, _ = select.select([fd], [], [], max(0.0, timeout))
-        if not ready:
+        if not signals.wait([fd], timeout):
             return None
         data = os.read(fd, 8).decode("utf-8", "replace")
         return data or None
@@ -182,6 +206,8 @@ def _keyboard() -> Iterator[Callable[[float], str | None]]:
 
 
 def run_screen(source: _Snapshots, interval_ns: int, count: int | None, out: TextIO) -> int:
+    """Show each interval until ``q``, a signal, ``count`` intervals or the end of a
+    stream.  It wakes for a key, the next interval or a signal, and draws only then."""
     console = Console(file=out)
     view = ViewState()
     host = HostCpu()
@@ -189,12 +215,20 @@ def run_screen(source: _Snapshots, interval_ns: int, count: int | None, out: Tex
     current: Interval | None = None
     previous = source.take(False, None)
     shown = 0
-    with StopOnSignals() as signals, _keyboard() as read_key, \
+
+    def draw() -> None:
+        # the header, the table's header, a line of notes and the help line
+        lines = max(1, console.size.height - 4)
+        live.update(render(current, view, busy, interval_ns, source.name, lines), refresh=True)
+
+    with StopOnSignals() as signals, _keyboard(signals) as read_key, \
             Live(console=console, screen=True, auto_refresh=False) as live:
-        live.update(render(current, view, busy, interval_ns, source.name), refresh=True)
+        draw()
         deadline = time.monotonic_ns() + interval_ns
         while not view.quit and not signals.stop.is_set():
-            key = read_key(min(0.2, max(0.0, (deadline - time.monotonic_ns()) / 1e9)))
+            pause = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
+            key = read_key(pause if source.poll_s is None else min(pause, source.poll_s))
+            changed = key is not None
             if key is not None:
                 view.key(key, view.order(current))
             if time.monotonic_ns() >= deadline:
@@ -207,7 +241,9 @@ def run_screen(source: _Snapshots, interval_ns: int, count: int | None, out: Tex
                         previous = snap
                         busy = host.busy_percent()
                         shown += 1
-            live.update(render(current, view, busy, interval_ns, source.name), refresh=True)
+                        changed = True
+            if changed and not signals.stop.is_set():
+                draw()
             if (count is not None and shown >= count) or source.finished():
                 break
     return 0

@@ -224,6 +224,18 @@ class Engine:
             self._cross_boundaries(int(times[cut]))
             pos = max(pos, cut)
 
+    def adopt(self, fill: Callable[[tuple[npt.NDArray[np.generic], ...]], bool]) -> bool:
+        """Let ``fill`` put the state arrays where feeding a whole stream of rows
+        would: a reader's C code that accounted its rows by the kernel's own rules as
+        it merged them (``kernel_core.h``; sources.xentrace's fast path), sparing the
+        rows the trip through Python.  ``fill`` gets the arrays, checks that they hold
+        the state it started from, and returns whether it filled them; so does this.
+        Not with intervals: those are cut as rows are fed."""
+        if self._start is None or self._next_boundary is not None:
+            return False
+        self._grow()
+        return bool(fill(self._s.as_tuple()))
+
     def _begin(self, start_ticks: int) -> None:
         self._start = start_ticks
         self._s.g[G_WINDOW_START] = start_ticks
@@ -370,6 +382,38 @@ class Engine:
         self.advance(t)
         return self._result(t, tuple(self._intervals))
 
+    def live_totals(self, t_ticks: int | None = None, with_members: bool = False
+                    ) -> LiveTotals:
+        """Each domain's running totals up to ``t_ticks`` (default: the last event), as
+        columns: what a live view shows of a domain, and no more (``with_members``:
+        each member's ticks too).
+
+        :meth:`snapshot` also works out every domain's episode percentiles and a
+        record per member and state; a view that refreshes thousands of domains
+        every second shows none of that, and computing it was most of its cost.
+        """
+        if self._start is None:
+            raise UsageError("no events yet")
+        t = int(self._s.g[G_LAST_TIME]) if t_ticks is None else t_ticks
+        self._check_not_before_last(t, "snapshot")
+        self.advance(t)
+        s = self._s
+        in_episode = s.ep_state != _NO_STATE
+        lost_now = s.ep_state == int(DomainState.LOST)
+        n_domains = s.dlast.shape[0]
+        member_sums = np.zeros((n_domains, len(MEMBER_BUCKETS)), np.int64)
+        np.add.at(member_sums, s.mdom, s.mns)
+        existing = (s.mstate != int(MemberState.ABSENT)) & (s.mstate != int(MemberState.UNSEEN))
+        return LiveTotals(
+            start_ticks=self._start, end_ticks=t, ticks=s.dns.copy(),
+            members_now=np.bincount(s.mdom[existing], minlength=n_domains).astype(np.int64),
+            state=np.where(in_episode, s.ep_state, -1).astype(np.int8),
+            entered_ticks=np.where(in_episode, s.dlast - s.ep_len, 0),
+            changes=s.ep_count.sum(axis=1) + in_episode,
+            lost_intervals=s.ep_count[:, int(DomainState.LOST)] + lost_now,
+            member_sum_ticks=member_sums, member_states=s.mstate.copy(),
+            member_ticks=s.mns.copy() if with_members else None)
+
     def finish(self, end_ticks: int | None = None) -> RunResult:
         """Close the window at ``end_ticks`` (default: the last event) and return the result."""
         if self._start is None:
@@ -483,6 +527,31 @@ class Engine:
             ),
             tags=dict(info.tags),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class LiveTotals:
+    """:meth:`Engine.live_totals`: one row per domain (by index), ticks throughout."""
+
+    start_ticks: int
+    end_ticks: int
+    #: ticks per DomainState, the current stay included
+    ticks: npt.NDArray[np.int64]
+    #: members that exist now (neither gone nor waiting for their first record)
+    members_now: npt.NDArray[np.int64]
+    #: the current DomainState, -1 while the domain has no member that counts
+    state: npt.NDArray[np.int8]
+    #: when the current state was entered (0 where there is none)
+    entered_ticks: npt.NDArray[np.int64]
+    #: state changes (episodes begun) and lost episodes, the current one included
+    changes: npt.NDArray[np.int64]
+    lost_intervals: npt.NDArray[np.int64]
+    #: ticks summed over each domain's members, per MEMBER_BUCKETS
+    member_sum_ticks: npt.NDArray[np.int64]
+    #: each member's MemberState code, by member index
+    member_states: npt.NDArray[np.int8]
+    #: each member's ticks per MEMBER_BUCKETS, by member index (when asked for)
+    member_ticks: npt.NDArray[np.int64] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,7 +13,11 @@ if TYPE_CHECKING:
     from runstate.live.monitor import Monitor
     from runstate.live.snapshot import LiveDomain, LiveMember, LiveSnapshot, Selection
 
-__all__ = ["LiveDomain", "LiveMember", "LiveSnapshot", "Monitor", "Selection"]
+__all__ = ["SOURCES", "LiveDomain", "LiveMember", "LiveSnapshot", "Monitor", "Selection"]
+
+#: the sources a monitor can count with ("auto": the first of the others that starts);
+#: here, so that a command line can offer them without loading any of them
+SOURCES = ("auto", "bpf", "tracefs")
 
 
 def __getattr__(name: str) -> Any:

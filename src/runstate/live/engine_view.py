@@ -1,59 +1,68 @@
-"""Engine results as live records: what the tracefs and stream sources hand a monitor."""
+"""Engine totals as live records: what the tracefs and stream sources hand a monitor."""
 
 from __future__ import annotations
-
-from collections.abc import Callable
 
 import numpy as np
 import numpy.typing as npt
 
-from runstate.engine.results import DomainResult, RunResult
-from runstate.live.snapshot import LiveDomain, LiveMember
+from runstate.engine.core import LiveTotals
+from runstate.live.snapshot import DomainTable, LiveMember, TableDomains
 from runstate.model.registry import Registry
 from runstate.model.states import MEMBER_BUCKETS, MemberState
 
-#: member states of members that exist (not gone, not waiting for their first record)
-_EXISTING = np.array([s not in (MemberState.ABSENT, MemberState.UNSEEN)
-                      for s in range(max(MemberState) + 1)])
 
+class EngineView:
+    """The domains of an engine's :meth:`~runstate.engine.core.Engine.live_totals`
+    that were ever watched, as the columns of a live snapshot.
 
-def live_domains(result: RunResult, states: npt.NDArray[np.int8], registry: Registry,
-                 with_members: bool) -> tuple[LiveDomain, ...]:
-    """The domains of an engine snapshot that were ever watched.
-
-    ``states`` are the members' states now (:meth:`Engine.member_states`): a
-    domain's member count is of the members that exist now, so a domain whose
-    members all exited has none (and leaves the views once its time stops).
+    A domain keeps its index and key in the registry, so the keys are kept
+    between snapshots and only the columns are new: a view of thousands of
+    domains each second builds nothing per domain but their names.
     """
-    existing = _EXISTING[states] if len(states) else np.zeros(0, bool)
-    owner = registry.member_domains()[: len(states)]
-    counts = np.bincount(owner[existing], minlength=registry.n_domains).tolist()
 
-    def state_of(domain_key: str, member_key: str) -> str:
-        index = registry.find_member(domain_key, member_key)
-        return "lost" if index is None or index >= len(states) else \
-            member_label(int(states[index]))
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+        self._keys: list[str] = []
 
-    return tuple(live_domain(d, state_of, with_members, counts[d.index])
-                 for d in result.domains if d.lifetime_ticks > 0 or d.current_state is not None)
+    def domains(self, totals: LiveTotals, with_members: bool, ns_per_tick: float = 1.0
+                ) -> TableDomains:
+        """The watched domains in index order (times in ns: ticks times ``ns_per_tick``);
+        a domain's member count is of the members that exist now, so a domain whose
+        members all exited has none (and leaves the views once its time stops)."""
+        infos = self.registry.domains[: len(totals.state)]
+        if len(self._keys) != len(infos):
+            self._keys = [d.key for d in infos]
+        shown = np.flatnonzero((totals.ticks.sum(axis=1) > 0) | (totals.state >= 0))
 
+        def ns(ticks: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+            return ticks[shown] if ns_per_tick == 1.0 else \
+                (ticks[shown] * ns_per_tick).astype(np.int64)
 
-def live_domain(d: DomainResult, state_of: Callable[[str, str], str], with_members: bool,
-                members_now: int) -> LiveDomain:
-    """One domain of an engine snapshot; ``state_of(domain, member)`` names a member's state."""
-    member_ns: dict[str, int] = dict.fromkeys(MEMBER_BUCKETS, 0)
-    for m in d.members:
-        for bucket, ticks in m.ticks.items():
-            member_ns[bucket] = member_ns.get(bucket, 0) + ticks
-    rows: tuple[LiveMember, ...] = ()
-    if with_members:
-        rows = tuple(LiveMember(key=m.key, name=m.name, state=state_of(d.key, m.key),
-                                totals_ns=dict(m.ticks)) for m in d.members)
-    return LiveDomain(key=d.key, name=d.name, members=members_now,
-                      current_state=d.current_state, since_ns=d.entered_ticks,
-                      totals_ns={s: st.ticks for s, st in d.states.items()},
-                      missed=d.lost_intervals, member_rows=rows, member_ns=member_ns,
-                      changes=d.changes)
+        rows = shown.tolist()
+        table = DomainTable(
+            [self._keys[d] for d in rows], [infos[d].name for d in rows],
+            totals.members_now[shown], totals.state[shown], ns(totals.entered_ticks),
+            ns(totals.ticks), ns(totals.member_sum_ticks), totals.lost_intervals[shown],
+            totals.changes[shown])
+        members = self._member_rows(totals, rows, ns_per_tick) if with_members else None
+        return TableDomains(table, members)
+
+    def _member_rows(self, totals: LiveTotals, rows: list[int], ns_per_tick: float
+                     ) -> list[tuple[LiveMember, ...]]:
+        """Each shown domain's members, in index order."""
+        assert totals.member_ticks is not None, "live_totals(with_members=True) gives them"
+        ticks = totals.member_ticks if ns_per_tick == 1.0 else \
+            (totals.member_ticks * ns_per_tick).astype(np.int64)
+        each = ticks.tolist()
+        states = totals.member_states.tolist()
+        by_domain: dict[int, list[LiveMember]] = {d: [] for d in rows}
+        for m, info in enumerate(self.registry.members[: len(states)]):
+            found = by_domain.get(info.domain)
+            if found is not None:
+                found.append(LiveMember(key=info.key, name=info.name,
+                                        state=member_label(states[m]),
+                                        totals_ns=dict(zip(MEMBER_BUCKETS, each[m], strict=True))))
+        return [tuple(by_domain[d]) for d in rows]
 
 
 def member_label(code: int) -> str:

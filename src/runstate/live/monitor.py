@@ -20,16 +20,20 @@ which; :attr:`Monitor.fallback_notes` say why the others did not.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import select
 import signal
 import threading
 from types import FrameType, TracebackType
 from typing import Protocol
 
 from runstate.errors import EnvironmentProblem, UsageError
+from runstate.live import SOURCES
 from runstate.live.snapshot import LiveSnapshot, Selection
 from runstate.live.tasks import TaskCatalog
 
-SOURCES = ("auto", "bpf", "tracefs")
+__all__ = ["SOURCES", "LiveSource", "Monitor", "StopOnSignals", "open_source"]
 
 
 class LiveSource(Protocol):
@@ -154,6 +158,12 @@ class StopOnSignals:
     never returns to the loop); the kernel still frees the BPF objects and the
     next start removes a tracefs instance left behind.  The previous handlers
     come back on exit.
+
+    A loop sleeps in :meth:`wait` (or :meth:`sleep`): a ``select`` that any signal
+    ends, whichever thread the kernel delivered it to (the signal module writes
+    to a pipe it watches), where an Event's wait would run the threading
+    module's Python code, which a loop woken once a second finds out of the
+    caches each time.
     """
 
     def __init__(self, signals: tuple[signal.Signals, ...] = (signal.SIGTERM, signal.SIGINT)
@@ -161,6 +171,25 @@ class StopOnSignals:
         self.stop = threading.Event()
         self._signals = signals
         self._previous: dict[signal.Signals, object] = {}
+        self._pipe: tuple[int, int] | None = None
+        self._previous_wakeup = -1
+
+    def wait(self, fds: list[int], seconds: float) -> list[int]:
+        """Those of ``fds`` readable within ``seconds``; [] at once when a signal came
+        (then look at :attr:`stop`: its handler has run by the time this returns)."""
+        assert self._pipe is not None, "StopOnSignals is used as a context manager"
+        wakeup = self._pipe[0]
+        ready, _, _ = select.select([*fds, wakeup], [], [], max(0.0, seconds))
+        if wakeup in ready:
+            with contextlib.suppress(OSError):  # the signals' bytes: nothing more to read
+                while os.read(wakeup, 512):
+                    pass
+            return []
+        return ready
+
+    def sleep(self, seconds: float) -> None:
+        """Sleep for ``seconds`` or until a signal comes."""
+        self.wait([], seconds)
 
     def _handle(self, signum: int, frame: FrameType | None) -> None:
         self.stop.set()
@@ -168,6 +197,10 @@ class StopOnSignals:
             signal.signal(sig, signal.SIG_DFL)
 
     def __enter__(self) -> StopOnSignals:
+        self._pipe = os.pipe()
+        for fd in self._pipe:
+            os.set_blocking(fd, False)
+        self._previous_wakeup = signal.set_wakeup_fd(self._pipe[1], warn_on_full_buffer=False)
         for sig in self._signals:
             self._previous[sig] = signal.signal(sig, self._handle)
         return self
@@ -175,3 +208,8 @@ class StopOnSignals:
     def __exit__(self, *exc: object) -> None:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)  # type: ignore[arg-type]
+        signal.set_wakeup_fd(self._previous_wakeup)
+        if self._pipe is not None:
+            for fd in self._pipe:
+                os.close(fd)
+            self._pipe = None

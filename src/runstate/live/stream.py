@@ -41,16 +41,24 @@ class LiveSchedStream:
         self.losses: list[LossWindow] = []
         #: every event up to this time has been returned (None before the first poll)
         self.watermark_ns: int | None = None
+        #: pages per second the busiest CPU filled between the last two polls
+        self.pages_per_s = 0.0
+        self._polled_ns: int | None = None
 
     def poll(self) -> SchedEvents:
         """Events that are final now, sorted by time."""
-        watermark = time.monotonic_ns() - IN_FLIGHT_NS
+        now = time.monotonic_ns()
+        watermark = now - IN_FLIGHT_NS
         pages: dict[int, list[bytes]] = {}
         partial: list[int] = []
         for cpu in self.reader.cpus:
             pages[cpu], caught_up = self.reader.poll_cpu(cpu)
             if not caught_up:
                 partial.append(cpu)
+        if self._polled_ns is not None and now > self._polled_ns:
+            busiest = max((len(p) for p in pages.values()), default=0)
+            self.pages_per_s = busiest * 1e9 / (now - self._polled_ns)
+        self._polled_ns = now
         return self._release(pages, watermark, partial)
 
     def drain(self) -> SchedEvents:

@@ -11,27 +11,13 @@ from __future__ import annotations
 
 import os
 import threading
-from dataclasses import replace
 
 from runstate.engine.core import Engine
 from runstate.errors import RunstateError
-from runstate.live.engine_view import live_domains
-from runstate.live.snapshot import LiveDomain, LiveSnapshot
+from runstate.live.engine_view import EngineView
+from runstate.live.snapshot import LiveSnapshot
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
-
-
-def _in_ns(domain: LiveDomain, scale: float) -> LiveDomain:
-    """A domain's figures in ns (Xen streams count TSC cycles)."""
-    if scale == 1.0:
-        return domain
-    return replace(
-        domain, since_ns=None if domain.since_ns is None else int(domain.since_ns * scale),
-        totals_ns={s: int(v * scale) for s, v in domain.totals_ns.items()},
-        member_ns={b: int(v * scale) for b, v in domain.member_ns.items()},
-        member_rows=tuple(replace(m, totals_ns={b: int(v * scale)
-                                                for b, v in m.totals_ns.items()})
-                          for m in domain.member_rows))
 
 
 class StreamMonitor:
@@ -43,6 +29,7 @@ class StreamMonitor:
                  input_format: str | None = None) -> None:
         self._source = open_source(path, options or ReadOptions(), input_format)
         self._engine = Engine(self._source.registry)
+        self._view = EngineView(self._source.registry)
         self._lock = threading.Lock()
         self.error: RunstateError | None = None
         self.finished = threading.Event()
@@ -75,18 +62,15 @@ class StreamMonitor:
         with self._lock:
             if self._engine.start_ticks is None:
                 return None
-            result = self._engine.snapshot()
-            states = self._engine.member_states()
-            registry = self._source.registry
+            totals = self._engine.live_totals(with_members=with_members)
             scale = self._ns_per_tick()
-            domains = tuple(_in_ns(d, scale)
-                            for d in live_domains(result, states, registry, with_members))
+            domains = self._view.domains(totals, with_members, scale)
         info = self._source.info
         notes = tuple(info.notes) if hasattr(info, "notes") else ()
-        return LiveSnapshot(time_ns=int(result.end_ticks * scale),
-                            started_ns=int(result.start_ticks * scale), source=self.source,
+        return LiveSnapshot(time_ns=int(totals.end_ticks * scale),
+                            started_ns=int(totals.start_ticks * scale), source=self.source,
                             n_cpus=os.cpu_count() or 1,
-                            lost_events=sum(d.missed for d in domains), domains=domains,
+                            lost_events=int(domains.table.missed.sum()), domains=domains,
                             notes=notes)
 
     def _ns_per_tick(self) -> float:

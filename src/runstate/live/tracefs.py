@@ -399,13 +399,18 @@ class PageReader:
         """
         fd = self._fds[cpu]
         pages: list[bytes] = []
+        partly_filled = 0
         while True:
             page = self._read(fd)
             if page is None:
                 return pages, True
             pages.append(page)
+            # the writer was on a partly filled page: one more read tells whether the
+            # buffer is empty now (a second such page means events keep coming)
             if page_data_length(page) < self._threshold:
-                return pages, False
+                partly_filled += 1
+                if partly_filled == 2:
+                    return pages, False
 
     def drain(self, max_pages: int = 1 << 22) -> Iterator[tuple[int, bytes]]:
         """Everything still buffered, up to an empty read (tracing must be off)."""

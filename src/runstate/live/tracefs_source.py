@@ -1,10 +1,11 @@
 """The ``tracefs`` live source: a private instance decoded as it fills.
 
-Pages are read from the running instance every ``POLL_SECONDS`` by a
-background thread (so a busy host does not overrun the buffer between two
-snapshots), decoded by :class:`~runstate.live.stream.LiveSchedStream` and fed
-through the recording's converter (switch-chain check and repair).  Events the
-kernel dropped become loss windows, hence ``lost`` time.
+Pages are read from the running instance by a background thread, as often as
+the rate the buffers fill at asks for (so a busy host does not overrun them
+between two snapshots, and a quiet one is not woken for nothing), decoded by
+:class:`~runstate.live.stream.LiveSchedStream` and fed through the recording's
+converter (switch-chain check and repair).  Events the kernel dropped become
+loss windows, hence ``lost`` time.
 
 The decoded events lag the clock by a varying fraction of a second, so the
 converter's rows wait in a :class:`~runstate.live.row_queue.RowQueue` and a
@@ -27,10 +28,10 @@ import numpy.typing as npt
 
 from runstate.engine.core import Engine
 from runstate.errors import EnvironmentProblem
-from runstate.live.engine_view import live_domains
+from runstate.live.engine_view import EngineView
 from runstate.live.row_queue import RowQueue
 from runstate.live.snapshot import LiveSnapshot
-from runstate.live.stream import LiveSchedStream
+from runstate.live.stream import IN_FLIGHT_NS, LiveSchedStream
 from runstate.live.tasks import Followed, TaskCatalog, cpu_count
 from runstate.live.tracefs import TraceInstance, find_tracefs
 from runstate.live.tracefs_follow import SLEEPING, FollowedGrouping, asleep
@@ -41,7 +42,13 @@ from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux.sched import LostEvents, SchedConverter
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind
 
+#: the pages are read by a background thread between these pauses: often enough that
+#: a CPU fills at most FILL_SHARE of its buffer meanwhile, at the rate the last polls
+#: saw (a quiet host's poller wakes twice a second, a busy one's ten times; the longest
+#: pause bounds what a burst after a quiet spell can fill before it is seen)
 POLL_SECONDS = 0.1
+MAX_POLL_SECONDS = 0.5
+FILL_SHARE = 0.25
 BUFFER_KB_ALL = 8192
 BUFFER_KB_FILTERED = 2048
 #: rows wait this long for a snapshot placed in the past before the engine takes them
@@ -49,6 +56,14 @@ KEEP_NS = 2_000_000_000
 #: a snapshot waits at most this long for the events to pass its moment
 CATCH_UP_NS = 1_500_000_000
 CATCH_UP_STEP_S = 0.02
+
+
+def poll_pause(buffer_pages: float, pages_per_s: float) -> float:
+    """Seconds until the next background poll: the time a CPU filling ``pages_per_s``
+    takes to fill FILL_SHARE of its buffer, within POLL_SECONDS and MAX_POLL_SECONDS."""
+    if pages_per_s <= 0:
+        return MAX_POLL_SECONDS
+    return min(MAX_POLL_SECONDS, max(POLL_SECONDS, FILL_SHARE * buffer_pages / pages_per_s))
 
 
 def no_task_event(t_ns: int, cpu: int) -> SchedEvents:
@@ -66,6 +81,7 @@ class TracefsSource:
         if os.geteuid() != 0:
             raise EnvironmentProblem("tracefs needs root")
         self.catalog = catalog
+        self._n_cpus = cpu_count()
         self._tracefs = find_tracefs()
         self._instance = TraceInstance.create(self._tracefs)
         self._lock = threading.Lock()
@@ -80,14 +96,14 @@ class TracefsSource:
     def _start(self) -> None:
         followed = self.catalog.initial
         keep = {f.tid for f in followed} if self.catalog.filtered else None
-        self._instance.configure(
-            pids=None if keep is None else sorted(keep) or [0],
-            buffer_kb=BUFFER_KB_ALL if keep is None else BUFFER_KB_FILTERED)
+        self._buffer_kb = BUFFER_KB_ALL if keep is None else BUFFER_KB_FILTERED
+        self._instance.configure(pids=None if keep is None else sorted(keep) or [0],
+                                 buffer_kb=self._buffer_kb)
         self.registry = Registry()
         self.info = SourceInfo(format="tracefs-live", path=self._instance.name, clock="mono")
         options = ReadOptions(group=self.catalog.select.group)
         self._converter = SchedConverter(self._instance.name, self.registry, self.info,
-                                         self.catalog.names, options, n_cpus=cpu_count(),
+                                         self.catalog.names, options, n_cpus=self._n_cpus,
                                          filtered=keep is not None)
         self.started_ns = time.monotonic_ns()
         self._stream = LiveSchedStream(self._instance, self.started_ns)
@@ -95,6 +111,7 @@ class TracefsSource:
         self._converter.grouping = self._grouping  # type: ignore[assignment]
         self._engine = Engine(self.registry, start_ticks=self.started_ns,
                               initial=self._initial_states(followed))
+        self._view = EngineView(self.registry)
         #: when each member was last seen asleep in /proc
         self._sighted: dict[int, int] = {}
         self._unknown_before = 0
@@ -121,10 +138,16 @@ class TracefsSource:
     # ---- reading ------------------------------------------------------------------
 
     def _poll_loop(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
+        pause = POLL_SECONDS
+        while not self._stop.wait(pause):
             with self._lock:
                 self._poll()
                 self._feed_engine(self._safe_time() - KEEP_NS)
+                pause = self._next_pause()
+
+    def _next_pause(self) -> float:
+        return poll_pause(self._buffer_kb * 1024 / self._stream.reader.page_size,
+                          self._stream.pages_per_s)
 
     def _poll(self) -> None:
         events = self._stream.poll()
@@ -199,14 +222,13 @@ class TracefsSource:
             last = self._engine.last_time_ticks or self.started_ns
             moment = max(moment, last)
             self._feed_engine(moment)
-            result = self._engine.snapshot(moment)
-            states = self._engine.member_states()
-            self._sight_unknown(states, moment)
-        domains = live_domains(result, states, self.registry, with_members)
+            totals = self._engine.live_totals(moment, with_members)
+            self._sight_unknown(totals.member_states, moment)
+            domains = self._view.domains(totals, with_members)
         lost = sum(self._instance.stats(cpu).lost for cpu in self._instance.cpus())
-        return LiveSnapshot(time_ns=result.end_ticks, started_ns=self.started_ns,
-                            source=self.name, n_cpus=cpu_count(), lost_events=lost,
-                            domains=domains, notes=self._notes(states))
+        return LiveSnapshot(time_ns=totals.end_ticks, started_ns=self.started_ns,
+                            source=self.name, n_cpus=self._n_cpus, lost_events=lost,
+                            domains=domains, notes=self._notes(totals.member_states))
 
     def _sight_unknown(self, states: npt.NDArray[np.int8], moment: int) -> None:
         """Members the trace cannot tell the state of (after events were dropped, or
@@ -230,6 +252,11 @@ class TracefsSource:
         """Poll until the events have passed ``at_ns`` (or for CATCH_UP_NS at most);
         the moment a snapshot can be taken at."""
         give_up = time.monotonic_ns() + CATCH_UP_NS
+        if at_ns is not None:
+            # events stamped before at_ns may be in flight until IN_FLIGHT_NS after it
+            early = at_ns + IN_FLIGHT_NS - time.monotonic_ns()
+            if early > 0:
+                time.sleep(early / 1e9)
         while True:
             with self._lock:
                 self._poll()

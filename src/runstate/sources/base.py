@@ -6,6 +6,9 @@ yields time-sorted :class:`~runstate.model.events.EventBatch` chunks and
 registers members in its :class:`~runstate.model.registry.Registry` as it meets
 them.  A re-readable source (a regular file) can be iterated twice; the
 pipeline then does an exact two-pass analysis (see ``engine.resolve``).
+
+A reader may also offer a :class:`Prefetcher`, which the registry starts on a
+file before the reader module is even loaded (``registry.prefetch``).
 """
 
 from __future__ import annotations
@@ -89,6 +92,25 @@ class Source(Protocol):
 
     def batches(self) -> Iterator[EventBatch]:
         """Yield time-sorted batches; rows never precede those already yielded."""
+        ...
+
+
+class Prefetcher(Protocol):
+    """Starts reading a file before its reader opens it, on threads of its own.
+
+    A command that knows its input calls it (through ``registry.prefetch``) before
+    it loads the analysis, which takes a core for a tenth of a second (numpy): a
+    reader can scan the file on another core meanwhile.  It lives in a module
+    without numpy, returns at once, and never fails: whatever is in the way is
+    left for ``open`` to meet.  What it reads is the reader's to pick up in
+    ``open``, and only for the very file it read (same path and options, and
+    the file unchanged since); otherwise the reader reads the file as usual.
+    """
+
+    def __call__(self, path: str, options: ReadOptions, whole: bool) -> None:
+        """Start on ``path``; ``whole``: the analysis will account the whole trace in
+        exact mode, as one run (no window, no intervals), so a reader may do that
+        too."""
         ...
 
 

@@ -7,6 +7,10 @@ Every input pays for detection, so a reader is listed by its format, a cheap
 test of the content (a sniff module without numpy, a magic number, or being a
 directory) and where the reader lives; the reader module itself (numpy, a C
 walker) is imported only to open an input of its format.
+
+A reader may also name a *prefetcher* (see :class:`~runstate.sources.base.Prefetcher`):
+:func:`prefetch` starts it on a file as soon as a command knows the file, so
+that it reads on other threads while the command loads the analysis.
 """
 
 from __future__ import annotations
@@ -19,9 +23,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, cast
 
-from runstate.errors import InputError, UnknownFormat, UsageError
+from runstate.errors import InputError, RunstateError, UnknownFormat, UsageError
 from runstate.sources import formats
-from runstate.sources.base import FormatInfo, Reader, ReadOptions, Source
+from runstate.sources.base import FormatInfo, Prefetcher, Reader, ReadOptions, Source
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +41,9 @@ class LazyReader:
     magic: bytes = b""
     #: the input is a directory (its head is empty) rather than a file or stream
     directory: bool = False
+    #: ``module:function`` starting to read a file ahead of ``open``, in a module
+    #: without numpy (a :class:`~runstate.sources.base.Prefetcher`); None: none
+    prefetcher: str | None = None
 
     def sniff(self, path: str, head: bytes) -> bool:
         """True if ``head`` (empty for a directory) looks like this format."""
@@ -68,9 +75,11 @@ READERS: tuple[LazyReader, ...] = (
     LazyReader(formats.TRACEFS_RECORDING, "runstate.sources.linux.recording:RECORDING_READER",
                "runstate.sources.linux.sniff:is_recording", directory=True),
     LazyReader(formats.PERF_DATA, "runstate.sources.linux.perfdata:PERF_DATA_READER",
-               magic=formats.PERF_DATA_MAGIC),
+               magic=formats.PERF_DATA_MAGIC,
+               prefetcher="runstate.sources.linux.perfdata_open:prefetch"),
     LazyReader(formats.XENTRACE, "runstate.sources.xentrace.reader:XENTRACE_READER",
-               "runstate.sources.xentrace.sniff:is_xentrace"),
+               "runstate.sources.xentrace.sniff:is_xentrace",
+               prefetcher="runstate.sources.xentrace.prefetch:prefetch"),
     LazyReader(formats.PERF_SCRIPT, "runstate.sources.linux.perfscript:PERF_SCRIPT_READER",
                "runstate.sources.linux.sniff:is_perf_script"),
     LazyReader(formats.FTRACE_TEXT, "runstate.sources.linux.ftrace_text:FTRACE_TEXT_READER",
@@ -82,6 +91,11 @@ READERS: tuple[LazyReader, ...] = (
 )
 
 SNIFF_BYTES = 64 * 1024
+
+#: files read ahead: path -> their first bytes and the reader those showed
+#: (sniffers decide on the path and those bytes alone: the same bytes need no
+#: second sniff)
+_sniffed: dict[str, tuple[bytes, LazyReader]] = {}
 
 
 def reader_names() -> list[str]:
@@ -121,8 +135,38 @@ def open_source(path: str, options: ReadOptions, input_format: str | None = None
     if not head and not os.path.isdir(path):
         raise InputError("stdin" if path == "-" else path,
                          "empty input (no data to read)")
-    reader = find_reader(input_format) if input_format else detect(path, head)
+    reader = find_reader(input_format) if input_format else _detected(path, head)
     return reader.open(path, stream, options)
+
+
+def _detected(path: str, head: bytes) -> LazyReader:
+    """detect(), or what it said of the same bytes when the file was read ahead."""
+    seen = _sniffed.get(path)
+    return seen[1] if seen is not None and seen[0] == head else detect(path, head)
+
+
+def prefetch(path: str, options: ReadOptions, input_format: str | None = None, *,
+             whole: bool = False) -> None:
+    """Let the reader of the file at ``path`` start reading it ahead of :func:`open_source`
+    (``whole``: the analysis will account the whole trace, as one run), if its reader
+    has a prefetcher.
+
+    A command calls this as soon as it knows its input, before it loads the analysis;
+    what gets in the way (no such file, an unknown format) is left for
+    :func:`open_source` to report.  Stdin and directories are not read ahead.
+    """
+    if path == "-" or os.path.isdir(path):
+        return
+    try:
+        head = _read_head(path)
+        reader = find_reader(input_format) if input_format else detect(path, head)
+    except RunstateError:
+        return
+    if not input_format:
+        _sniffed[path] = (head, reader)
+    if head and reader.prefetcher is not None:
+        start: Prefetcher = _attribute(reader.prefetcher)
+        start(path, options, whole)
 
 
 def _read_head(path: str) -> bytes:

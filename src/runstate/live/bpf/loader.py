@@ -13,7 +13,9 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import mmap
 import os
+import struct
 from dataclasses import dataclass
 from enum import IntEnum
 from importlib import resources
@@ -28,13 +30,13 @@ from runstate.errors import EnvironmentProblem
 OBJECT_NAME = "runstate.bpf.o"
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 #: the programs attached to the scheduler tracepoints (their kernel names)
-TRACEPOINT_PROGRAMS = ("rs_switch", "rs_wakeup", "rs_wakeup_new", "rs_fork", "rs_exit")
+TRACEPOINT_PROGRAMS = ("rs_switch", "rs_wakeup", "rs_wakeup_new", "rs_fork")
 INIT_PROGRAM = "rs_init_members"
 SET_STATE_PROGRAM = "rs_set_state"
 RELEASE_PROGRAM = "rs_release"
 #: every program name this tool loads (tests look for leftovers by these)
 PROGRAM_NAMES = (*TRACEPOINT_PROGRAMS, INIT_PROGRAM, SET_STATE_PROGRAM, RELEASE_PROGRAM)
-MAP_NAMES = ("members", "groups", "config", "counters")
+MAP_NAMES = ("members", "groups", "config", "tallies")
 
 BPF_ANY = 0
 BPF_NOEXIST = 1
@@ -74,6 +76,10 @@ class MemberCode(IntEnum):
     UNKNOWN = 4
 
 
+#: slots of the ``tallies`` map (see runstate.bpf.c), which this process maps
+T_DROPPED, T_NEW_GROUPS = 0, 1
+
+
 @dataclass(frozen=True, slots=True)
 class Counters:
     """One read of both tables: numpy records keyed by group id / tid."""
@@ -82,9 +88,24 @@ class Counters:
     groups: npt.NDArray[np.void]
     member_ids: npt.NDArray[np.uint32]
     members: npt.NDArray[np.void]
-    #: events that reached a followed task, and members a full table could not take
-    events: int
+    #: members a full table could not take
     dropped_members: int
+
+
+@dataclass(slots=True)
+class _Buffer:
+    """Keys and values of a whole table, with their addresses (made once: a table of
+    65536 entries is megabytes, and numpy's ctypes view costs more than a lookup)."""
+
+    keys: npt.NDArray[np.uint32]
+    values: npt.NDArray[np.void]
+    keys_at: int
+    values_at: int
+
+    @classmethod
+    def make(cls, dtype: np.dtype[np.void], capacity: int) -> _Buffer:
+        keys, values = np.zeros(capacity, np.uint32), np.zeros(capacity, dtype)
+        return cls(keys, values, keys.ctypes.data, values.ctypes.data)
 
 
 class _TestRunOpts(ctypes.Structure):
@@ -173,6 +194,7 @@ class _Libbpf:
             "bpf_iter_create": (ci, [ci]),
             "bpf_map_update_elem": (ci, [ci, vp, vp, ctypes.c_uint64]),
             "bpf_map_lookup_elem": (ci, [ci, vp, vp]),
+            "bpf_map_lookup_elem_flags": (ci, [ci, vp, vp, ctypes.c_uint64]),
             "bpf_map_delete_elem": (ci, [ci, vp]),
             "bpf_map_lookup_batch": (ci, [ci, vp, vp, vp, vp, ctypes.POINTER(cu), vp]),
             "libbpf_set_print": (vp, [vp]),
@@ -232,8 +254,8 @@ class BpfAccounting:
         self._links: list[int] = []
         self.max_members = max_members
         self.max_groups = max_groups
-        self._read_buffers: dict[str, tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]] = {}
-        self._possible_cpus = _possible_cpus() or os.cpu_count() or 1
+        self._read_buffers: dict[str, _Buffer] = {}
+        self._tallies: mmap.mmap | None = None
         try:
             self._load(fork_grouping)
         except BaseException:
@@ -260,6 +282,8 @@ class BpfAccounting:
         if self._call("bpf_object_load")(obj) != 0:
             raise self._fail("cannot load the program")
         self.fds = {m: self._call("bpf_map_fd")(self._map_ptr(m)) for m in MAP_NAMES}
+        self._tallies = mmap.mmap(self.fds["tallies"], mmap.PAGESIZE, mmap.MAP_SHARED,
+                                  mmap.PROT_READ)
         self._set_u64("config", 0, int(fork_grouping))
         for prog_name in TRACEPOINT_PROGRAMS:
             link = self._call("bpf_program_attach")(self._program(prog_name))
@@ -351,7 +375,7 @@ class BpfAccounting:
 
     def uncounted(self, tids: list[int]) -> list[int]:
         """Those of ``tids`` that are in the table but not counted yet."""
-        ids, values = self._read_all("members", MEMBER_DTYPE, self.max_members, 0)
+        ids, values = self.read_member_table()
         waiting = set(ids[values["state"] == MemberCode.UNSEEN].tolist())
         return [t for t in tids if t in waiting]
 
@@ -377,32 +401,64 @@ class BpfAccounting:
         """Both tables now; each group's counters are read under its lock."""
         return self.read_members(self.read_groups())
 
-    def read_groups(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
-        """The group table now (each group under its lock): the counters of one moment."""
-        return self._read_all("groups", GROUP_DTYPE, self.max_groups, BPF_F_LOCK)
+    def read_groups(self, copy: bool = True
+                    ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
+        """The group table now (each group under its lock): the counters of one moment.
+
+        ``copy=False`` gives views of a buffer the next read of the groups overwrites.
+        """
+        return self._read_all("groups", GROUP_DTYPE, self.max_groups, BPF_F_LOCK, copy)
+
+    def read_groups_by_id(self, group_ids: list[int]
+                          ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
+        """These groups now (those that exist), one lookup each under the group's lock.
+
+        A walk of the whole table visits every bucket of it (16384), which costs
+        more than a few lookups; views of a buffer the next read overwrites.
+        """
+        buf = self._buffers("groups", GROUP_DTYPE, self.max_groups)
+        lookup = self._call("bpf_map_lookup_elem_flags")
+        fd, size = self.fds["groups"], GROUP_DTYPE.itemsize
+        key = ctypes.c_uint32()
+        found = 0
+        for gid in group_ids[: self.max_groups]:
+            key.value = gid
+            if lookup(fd, ctypes.byref(key), buf.values_at + found * size, BPF_F_LOCK) == 0:
+                buf.keys[found] = gid
+                found += 1
+            elif ctypes.get_errno() != 2:  # ENOENT: removed
+                raise self._fail("cannot read groups")
+        return buf.keys[:found], buf.values[:found]
 
     def read_members(self, groups: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]],
                      known: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]] | None = None
                      ) -> Counters:
         """The member table (or ``known``, an earlier read of it the caller still
         trusts) and the event counts, with a read of the groups."""
-        tids, members = known or self._read_all("members", MEMBER_DTYPE, self.max_members, 0)
-        events, dropped = (self._percpu_sum(slot) for slot in (0, 1))
-        return Counters(*groups, tids, members, events, dropped)
+        tids, members = known or self.read_member_table()
+        return Counters(*groups, tids, members, self.tallies()[T_DROPPED])
 
-    def _buffers(self, map_name: str, dtype: np.dtype[np.void], capacity: int
-                 ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
-        """Key and value buffers for a whole table, made once (a table of 65536
-        entries is megabytes: zeroing it for every read cost more than the read)."""
+    def read_member_table(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
+        """Every member now: tids and their records (a copy)."""
+        return self._read_all("members", MEMBER_DTYPE, self.max_members, 0)
+
+    def tallies(self) -> tuple[int, int]:
+        """The program's tallies (``T_DROPPED``, ``T_NEW_GROUPS``), read from the
+        mapped array: no system call, so a snapshot a second costs nothing here."""
+        assert self._tallies is not None, "the program is loaded"
+        dropped, made = struct.unpack_from("<2Q", self._tallies)
+        return int(dropped), int(made)
+
+    def _buffers(self, map_name: str, dtype: np.dtype[np.void], capacity: int) -> _Buffer:
         found = self._read_buffers.get(map_name)
         if found is None:
-            found = (np.zeros(capacity, np.uint32), np.zeros(capacity, dtype))
-            self._read_buffers[map_name] = found
+            found = self._read_buffers[map_name] = _Buffer.make(dtype, capacity)
         return found
 
     def _read_all(self, map_name: str, dtype: np.dtype[np.void], capacity: int,
-                  elem_flags: int) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
-        keys, values = self._buffers(map_name, dtype, capacity)
+                  elem_flags: int, copy: bool = True
+                  ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
+        buf = self._buffers(map_name, dtype, capacity)
         opts = _BatchOpts(ctypes.sizeof(_BatchOpts), elem_flags, 0)
         out_batch = ctypes.c_uint32(0)
         total = 0
@@ -413,7 +469,7 @@ class BpfAccounting:
             rc = fn(self.fds[map_name],
                     None if in_batch is None else ctypes.byref(in_batch),
                     ctypes.byref(out_batch),
-                    keys[total:].ctypes.data, values[total:].ctypes.data,
+                    buf.keys_at + total * 4, buf.values_at + total * dtype.itemsize,
                     ctypes.byref(count), ctypes.byref(opts))
             total += count.value
             if rc != 0:
@@ -421,18 +477,14 @@ class BpfAccounting:
                     break
                 raise self._fail(f"cannot read {map_name}")
             in_batch = ctypes.c_uint32(out_batch.value)
-        return keys[:total].copy(), values[:total].copy()
-
-    def _percpu_sum(self, slot: int) -> int:
-        values = (ctypes.c_uint64 * self._possible_cpus)()
-        key = ctypes.c_uint32(slot)
-        if self._call("bpf_map_lookup_elem")(self.fds["counters"], ctypes.byref(key),
-                                             values) != 0:
-            return 0
-        return int(sum(values))
+        keys, values = buf.keys[:total], buf.values[:total]
+        return (keys.copy(), values.copy()) if copy else (keys, values)
 
     def close(self) -> None:
         """Detach every program and free the object (idempotent)."""
+        if self._tallies is not None:
+            self._tallies.close()  # the map lives on while it is mapped
+            self._tallies = None
         for link in self._links:
             with contextlib.suppress(Exception):
                 self._call("bpf_link_destroy")(link)
@@ -446,16 +498,3 @@ class BpfAccounting:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-
-def _possible_cpus() -> int | None:
-    """Number of possible CPUs (per-CPU map values have one slot each)."""
-    try:
-        text = Path("/sys/devices/system/cpu/possible").read_text().strip()
-    except OSError:
-        return None
-    total = 0
-    for part in text.split(","):
-        low, _, high = part.partition("-")
-        total += (int(high) if high else int(low)) - int(low) + 1
-    return total

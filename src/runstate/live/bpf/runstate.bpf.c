@@ -138,20 +138,28 @@ struct {
 	__type(value, __u64);
 } config SEC(".maps");
 
-/* events that reached a member (slot 0) and members a full table could not take (slot 1) */
+/*
+ * Members a full table could not take (T_DROPPED) and groups made here for forked
+ * tasks (T_NEW_GROUPS).  User space maps this array and reads both without a
+ * system call at every snapshot: while T_NEW_GROUPS stays the same it knows
+ * every group id, and reads the groups one by one instead of walking the table.
+ */
+#define T_DROPPED 0
+#define T_NEW_GROUPS 1
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 2);
+	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u64);
-} counters SEC(".maps");
+} tallies SEC(".maps");
 
-static __always_inline void count(__u32 slot)
+static __always_inline void tally(__u32 slot)
 {
-	__u64 *c = bpf_map_lookup_elem(&counters, &slot);
+	__u64 *c = bpf_map_lookup_elem(&tallies, &slot);
 
 	if (c)
-		*c += 1;
+		__sync_fetch_and_add(c, 1);
 }
 
 static __always_inline int classify(const struct rs_group *g)
@@ -267,7 +275,6 @@ static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_
 	g = bpf_map_lookup_elem(&groups, &m->group);
 	if (!g)
 		return 0;
-	count(0);
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&g->lock);
 	if (!only_from_idle || m->state == M_BLOCKED || m->state == M_UNSEEN ||
@@ -297,8 +304,6 @@ static __always_inline int switch_within(__u32 prev_pid, __u32 next_pid, __u32 a
 	g = bpf_map_lookup_elem(&groups, &pm->group);
 	if (!g)
 		return 0;
-	count(0);
-	count(0);
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&g->lock);
 	move(g, pm, after, now);
@@ -377,22 +382,12 @@ int BPF_PROG(rs_fork, struct task_struct *parent, struct task_struct *child)
 	fresh.state = M_UNSEEN;
 	if (fresh.group != pm->group) {
 		empty.state = D_NONE;
-		bpf_map_update_elem(&groups, &fresh.group, &empty, BPF_NOEXIST);
+		if (bpf_map_update_elem(&groups, &fresh.group, &empty, BPF_NOEXIST) == 0)
+			tally(T_NEW_GROUPS);
 	}
 	if (bpf_map_update_elem(&members, &child_pid, &fresh, BPF_NOEXIST) == 0)
 		return 0;
-	count(1);
-	return 0;
-}
-
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(rs_exit, struct task_struct *p)
-{
-	/* the task still runs here; it leaves at its last switch (TASK_DEAD) */
-	__u32 pid = BPF_CORE_READ(p, pid);
-
-	if (bpf_map_lookup_elem(&members, &pid))
-		count(0);
+	tally(T_DROPPED);
 	return 0;
 }
 

@@ -10,14 +10,14 @@ so each domain's current stay is added up to that moment.
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 
 import numpy as np
 import numpy.typing as npt
 
 from runstate.live.bpf.loader import BpfAccounting, Counters, ForkGrouping, MemberCode
+from runstate.live.bpf.reads import TableReads
 from runstate.live.bpf.table import NeverLess, group_table, members_per_group
-from runstate.live.snapshot import LiveMember, LiveSnapshot, TableDomains
+from runstate.live.snapshot import DomainTable, LiveMember, LiveSnapshot, TableDomains
 from runstate.live.tasks import Followed, TaskCatalog, cpu_count
 from runstate.sources.linux.grouping import GroupMode
 
@@ -27,9 +27,6 @@ _MEMBER_LABELS = {MemberCode.RUNNING: "running", MemberCode.RUNNABLE: "runnable"
 _MEMBER_BUCKETS = ("running", "runnable", "blocked", "lost")
 #: /proc states of a task that is neither running nor waiting for a CPU
 _SLEEPING = frozenset("SDTtIPXZ")
-#: a read of the tables that takes longer than this (descheduled) is repeated
-MAX_READ_NS = 2_000_000
-READ_ATTEMPTS = 4
 
 
 def fork_grouping(mode: GroupMode) -> ForkGrouping:
@@ -50,16 +47,17 @@ class BpfSource:
         self.catalog = catalog
         self._acc = BpfAccounting(fork_grouping(catalog.mode))
         self.started_ns = time.monotonic_ns()  # again when the first groups count
+        self.n_cpus = cpu_count()
         self._empty_before: set[int] = set()
         self._never_less = NeverLess()
-        #: group ids of the last snapshot, their order by key, the keys and the names
-        self._names: tuple[npt.NDArray[np.int64], npt.NDArray[np.intp], list[str],
+        #: group ids of the last snapshot (as bytes), their order by key (None: in that
+        #: order already), the keys and the names
+        self._names: tuple[bytes, npt.NDArray[np.intp] | None, list[str],
                            list[str]] | None = None
         self._followed_tids = np.zeros(0, np.uint32)
-        #: the last read of the member table, with the group ids and member counts then
-        self._last_members: tuple[npt.NDArray[np.uint32], npt.NDArray[np.uint32],
-                                  tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]
-                                  ] | None = None
+        self._reads = TableReads(self._acc)
+        #: member rows of each group at the last read of the member table
+        self._members_of = np.zeros(0, np.int64)
         try:
             self._follow(catalog.initial)
         except BaseException:
@@ -76,6 +74,7 @@ class BpfSource:
             return
         new = [gid for gid in sorted({f.group_id for f in followed})
                if self._acc.add_group(gid, held=True)]
+        self._reads.added(new)
         self._acc.add_members({f.tid: f.group_id for f in followed})
         self._acc.count_new_members()
         for tid in self._acc.uncounted([f.tid for f in followed]):
@@ -98,18 +97,32 @@ class BpfSource:
 
     def snapshot(self, with_members: bool = True, at_ns: int | None = None) -> LiveSnapshot:
         """The counters now (``at_ns`` is not used: the kernel's counters are read
-        when asked, so the caller asks at the moment it wants)."""
-        counters, now = self._read_at_a_moment(with_members)
-        members = members_per_group(counters)
-        group_ids, table = group_table(counters, now, members)
-        table = replace(table, totals_ns=self._never_less.apply(group_ids, table.totals_ns))
-        order, keys, names = self._named(group_ids)
-        table = replace(table.take(order), keys=keys, names=names)
-        group_ids = group_ids[order]
+        when asked, so the caller asks at the moment it wants).
+
+        The work of a quiet interval is a read of the groups and arithmetic on
+        their columns: the member table is read again (:mod:`.reads`), and the
+        groups named again, only when they changed.
+        """
+        read = self._reads.read(with_members)
+        counters, now, fresh = read.counters, read.time_ns, read.fresh_members
+        if fresh:
+            self._members_of = members_per_group(counters)
+        group_ids, table = group_table(counters, now, self._members_of)
+        same = self._names is not None and self._names[0] == group_ids.tobytes()
+        totals = self._never_less.apply(group_ids, table.totals_ns, same)
+        order, keys, names = self._named(group_ids, same)
+        if order is not None:
+            table, group_ids = table.take(order), group_ids[order]
+        table = DomainTable(keys, names, table.members, table.state, table.since_ns,
+                            totals if order is None else totals[order], table.member_ns,
+                            table.missed, table.changes)
         rows = self._member_rows(counters, group_ids, now) if with_members else None
-        self._drop_finished(counters, members)
+        if fresh:
+            self._drop_finished(counters, self._members_of)
+        else:  # every group has members: none is finished
+            self._empty_before = set()
         return LiveSnapshot(time_ns=now, started_ns=self.started_ns, source=self.name,
-                            n_cpus=cpu_count(), lost_events=0,
+                            n_cpus=self.n_cpus, lost_events=0,
                             domains=TableDomains(table, rows), notes=self._notes(counters))
 
     def _notes(self, counters: Counters) -> tuple[str, ...]:
@@ -122,48 +135,19 @@ class BpfSource:
                          "next event (their domains are lost meanwhile)")
         return tuple(notes)
 
-    def _read_at_a_moment(self, with_members: bool) -> tuple[Counters, int]:
-        """The tables and the time the groups were read.
-
-        The read is repeated (a few times at most) when this process was
-        descheduled during it, so the moment is a precise one.
-        """
-        for _ in range(READ_ATTEMPTS):
-            begin = time.monotonic_ns()
-            groups = self._acc.read_groups()
-            if time.monotonic_ns() - begin <= MAX_READ_NS:
-                break
-        # stays are extended to the time before the read: a change the read already
-        # holds was stamped later, so no total can exceed what a later read will show
-        return self._with_members(groups, with_members), begin
-
-    def _with_members(self, groups: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]],
-                      with_members: bool) -> Counters:
-        """The counters with the member table, read again only when the groups say it
-        changed (a member came or left, a group has none) or member records are
-        wanted: a view of 2000 quiet threads then reads the groups alone."""
-        gids, values = groups
-        counts = values["members"]
-        last = self._last_members
-        same = (last is not None and not with_members and np.array_equal(last[0], gids)
-                and np.array_equal(last[1], counts) and bool((counts > 0).all()))
-        counters = self._acc.read_members(groups, last[2] if same and last else None)
-        self._last_members = (gids.copy(), counts.copy(),
-                              (counters.member_ids, counters.members))
-        return counters
-
-    def _named(self, group_ids: npt.NDArray[np.int64]
-               ) -> tuple[npt.NDArray[np.intp], list[str], list[str]]:
-        """The order of the groups by domain key, with keys and names in that order
-        (kept from the last snapshot while the groups are the same)."""
-        if self._names is not None and np.array_equal(self._names[0], group_ids):
+    def _named(self, group_ids: npt.NDArray[np.int64], same: bool
+               ) -> tuple[npt.NDArray[np.intp] | None, list[str], list[str]]:
+        """The order of the groups by domain key (None: they are in it), with keys and
+        names in that order (kept from the last snapshot while the groups are the
+        ``same``)."""
+        if same and self._names is not None:
             return self._names[1], self._names[2], self._names[3]
         named = [self.catalog.domain_of(gid) for gid in group_ids.tolist()]
         order = sorted(range(len(named)), key=lambda i: named[i][0])
         keys = [named[i][0] for i in order]
         names = [named[i][1] for i in order]
-        index = np.array(order, np.intp)
-        self._names = (group_ids.copy(), index, keys, names)
+        index = None if order == list(range(len(order))) else np.array(order, np.intp)
+        self._names = (group_ids.tobytes(), index, keys, names)
         return index, keys, names
 
     def _member_rows(self, c: Counters, group_ids: npt.NDArray[np.int64], now: int
@@ -191,6 +175,7 @@ class BpfSource:
         empty = set(c.group_ids[(c.groups["members"] == 0) & (members == 0)].tolist())
         for gid in empty & self._empty_before:
             self._acc.remove_group(gid)
+            self._reads.removed(gid)
         self._empty_before = empty - self._empty_before
         if len(self._followed_tids) != len(c.member_ids) or not np.array_equal(
                 self._followed_tids, c.member_ids):

@@ -16,8 +16,9 @@ from runstate.live.snapshot import DomainTable
 from runstate.model.states import MEMBER_BUCKETS, DomainState
 
 _N_STATES = len(DomainState)
-#: the kernel's member buckets (running, runnable, blocked) among MEMBER_BUCKETS
+#: the kernel's member buckets, MEMBER_BUCKETS' first three, and its member counts in them
 _KERNEL_BUCKETS = ("running", "runnable", "blocked")
+assert MEMBER_BUCKETS[: len(_KERNEL_BUCKETS)] == _KERNEL_BUCKETS
 _COUNT_FIELDS = ("n_running", "n_runnable", "n_blocked")
 
 
@@ -32,23 +33,26 @@ def group_table(c: Counters, now: int, members: npt.NDArray[np.int64]
     g = c.groups
     gids = c.group_ids.astype(np.int64)
     state = g["state"].astype(np.int8)
-    shown = (members > 0) | (state >= 0) | (g["first_ns"] != 0)
+    counting = state >= 0
     since = g["since"].astype(np.int64)
     totals = g["ns"].astype(np.int64)
-    open_ = np.flatnonzero(state >= 0)
+    open_ = np.flatnonzero(counting)
     totals[open_, state[open_]] += np.maximum(0, now - since[open_])
+    kernel = len(_KERNEL_BUCKETS)
     member_ns = np.zeros((len(gids), len(MEMBER_BUCKETS)), np.int64)
-    for i, bucket in enumerate(_KERNEL_BUCKETS):
-        member_ns[:, MEMBER_BUCKETS.index(bucket)] = g["member_ns"][:, i]
+    member_ns[:, :kernel] = g["member_ns"]
     mlast = g["mlast"].astype(np.int64)
     elapsed = np.where(mlast != 0, np.maximum(0, now - mlast), 0)
-    for bucket, count in zip(_KERNEL_BUCKETS, _COUNT_FIELDS, strict=True):
-        member_ns[:, MEMBER_BUCKETS.index(bucket)] += elapsed * np.maximum(0, g[count])
+    counts = np.stack([g[field] for field in _COUNT_FIELDS], axis=1)
+    member_ns[:, :kernel] += elapsed[:, None] * np.maximum(0, counts)
     # a change stamped after the moment of the read (applied before the group was read)
     # counts as made at that moment, as its stay does
-    since = np.where(state >= 0, np.minimum(since, now), 0)
+    since = np.where(counting, np.minimum(since, now), 0)
     table = DomainTable([], [], members, state, since, totals, member_ns,
                         g["missed"].astype(np.int64), g["changes"].astype(np.int64))
+    shown = (members > 0) | counting | (g["first_ns"] != 0)
+    if shown.all():
+        return gids, table
     rows = np.flatnonzero(shown)
     return gids[rows], table.take(rows)
 
@@ -79,13 +83,19 @@ class NeverLess:
         self._ids = np.zeros(0, np.int64)
         self._totals = np.zeros((0, _N_STATES), np.int64)
 
-    def apply(self, group_ids: npt.NDArray[np.int64], totals: npt.NDArray[np.int64]
-              ) -> npt.NDArray[np.int64]:
-        if len(self._ids) and len(group_ids):
-            pos = np.minimum(np.searchsorted(self._ids, group_ids), len(self._ids) - 1)
+    def apply(self, group_ids: npt.NDArray[np.int64], totals: npt.NDArray[np.int64],
+              same: bool = False) -> npt.NDArray[np.int64]:
+        """``totals`` of ``group_ids``, none less than the last time; ``same``: the
+        groups are those of the last call, in its order."""
+        if same and len(self._ids) == len(group_ids):
+            totals = np.maximum(totals, self._totals)
+        elif len(self._ids) and len(group_ids):
+            order = np.argsort(self._ids, kind="stable")
+            pos = np.minimum(np.searchsorted(self._ids, group_ids, sorter=order),
+                             len(self._ids) - 1)
+            pos = order[pos]
             known = self._ids[pos] == group_ids
             totals = totals.copy()
             totals[known] = np.maximum(totals[known], self._totals[pos[known]])
-        order = np.argsort(group_ids, kind="stable")
-        self._ids, self._totals = group_ids[order], totals[order]
+        self._ids, self._totals = group_ids, totals
         return totals

@@ -1,7 +1,7 @@
 /* The perf.data hot path: one pass over the data section, in C.
  *
  * Scanner(fd, data_offset, data_size, layout, kinds, ids, flags) maps the data
- * section 32 MiB at a time (never the whole file; it keeps a duplicate of fd),
+ * section 8 MiB at a time (never the whole file; it keeps a duplicate of fd),
  * walks its records, pulls the sched tracepoint fields at the offsets the
  * recorded formats give (worked out once in Python and passed in `kinds`), and
  * orders the events under perf's FINISHED_ROUND rule: at each round's end the
@@ -12,14 +12,14 @@
  * are (side_band()); each tid's comm from its first switch (names()) and the
  * tids of released events (active()) are collected on the way.
  *
- * read(columns, chunk_rows) fills the seven event columns (time i64, cpu i32,
- * kind i8, pid i32, other i32, prev_state i64, actor i32) with released events
- * and returns (count, why): STOP_CHUNK at a round's end once chunk_rows events
- * have been given since the last stop, STOP_LOSS before a loss (take_loss()
- * gives it), STOP_FULL when the columns are full, STOP_END when the data is
- * done, STOP_ERROR with status()["error"] set to (code, byte offset, count,
- * kind).  Everything read from the file is bounds-checked against the record
- * it belongs to and the data section.
+ * read(columns, chunk_rows) fills the seven event columns (time i64, cpu i32, kind i8,
+ * pid i32, other i32, prev_state i64, actor i32) with released events and returns
+ * (count, why): STOP_CHUNK at a round's end once chunk_rows events have been given since
+ * the last stop, STOP_LOSS before a loss (take_loss() gives it), STOP_FULL when the
+ * columns are full, STOP_END when the data is done, STOP_ERROR with status()["error"]
+ * set to (code, byte offset, count, kind).  It lets go of the GIL while it reads (one
+ * read at a time per Scanner).  Everything read from the file is bounds-checked against
+ * the record it belongs to and the data section.
  *
  * layout: (time, cpu, id, before_callchain, callchain, trailer_time,
  *          trailer_cpu, multi)  -- byte offsets in a sample body; the trailer
@@ -29,377 +29,19 @@
  *          two comm fields) -- offset -1: absent
  * ids:    sorted int64 sample ids of the sched tracepoints (used with multi)
  * flags:  (truncated, lenient, n_streams or -1)
+ *
+ * start(capacity, chunk_rows, guess) runs the same pass on a thread of its own into
+ * columns the Scanner makes (perfscan_pass.h); wait() joins it and returns (events,
+ * overflow), items() lists its chunks and losses, columns() gives its seven columns
+ * (Blocks, perfscan_block.h: numpy reads them in place).  A pass started so needs neither
+ * numpy nor the GIL, so it can begin before numpy is imported.
+ *
+ * The walk itself is in perfscan_records.h, the round order in perfscan_order.h.
  */
-#include "perfscan.h"
-#include "perfscan_order.h"
-
-#include <sys/mman.h>
-#include <unistd.h>
+#include "perfscan_block.h"
+#include "perfscan_pass.h"
 
 #include "../../kernel_abi.h"
-
-/* ---- the file window ------------------------------------------------------- */
-
-static void unmap(Scanner *s)
-{
-    if (s->map != NULL) {
-        if (s->mapped)
-            munmap((void *)s->map, (size_t)s->map_len);
-        else
-            PyMem_Free((void *)s->map);
-    }
-    s->map = NULL;
-    s->map_len = 0;
-}
-
-/* make [pos, pos + len) readable (len <= MAX_RECORD, pos + len <= data_end) */
-static int map_window(Scanner *s, int64_t pos);
-
-static inline int need_bytes(Scanner *s, int64_t pos, int64_t len)
-{
-    if (s->map != NULL && pos >= s->map_off && pos + len <= s->map_off + s->map_len)
-        return 0;
-    return map_window(s, pos);
-}
-
-static int map_window(Scanner *s, int64_t pos)
-{
-    unmap(s);
-    long page = sysconf(_SC_PAGESIZE);
-    int64_t start = pos - pos % (page > 0 ? page : 4096);
-    int64_t n = s->data_end - start;
-    if (n > WINDOW)
-        n = WINDOW;
-    int flags = MAP_PRIVATE;
-#ifdef MAP_POPULATE
-    flags |= MAP_POPULATE;
-#endif
-    void *p = mmap(NULL, (size_t)n, PROT_READ, flags, s->fd, (off_t)start);
-    if (p != MAP_FAILED) {
-        s->mapped = 1;
-    } else {
-        /* a file that cannot be mapped is read into memory instead */
-        uint8_t *buf = PyMem_Malloc((size_t)n);
-        if (buf == NULL) {
-            PyErr_NoMemory();
-            return -1;
-        }
-        int64_t got = 0;
-        while (got < n) {
-            ssize_t r = pread(s->fd, buf + got, (size_t)(n - got), (off_t)(start + got));
-            if (r <= 0)
-                break;
-            got += r;
-        }
-        if (got < n) {
-            PyMem_Free(buf);
-            PyErr_SetFromErrno(PyExc_OSError);
-            return -1;
-        }
-        p = buf;
-        s->mapped = 0;
-    }
-    s->map = p;
-    s->map_off = start;
-    s->map_len = n;
-    return 0;
-}
-
-static const uint8_t *at(const Scanner *s, int64_t pos)
-{
-    return s->map + (pos - s->map_off);
-}
-
-static int64_t rd(const uint8_t *p, int size, int sign)
-{
-    switch (size) {
-    case 1:
-        return sign ? (int64_t)(int8_t)p[0] : (int64_t)p[0];
-    case 2: {
-        uint16_t v;
-        memcpy(&v, p, 2);
-        return sign ? (int64_t)(int16_t)v : (int64_t)v;
-    }
-    case 4: {
-        uint32_t v;
-        memcpy(&v, p, 4);
-        return sign ? (int64_t)(int32_t)v : (int64_t)v;
-    }
-    default: {
-        int64_t v;
-        memcpy(&v, p, 8);
-        return v;
-    }
-    }
-}
-
-/* ---- records ---------------------------------------------------------------- */
-
-static int fail(Scanner *s, int code, int64_t off, int64_t n, int kind)
-{
-    s->err_code = code;
-    s->err_off = off;
-    s->err_n = n;
-    s->err_kind = kind;
-    return 1;
-}
-
-static int side_band(Scanner *s, int64_t pos, uint32_t type, int64_t size)
-{
-    PyObject *item = Py_BuildValue("LIy#", (long long)pos, (unsigned)type,
-                                   (const char *)at(s, pos), (Py_ssize_t)size);
-    if (item == NULL)
-        return -1;
-    int rc = PyList_Append(s->side, item);
-    Py_DECREF(item);
-    return rc;
-}
-
-static int lost(Scanner *s, int64_t pos, int64_t size, int count_at)
-{
-    const uint8_t *p = at(s, pos);
-    Loss loss = {0, 0, -1, 0, s->n_losses++, 0};
-    if (size >= count_at + 8) {
-        loss.count = rd(p + count_at, 8, 1);
-        loss.has_count = 1;
-    }
-    if (s->t_at && size - s->t_at >= 8)
-        loss.end = rd(p + size - s->t_at, 8, 1);
-    if (s->cpu_at && size - s->cpu_at >= 8)
-        loss.cpu = rd(p + size - s->cpu_at, 4, 0);
-    if (loss.end <= 0) {
-        /* perf's end-of-run summaries: counted, never placed */
-        s->untimed += loss.has_count && loss.count != 0 ? loss.count : 1;
-        return 0;
-    }
-    if (grow(&s->pending, s->pending.n + 1, sizeof(Loss)) < 0)
-        return -1;
-    ((Loss *)s->pending.v)[s->pending.n++] = loss;
-    return 0;
-}
-
-static void name_from(Scanner *s, const uint8_t *raw, const Fld *f, int64_t pid, int32_t key)
-{
-    if (f->off < 0 || pid <= 0 || pid >= PID_LIMIT)
-        return;
-    int32_t slot = s->name_slot[pid];
-    Name *nm;
-    if (slot == 0) {
-        if (grow(&s->names, s->names.n + 1, sizeof(Name)) < 0) {
-            PyErr_Clear(); /* a name less: the tid stays unnamed */
-            return;
-        }
-        nm = (Name *)s->names.v + s->names.n++;
-        s->name_slot[pid] = (int32_t)s->names.n;
-    } else {
-        nm = (Name *)s->names.v + (slot - 1);
-        if (nm->key <= key)
-            return;
-    }
-    nm->pid = (int32_t)pid;
-    nm->key = key;
-    int len = 0;
-    while (len < f->size && raw[f->off + len] != 0)
-        len++;
-    memcpy(nm->comm, raw + f->off, (size_t)len);
-    nm->len = len;
-}
-
-static int short_sample(Scanner *s, int64_t pos, int64_t size)
-{
-    if (s->lenient || s->truncated) {
-        s->malformed++;
-        return 0;
-    }
-    if (s->short_n++ == 0) {
-        s->short_off = pos;
-        s->short_block = (pos + size - s->data_off - 1) / BLOCK;
-    }
-    return 0;
-}
-
-static const Kind *kind_of(const Scanner *s, int64_t id)
-{
-    for (int k = 0; k < s->n_kinds; k++)
-        if (s->kinds[k].id == id)
-            return &s->kinds[k];
-    return NULL;
-}
-
-static int wanted_id(const Scanner *s, int64_t id)
-{
-    if (s->n_ids <= 32) {
-        /* a few ids (one per tracepoint and CPU): compared all at once, no branches */
-        int found = 0;
-        for (Py_ssize_t i = 0; i < s->n_ids; i++)
-            found |= s->ids[i] == id;
-        return found;
-    }
-    Py_ssize_t lo = 0, hi = s->n_ids;
-    while (lo < hi) {
-        Py_ssize_t mid = lo + (hi - lo) / 2;
-        if (s->ids[mid] < id)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < s->n_ids && s->ids[lo] == id;
-}
-
-/* 0: done with the sample, 1: an error is set in s->err_*, -1: a Python error */
-static int sample(Scanner *s, int64_t pos, int64_t size)
-{
-    const uint8_t *rec = at(s, pos);
-    int64_t body = 8, end = size;
-    if (body + s->l_bc + (s->callchain ? 8 : 4) > end)
-        return short_sample(s, pos, size);
-    if (s->multi && s->l_id >= 0 && !wanted_id(s, rd(rec + body + s->l_id, 8, 1)))
-        return 0;
-    int64_t raw_at = body + s->l_bc;
-    if (s->callchain) {
-        int64_t nr = rd(rec + raw_at, 8, 1);
-        if (nr < 0 || nr >= 1 << 16)
-            return short_sample(s, pos, size);
-        raw_at += 8 + 8 * nr;
-    }
-    if (raw_at + 4 > end)
-        return short_sample(s, pos, size);
-    int64_t raw_size = rd(rec + raw_at, 4, 0);
-    if (raw_at + 4 + raw_size > end || raw_size < 8)
-        return short_sample(s, pos, size);
-    const uint8_t *raw = rec + raw_at + 4;
-    const Kind *k = kind_of(s, rd(raw, 2, 0));
-    if (k == NULL)
-        return 0;
-    if (k->need > raw_size)
-        return short_sample(s, pos, size);
-    if (k->bad)
-        return fail(s, E_FORMAT, pos, 0, k->kind);
-    Ev e;
-    e.time = rd(rec + body + s->l_time, 8, 1);
-    e.cpu = (int32_t)rd(rec + body + s->l_cpu, 4, 0);
-    e.kind = (int8_t)k->kind;
-    int64_t v[4] = {-1, -1, 0, -1};
-    for (int f = 0; f < 4; f++)
-        if (k->f[f].off >= 0)
-            v[f] = rd(raw + k->f[f].off, k->f[f].size, k->f[f].sign);
-    e.pid = (int32_t)v[0];
-    e.other = (int32_t)v[1];
-    e.pstate = v[2];
-    e.actor = (int32_t)v[3];
-    if (k->kind == K_SWITCH && s->name_slot != NULL) {
-        int32_t block = (int32_t)((pos + size - s->data_off - 1) / BLOCK);
-        name_from(s, raw, &k->comm[0], v[0], 2 * block);
-        name_from(s, raw, &k->comm[1], v[1], 2 * block + 1);
-    }
-    if (grow(&s->held, s->held.n + 1, sizeof(Ev)) < 0)
-        return -1;
-    ((Ev *)s->held.v)[s->held.n++] = e;
-    if (!s->has_max || e.time > s->max_time)
-        s->max_time = e.time;
-    s->has_max = 1;
-    Cpu *c = cpu_find(s, e.cpu, 1);
-    if (c == NULL) {
-        PyErr_NoMemory();
-        return -1;
-    }
-    c->last_file = e.time;
-    return 0;
-}
-
-/* the samples too short in a finished block are an error (unless lenient) */
-static int short_error(Scanner *s, int64_t block)
-{
-    if (s->short_n == 0 || block <= s->short_block)
-        return 0;
-    return fail(s, E_SHORT, s->short_off, s->short_n, 0);
-}
-
-/* walk records until one round's events are released or the data ends
- * (0: go on, 1: an error is set, -1: a Python error) */
-static int scan_some(Scanner *s)
-{
-    Py_ssize_t marks = s->marks.n;
-    while (s->marks.n == marks && !s->ended) {
-        int64_t left = s->data_end - s->pos;
-        int64_t total = 0;
-        uint32_t type = 0;
-        int64_t size = 0;
-        if (left >= 8) {
-            if (need_bytes(s, s->pos, left < 16 ? left : 16) < 0)
-                return -1;
-            if (s->pos + PREFETCH + 128 <= s->map_off + s->map_len) {
-                __builtin_prefetch(at(s, s->pos + PREFETCH));
-                __builtin_prefetch(at(s, s->pos + PREFETCH + 64));
-            }
-            uint16_t sz;
-            memcpy(&type, at(s, s->pos), 4);
-            memcpy(&sz, at(s, s->pos) + 6, 2);
-            size = sz;
-            if (size < 8)
-                return fail(s, E_RECORD_SIZE, s->pos, 0, 0);
-            total = size;
-            if (type == REC_AUXTRACE) {
-                if (left < 16) {
-                    total = left + 1;
-                } else {
-                    uint64_t aux;
-                    memcpy(&aux, at(s, s->pos) + 8, 8);
-                    if (aux > (uint64_t)1 << 40)
-                        return fail(s, E_RECORD_SIZE, s->pos, 0, 0);
-                    total += (int64_t)aux;
-                }
-            }
-        }
-        if (left < 8 || total > left) {
-            if (s->short_n && fail(s, E_SHORT, s->short_off, s->short_n, 0))
-                return 1;
-            if (left > 0) {
-                if (!s->truncated)
-                    return fail(s, E_TAIL, s->pos, left, 0);
-                s->tail_bytes += left;
-            }
-            unmap(s);
-            if (finish(s) < 0)
-                return -1;
-            break;
-        }
-        if (s->short_n && short_error(s, (s->pos + total - s->data_off - 1) / BLOCK))
-            return 1;
-        int rc = 0;
-        if (type == REC_SAMPLE || type == REC_COMM || type == REC_FORK || type == REC_LOST ||
-            type == REC_LOST_SAMPLES) {
-            if (need_bytes(s, s->pos, size) < 0)
-                return -1;
-        }
-        switch (type) {
-        case REC_SAMPLE:
-            rc = sample(s, s->pos, size);
-            break;
-        case REC_COMM:
-        case REC_FORK:
-            rc = side_band(s, s->pos, type, size);
-            break;
-        case REC_LOST:
-            rc = lost(s, s->pos, size, 16);
-            break;
-        case REC_LOST_SAMPLES:
-            rc = lost(s, s->pos, size, 8);
-            break;
-        case REC_FINISHED_ROUND:
-            rc = round_end(s);
-            break;
-        case REC_COMPRESSED:
-            return fail(s, E_COMPRESSED, s->pos, 0, 0);
-        default:
-            break;
-        }
-        if (rc != 0)
-            return rc;
-        s->pos += total;
-    }
-    return 0;
-}
 
 /* ---- Python interface ------------------------------------------------------ */
 
@@ -417,65 +59,14 @@ static PyObject *stop(Py_ssize_t n, int why)
     return Py_BuildValue("ni", n, why);
 }
 
-/* copy released events [head, head + take) into the columns from row n on; the tids
- * they name are active */
-static void hand_out(Scanner *s, void *const col[7], Py_ssize_t n, Py_ssize_t take)
+/* the exception for a pass that ran out of memory or could not read the file */
+static PyObject *pending_error(const Scanner *s)
 {
-    const Ev *ev = (const Ev *)s->held.v + s->head;
-    for (Py_ssize_t i = 0; i < take; i++, n++) {
-        const Ev *e = &ev[i];
-        ((int64_t *)col[0])[n] = e->time;
-        ((int32_t *)col[1])[n] = e->cpu;
-        ((int8_t *)col[2])[n] = e->kind;
-        ((int32_t *)col[3])[n] = e->pid;
-        ((int32_t *)col[4])[n] = e->other;
-        ((int64_t *)col[5])[n] = e->pstate;
-        ((int32_t *)col[6])[n] = e->actor;
-        if (e->pid > 0 && e->pid < PID_LIMIT)
-            s->active[e->pid >> 3] |= (uint8_t)(1u << (e->pid & 7));
-        if (e->other > 0 && e->other < PID_LIMIT)
-            s->active[e->other >> 3] |= (uint8_t)(1u << (e->other & 7));
+    if (s->os_errno) {
+        errno = s->os_errno;
+        return PyErr_SetFromErrno(PyExc_OSError);
     }
-    s->head += take;
-    s->since_chunk += take;
-}
-
-/* fill up to `cap` rows of the columns: returns (rows, why), NULL on a Python error */
-static PyObject *fill(Scanner *s, void *const col[7], Py_ssize_t cap, Py_ssize_t chunk_rows)
-{
-    Py_ssize_t n = 0;
-    for (;;) {
-        const Mark *marks = s->marks.v;
-        /* hand out released events up to the next mark */
-        Py_ssize_t upto = s->marks_head < s->marks.n ? marks[s->marks_head].at : s->released;
-        Py_ssize_t take = upto - s->head < cap - n ? upto - s->head : cap - n;
-        hand_out(s, col, n, take);
-        n += take;
-        if (s->head < upto)
-            return stop(n, STOP_FULL);
-        if (s->marks_head < s->marks.n) {
-            const Mark *m = &marks[s->marks_head++];
-            if (m->type == M_LOSS) {
-                s->taken = m->loss;
-                s->since_chunk = 0;
-                return stop(n, STOP_LOSS);
-            }
-            if (s->since_chunk >= chunk_rows) {
-                s->since_chunk = 0;
-                return stop(n, STOP_CHUNK);
-            }
-            continue;
-        }
-        /* all handed out: read on */
-        drop_released(s);
-        if (s->ended)
-            return stop(n, STOP_END);
-        int rc = scan_some(s);
-        if (rc < 0)
-            return NULL;
-        if (rc > 0)
-            return stop(n, STOP_ERROR);
-    }
+    return PyErr_NoMemory();
 }
 
 static PyObject *scanner_read(Scanner *s, PyObject *args)
@@ -509,17 +100,27 @@ static PyObject *scanner_read(Scanner *s, PyObject *args)
         }
         cap = count;
     }
-    result = fill(s, col, cap, chunk_rows);
+    if (s->pass_started || s->reading) {
+        PyErr_SetString(PyExc_RuntimeError, "a Scanner runs one pass at a time");
+        goto done;
+    }
+    Py_ssize_t n;
+    int why;
+    /* the walk needs no Python: a thread reading ahead runs beside the caller's */
+    s->reading = 1;
+    Py_BEGIN_ALLOW_THREADS
+    why = fill(s, col, cap, chunk_rows, &n);
+    Py_END_ALLOW_THREADS
+    s->reading = 0;
+    result = why == -2 ? pending_error(s) : stop(n, why);
 done:
     for (int i = 0; i < nv; i++)
         PyBuffer_Release(&views[i]);
     return result;
 }
 
-static PyObject *scanner_take_loss(Scanner *s, PyObject *noargs)
+static PyObject *loss_tuple(const Loss *l)
 {
-    (void)noargs;
-    const Loss *l = &s->taken;
     if (!l->has_count)
         return Py_BuildValue("LLLO", (long long)l->cpu, (long long)l->begin,
                              (long long)l->end, Py_None);
@@ -527,23 +128,39 @@ static PyObject *scanner_take_loss(Scanner *s, PyObject *noargs)
                          (long long)l->count);
 }
 
+static PyObject *scanner_take_loss(Scanner *s, PyObject *noargs)
+{
+    (void)noargs;
+    settle(s);
+    return loss_tuple(&s->taken);
+}
+
 static PyObject *scanner_side_band(Scanner *s, PyObject *noargs)
 {
     (void)noargs;
     if (!ready(s))
         return NULL;
-    PyObject *out = s->side;
-    s->side = PyList_New(0);
-    if (s->side == NULL) {
-        s->side = out;
-        return NULL;
+    settle(s);
+    PyObject *out = PyList_New(s->side.n);
+    for (Py_ssize_t i = 0; out != NULL && i < s->side.n; i++) {
+        const Side *r = (const Side *)s->side.v + i;
+        PyObject *item = Py_BuildValue("LIy#", (long long)r->pos, (unsigned)r->type,
+                                       (const char *)s->side_bytes.v + r->off,
+                                       (Py_ssize_t)r->size);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, item);
     }
+    if (out != NULL)
+        s->side.n = s->side_bytes.n = 0;
     return out;
 }
 
 static PyObject *scanner_names(Scanner *s, PyObject *noargs)
 {
     (void)noargs;
+    settle(s);
     PyObject *out = PyList_New(s->names.n);
     if (out == NULL)
         return NULL;
@@ -564,6 +181,7 @@ static PyObject *scanner_active(Scanner *s, PyObject *noargs)
     (void)noargs;
     if (!ready(s))
         return NULL;
+    settle(s);
     PyObject *out = PyList_New(0);
     for (int32_t byte = 0; out != NULL && byte < PID_LIMIT / 8; byte++) {
         for (int bit = 0; s->active[byte] >> bit; bit++) {
@@ -583,6 +201,7 @@ static PyObject *scanner_active(Scanner *s, PyObject *noargs)
 static PyObject *scanner_status(Scanner *s, PyObject *noargs)
 {
     (void)noargs;
+    settle(s);
     int64_t until = 0;
     int have = complete_until(s, &until);
     PyObject *u = have ? PyLong_FromLongLong(until) : Py_NewRef(Py_None);
@@ -593,6 +212,24 @@ static PyObject *scanner_status(Scanner *s, PyObject *noargs)
                          "malformed", (long long)s->malformed, "tail_bytes",
                          (long long)s->tail_bytes, "error", s->err_code,
                          (long long)s->err_off, (long long)s->err_n, s->err_kind);
+}
+
+/* whether (and how) a kind's fields can all be read as 8 bytes within its data */
+static void plan_wide(Kind *k)
+{
+    static const int64_t absent[4] = {-1, -1, 0, -1};
+    k->wide = !k->bad && k->need >= 8;
+    for (int f = 0; f < 4; f++) {
+        const Fld *d = &k->f[f];
+        Wide *w = &k->w[f];
+        w->present = d->off >= 0;
+        w->at = w->present ? d->off : 0;
+        w->shift = w->present ? 64 - 8 * d->size : 0;
+        w->sign = d->sign || d->size == 8;
+        w->absent = absent[f];
+        if (w->present && d->off + 8 > k->need)
+            k->wide = 0;
+    }
 }
 
 static int parse_kinds(Scanner *s, PyObject *kinds)
@@ -635,6 +272,37 @@ static int parse_kinds(Scanner *s, PyObject *kinds)
         }
     }
     s->n_kinds = (int)n;
+    for (int i = 0; i < (int)n; i++)
+        plan_wide(&s->kinds[i]);
+    for (int i = (int)n - 1; i >= 0; i--) /* the first of equal ids wins */
+        if (s->kinds[i].id >= 0 && s->kinds[i].id <= 0xffff)
+            s->kind_index[s->kinds[i].id] = (uint8_t)(i + 1);
+    return 0;
+}
+
+/* the sched sample ids in a hash table (see wanted_id) */
+static int hash_ids(Scanner *s, const int64_t *ids, Py_ssize_t n)
+{
+    int bits = 4;
+    while (bits < 40 && ((Py_ssize_t)1 << bits) < 2 * n)
+        bits++;
+    Py_ssize_t size = (Py_ssize_t)1 << bits;
+    s->id_slots = PyMem_Malloc((size_t)size * sizeof(int64_t));
+    s->id_used = PyMem_Calloc((size_t)size, 1);
+    if (s->id_slots == NULL || s->id_used == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    s->id_bits = bits;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        if (wanted_id(s, ids[i]))
+            continue;
+        uint64_t h = ((uint64_t)ids[i] * 0x9E3779B97F4A7C15ull) >> (64 - bits);
+        while (s->id_used[h])
+            h = (h + 1) & (uint64_t)(size - 1);
+        s->id_used[h] = 1;
+        s->id_slots[h] = ids[i];
+    }
     return 0;
 }
 
@@ -685,15 +353,13 @@ static int scanner_init(Scanner *s, PyObject *args, PyObject *kw)
     int64_t *p = abi_view(&b, ids, "ids", AK_SIGNED, 8, 0, &n_ids);
     if (p == NULL)
         return -1;
-    s->ids = PyMem_Malloc((size_t)(n_ids ? n_ids : 1) * sizeof(int64_t));
-    if (s->ids != NULL && n_ids > 0)
-        memcpy(s->ids, p, (size_t)n_ids * sizeof(int64_t));
+    int rc = hash_ids(s, p, n_ids);
     PyBuffer_Release(&b);
-    s->n_ids = n_ids;
+    if (rc < 0)
+        return -1;
     s->active = PyMem_Calloc(PID_LIMIT / 8, 1);
     s->name_slot = PyMem_Calloc(PID_LIMIT, sizeof(int32_t));
-    s->side = PyList_New(0);
-    if (s->ids == NULL || s->active == NULL || s->name_slot == NULL || s->side == NULL) {
+    if (s->active == NULL || s->name_slot == NULL) {
         if (!PyErr_Occurred())
             PyErr_NoMemory();
         return -1;
@@ -704,21 +370,110 @@ static int scanner_init(Scanner *s, PyObject *args, PyObject *kw)
 
 static void scanner_dealloc(Scanner *s)
 {
+    if (s->pass_running) {
+        __atomic_store_n(&s->cancel, 1, __ATOMIC_RELAXED);
+        settle(s);
+    }
     unmap(s);
     if (s->init_called && s->fd >= 0)
         close(s->fd);
-    PyMem_Free(s->ids);
-    PyMem_Free(s->held.v);
-    PyMem_Free(s->tmp.v);
-    PyMem_Free(s->runs.v);
-    PyMem_Free(s->pending.v);
-    PyMem_Free(s->cpus);
-    PyMem_Free(s->marks.v);
+    PyMem_Free(s->id_slots);
+    PyMem_Free(s->id_used);
+    Vec *vecs[] = {&s->held, &s->tmp, &s->runs, &s->pending, &s->marks, &s->names, &s->side,
+                   &s->side_bytes, &s->items};
+    for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++)
+        PyMem_RawFree(vecs[i]->v);
+    PyMem_RawFree(s->cpus);
     PyMem_Free(s->active);
     PyMem_Free(s->name_slot);
-    PyMem_Free(s->names.v);
-    Py_XDECREF(s->side);
+    for (int k = 0; k < 7; k++)
+        Py_XDECREF(s->own[k]);
     Py_TYPE(s)->tp_free((PyObject *)s);
+}
+
+/* ---- the names pass on its own thread (perfscan_pass.h) ---------------------- */
+
+static PyObject *scanner_start(Scanner *s, PyObject *args)
+{
+    Py_ssize_t capacity, chunk_rows;
+    int guess;
+    if (!ready(s) || !PyArg_ParseTuple(args, "nnp", &capacity, &chunk_rows, &guess))
+        return NULL;
+    if (s->pass_started || s->own[0] != NULL || s->pos != s->data_off) {
+        PyErr_SetString(PyExc_RuntimeError, "the pass of a Scanner starts once, unread");
+        return NULL;
+    }
+    if (capacity < 1 || capacity > PY_SSIZE_T_MAX / 8) {
+        PyErr_SetString(PyExc_ValueError, "bad capacity");
+        return NULL;
+    }
+    for (int k = 0; k < 7; k++) {
+        /* a page takes memory only once a row is written there */
+        s->own[k] = block_new(capacity * COLUMN_SIZE[k]);
+        if (s->own[k] == NULL)
+            return NULL;
+        s->own_at[k] = ((Block *)s->own[k])->at;
+    }
+    advise_huge(s);
+    s->own_cap = capacity;
+    s->pass_rows = chunk_rows;
+    s->pass_guess = guess;
+    if (pthread_create(&s->thread, NULL, pass_thread, s) != 0) {
+        PyErr_SetString(PyExc_RuntimeError, "cannot start the names pass thread");
+        return NULL;
+    }
+    s->pass_started = s->pass_running = 1;
+    Py_RETURN_NONE;
+}
+
+/* the pass's thread is done: NULL with an exception if it could not finish */
+static int pass_ended(Scanner *s)
+{
+    if (!s->pass_started) {
+        PyErr_SetString(PyExc_RuntimeError, "the Scanner's pass was not started");
+        return 0;
+    }
+    settle(s);
+    if (s->pass_rc < 0) {
+        pending_error(s);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *scanner_wait(Scanner *s, PyObject *noargs)
+{
+    (void)noargs;
+    if (!ready(s) || !pass_ended(s))
+        return NULL;
+    return Py_BuildValue("ni", s->pass_count, s->pass_overflow);
+}
+
+static PyObject *scanner_items(Scanner *s, PyObject *noargs)
+{
+    (void)noargs;
+    if (!ready(s) || !pass_ended(s))
+        return NULL;
+    PyObject *out = PyList_New(s->items.n);
+    for (Py_ssize_t i = 0; out != NULL && i < s->items.n; i++) {
+        const Item *it = (const Item *)s->items.v + i;
+        PyObject *item = it->type == ITEM_CHUNK ? Py_BuildValue("nn", it->start, it->stop)
+                                                : loss_tuple(&it->loss);
+        if (item == NULL)
+            Py_CLEAR(out);
+        else
+            PyList_SET_ITEM(out, i, item);
+    }
+    return out;
+}
+
+static PyObject *scanner_columns(Scanner *s, PyObject *noargs)
+{
+    (void)noargs;
+    if (!ready(s) || !pass_ended(s))
+        return NULL;
+    return Py_BuildValue("(OOOOOOO)", s->own[0], s->own[1], s->own[2], s->own[3], s->own[4],
+                         s->own[5], s->own[6]);
 }
 
 static PyMethodDef scanner_methods[] = {
@@ -734,6 +489,14 @@ static PyMethodDef scanner_methods[] = {
      "The tids in released events, ascending."},
     {"status", (PyCFunction)scanner_status, METH_NOARGS,
      "What the pass has counted, and its error if any."},
+    {"start", (PyCFunction)scanner_start, METH_VARARGS,
+     "Run the whole pass on a thread of its own, into columns of its own."},
+    {"wait", (PyCFunction)scanner_wait, METH_NOARGS,
+     "Wait for the pass started by start(): (events, overflow)."},
+    {"items", (PyCFunction)scanner_items, METH_NOARGS,
+     "The started pass's chunks (start, stop) and losses (cpu, begin, end, count)."},
+    {"columns", (PyCFunction)scanner_columns, METH_NOARGS,
+     "The started pass's seven event columns (buffers numpy reads in place)."},
     {NULL, NULL, 0, NULL},
 };
 
@@ -756,7 +519,7 @@ static struct PyModuleDef module = {
 
 PyMODINIT_FUNC PyInit__perfscan(void)
 {
-    if (PyType_Ready(&ScannerType) < 0)
+    if (PyType_Ready(&ScannerType) < 0 || PyType_Ready(&BlockType) < 0)
         return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL)

@@ -44,12 +44,14 @@
  * the others move to the front of rows, and deferred row indices follow them.
  * Returns (batch rows, rows kept).  The rules and their reasons
  * are documented in sched.py.
+ * first_rows(...): exact mode's first pass over the batches (schedfirst.h).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
 #include <stdint.h>
 
 #include "../../kernel_abi.h"
+#include "schedfirst.h"
 
 enum { RUNNING = 0, RUNNABLE = 1, BLOCKED = 2, ABSENT = 4, UNKNOWN = -1, SPAN = 5 };
 /* why a span cannot be decided: a switch was not recorded, or a wakeup; LATE:
@@ -103,6 +105,7 @@ typedef struct {
     int64_t *g;
     Py_buffer views[32];
     int n_views;
+    int full; /* the output buffer was too small */
 } W;
 
 static void bump(W *w, int c, int64_t t)
@@ -114,7 +117,7 @@ static void bump(W *w, int c, int64_t t)
 static int emit(W *w, int64_t t, Py_ssize_t task, int old, int new)
 {
     if (w->n_out >= w->cap_out) {
-        PyErr_SetString(PyExc_ValueError, "output buffer too small");
+        w->full = 1; /* raised once the GIL is back (run() goes without it) */
         return -1;
     }
     Py_ssize_t i = w->n_out++;
@@ -624,8 +627,15 @@ static PyObject *walk(PyObject *self, PyObject *args)
     if (check_codes(&w, start) < 0)
         goto fail;
     w.n_out = start;
-    if (run(&w) < 0)
+    int rc;
+    /* the state machine touches only the arrays: a thread reading ahead runs meanwhile */
+    Py_BEGIN_ALLOW_THREADS
+    rc = run(&w);
+    Py_END_ALLOW_THREADS
+    if (rc < 0) {
+        PyErr_SetString(PyExc_ValueError, "output buffer too small");
         goto fail;
+    }
     for (int i = 0; i < w.n_views; i++)
         PyBuffer_Release(&w.views[i]);
     return Py_BuildValue("nn", w.n_out, w.n_fresh);
@@ -837,6 +847,18 @@ static void merge_stragglers(int64_t *ot, int32_t *om, int8_t *oo, int8_t *on, P
     }
 }
 
+/* rows [from, from + n) of the four row columns to [to, to + n) (to <= from) */
+static void move_run(int64_t *rt, int32_t *rk, int8_t *ro, int8_t *rn, Py_ssize_t from,
+                     Py_ssize_t to, Py_ssize_t n)
+{
+    if (n == 0 || to == from)
+        return;
+    memmove(rt + to, rt + from, (size_t)n * sizeof *rt);
+    memmove(rk + to, rk + from, (size_t)n * sizeof *rk);
+    memmove(ro + to, ro + from, (size_t)n);
+    memmove(rn + to, rn + from, (size_t)n);
+}
+
 typedef struct {
     int64_t row, task;
 } Deferred;
@@ -914,16 +936,20 @@ static PyObject *split(PyObject *self, PyObject *args)
         qsort(open_rows, (size_t)n_open, sizeof(Deferred), by_row);
     Py_ssize_t kept = 0, n_main = 0, next = 0;
     int64_t top = INT64_MIN;
+    int no_memory = 0;
+    /* rows and arrays only: a thread reading ahead runs meanwhile */
+    Py_BEGIN_ALLOW_THREADS
+    /* kept rows move to the front a run at a time: [run, run + n_run) goes to
+     * [kept - n_run, kept) once a row handed on (or the end) ends the run */
+    Py_ssize_t run = 0, n_run = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         if (!all && rt[i] >= cut) {
-            if (kept != i) { /* rows kept from the first on stay where they are */
-                rt[kept] = rt[i];
-                rk[kept] = rk[i];
-                ro[kept] = ro[i];
-                rn[kept] = rn[i];
-            }
+            if (n_run++ == 0)
+                run = i;
             kept++;
         } else {
+            move_run(rt, rk, ro, rn, run, kept - n_run, n_run);
+            n_run = 0;
             int32_t task = rk[i];
             int32_t mem = -1;
             if (task >= 0) {
@@ -942,10 +968,10 @@ static PyObject *split(PyObject *self, PyObject *args)
             } else {
                 if (n_st == cap_st) {
                     cap_st = cap_st ? 2 * cap_st : 64;
-                    Straggler *grown = PyMem_Realloc(st, (size_t)cap_st * sizeof(Straggler));
+                    Straggler *grown = PyMem_RawRealloc(st, (size_t)cap_st * sizeof(Straggler));
                     if (grown == NULL) {
-                        PyErr_NoMemory();
-                        goto fail;
+                        no_memory = 1;
+                        break;
                     }
                     st = grown;
                 }
@@ -957,13 +983,20 @@ static PyObject *split(PyObject *self, PyObject *args)
         while (next < n_open && open_rows[next].row == i)
             deferred[open_rows[next++].task] = kept - 1;
     }
-    merge_stragglers(ot, om, oo, on, n_main, st, n_st);
+    move_run(rt, rk, ro, rn, run, kept - n_run, n_run);
+    if (!no_memory)
+        merge_stragglers(ot, om, oo, on, n_main, st, n_st);
+    Py_END_ALLOW_THREADS
+    if (no_memory) {
+        PyErr_NoMemory();
+        goto fail;
+    }
     result = Py_BuildValue("nn", n_main + n_st, kept);
     goto fail;
 short_arr:
     PyErr_SetString(PyExc_ValueError, "array shorter than needed");
 fail:
-    PyMem_Free(st);
+    PyMem_RawFree(st);
     PyMem_Free(open_rows);
     for (int i = 0; i < w.n_views; i++)
         PyBuffer_Release(&w.views[i]);
@@ -975,6 +1008,7 @@ static PyMethodDef methods[] = {
     {"bounds", bounds, METH_VARARGS, "Min and max of the event columns, and the pid table size."},
     {"new_pids", new_pids, METH_VARARGS, "The pids the pid table does not have yet."},
     {"split", split, METH_VARARGS, "Hand on the rows before a time; keep the rest."},
+    {"first_rows", first_rows, METH_VARARGS, "Each member's first old state per epoch."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -13,9 +13,15 @@ Before conversion one pass collects thread names and thread groups (COMM and
 FORK records in time order; a thread no COMM record names gets the comm its
 switches carry) and the threads that have events (the default grouping is
 ``vm`` only if a vCPU thread is among them).  That pass keeps the decoded
-events (up to ``CACHE_BYTES``) for the two passes of the analysis, and with
-them in memory each LOST record's window starts exactly at its CPU's last
-kept event.  perf's untimed end-of-run LOST_SAMPLES summaries are only counted.
+events (up to ``CACHE_BYTES``) for the conversion, and with them in memory
+each LOST record's window starts exactly at its CPU's last kept event.
+perf's untimed end-of-run LOST_SAMPLES summaries are only counted.  The pass
+starts as soon as the file is opened, on a thread of its own, in C: nothing
+it needs imports numpy (:mod:`.perfdata_open`; this module imports numpy only
+once the pass runs), so while it reads the file the main thread goes on
+importing numpy and the rest of the analysis; a command that knows its input
+early starts it sooner still (``perfdata_open.prefetch``).  The analysis's own
+first pass converts once (:mod:`.firstpass`).
 
 A file whose writer was killed keeps a zero data size in its header and no
 feature sections: the data runs to the end of the file (a partial last record
@@ -31,34 +37,26 @@ counts malformed samples).
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Callable, Iterator
+from typing import IO, TYPE_CHECKING, Any
 
 from runstate.errors import InputError
-from runstate.model.events import EventBatch
-from runstate.model.registry import Registry
-from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.base import ReadOptions
 from runstate.sources.formats import PERF_DATA
 from runstate.sources.linux import _perfscan
-from runstate.sources.linux.perfdata_header import MAGIC, read_header, system_wide
-from runstate.sources.linux.perfdata_order import EventStream, place_losses
-from runstate.sources.linux.perfdata_records import RecordDecoder, tracepoint_attrs
-from runstate.sources.linux.perfdata_tracing import host_formats
-from runstate.sources.linux.sched import (
-    NEEDED_EVENTS,
-    RECORD_HINT,
-    LostEvents,
-    sched_batches,
-)
-from runstate.sources.linux.schedevents import SchedEvents, TaskNames
+from runstate.sources.linux.perfdata_header import MAGIC
+from runstate.sources.linux.perfdata_open import CACHE_BYTES as CACHE_BYTES
+from runstate.sources.linux.perfdata_open import CACHE_EVENTS, Opened, claim
+from runstate.sources.linux.schedkinds import TaskNames
 
-#: decoded events are kept in memory between the two passes up to this budget, counted
-#: at 29 B an event (the columns take 33): about 3.5 M events, some 115 MB of columns
-CACHE_BYTES = 96 << 20
-CACHE_EVENTS = CACHE_BYTES // 29
-#: the smallest sample a sched event can come from: header, time, cpu, raw size, raw data
-MIN_SAMPLE_BYTES = 36
+if TYPE_CHECKING:  # numpy is imported only once the names pass runs (see above)
+    import numpy as np
+    import numpy.typing as npt
+
+    from runstate.model.events import EventBatch
+    from runstate.sources.linux.keptread import KeptRead
+    from runstate.sources.linux.sched import LostEvents
+    from runstate.sources.linux.schedevents import SchedEvents
 
 
 class PerfDataSource:
@@ -67,8 +65,6 @@ class PerfDataSource:
     def __init__(self, path: str, options: ReadOptions) -> None:
         self.path = path
         self._options = options
-        self.registry = Registry()
-        self.info = SourceInfo(format="perf-data", path=path)
         self.rereadable = True
         self._names: TaskNames | None = None
         self._cache: list[SchedEvents | LostEvents] | None = None
@@ -78,42 +74,61 @@ class PerfDataSource:
         #: what the names pass counted of damage; a replay of its cached events does not
         #: walk the file again, so the counts are carried over from it
         self._scan_damage: dict[str, int] = {}
-        try:
-            with open(path, "rb") as f:
-                self.header = read_header(path, f)
-        except OSError as err:
-            raise InputError(path, err.strerror or str(err)) from None
-        self._setup()
+        #: the first pass's conversion, kept for the second read (see first_pass)
+        self._kept: KeptRead | None = None
+        claimed = claim(path, options)
+        if claimed is None:
+            opened = Opened(path, options)
+            self._names_pass = opened.names_pass(CACHE_EVENTS, guess=True)
+        else:
+            opened, self._names_pass = claimed
+        self._opened = opened
+        self.header = opened.header
+        self.info = opened.info
+        self._records = opened.records
+        self._filtered = opened.filtered
+        from runstate.model.registry import Registry  # numpy: while the pass runs
 
-    def _setup(self) -> None:
-        h = self.header
-        tp = tracepoint_attrs(h)
-        if not tp:
-            raise InputError(self.path, "no tracepoint events in the file; runstate needs "
-                             + ", ".join(NEEDED_EVENTS) + "; " + RECORD_HINT)
-        self.info.clock = tp[0].clock
-        if h.truncated:
-            self.info.notes.append("perf.data was not finished (writer killed?): read up to "
-                                   "the last whole record")
-        if not h.formats:
-            h.formats = host_formats()
-            if not h.formats:
-                raise InputError(self.path, "the file carries no tracepoint formats (perf "
-                                 "killed before it finished writing?) and this host has no "
-                                 "tracefs sched formats to use instead")
-            self.info.notes.append("the file carries no tracepoint formats; used this "
-                                   "host's tracefs formats")
-        self._records = RecordDecoder(self.path, h, self._options, self.info)
-        self._filtered = not system_wide(h.cmdline, h.attrs)
-        self._records.n_streams = None if self._filtered else len(tp[0].ids)
-        if self._filtered:
-            self.info.notes.append("perf recorded only some tasks (no -a): switch-ins by "
-                                   "untraced tasks are missing, so running and runnable times "
-                                   "are estimates and host idleness is unknown; record with -a")
+        self.registry = Registry()
 
     # ---- public ----------------------------------------------------------------
 
+    def first_pass(self, progress: Callable[[int], None] | None = None
+                   ) -> tuple[npt.NDArray[np.int8], int | None, int | None]:
+        """Exact mode's first pass: each member's state before its first row per epoch,
+        and the first and last row times (see :mod:`.firstpass`).
+
+        The conversion it runs is kept for the next :meth:`batches` (in memory, or past
+        its budget in a temporary file, see :mod:`.keptread`).
+        """
+        from runstate.sources.linux.firstpass import FirstRows
+        from runstate.sources.linux.keptread import KeptRead
+
+        first = FirstRows()
+        kept: KeptRead | None = KeptRead()
+        self._kept = None
+        for batch in self.batches():
+            first.feed(batch, self.registry.n_members)
+            if kept is not None and not kept.add(batch):
+                kept = None
+            if progress is not None:
+                progress(len(batch))
+        if kept is not None and kept.finish():
+            kept.note(self.info)
+            self._kept = kept
+        return first.states(self.registry.n_members), first.first, first.last
+
     def batches(self) -> Iterator[EventBatch]:
+        if self._kept is not None:
+            kept = self._kept
+            kept.restore(self.info)
+            if kept.spilled:  # read back once; a later read converts again
+                self._kept = None
+            try:
+                yield from kept.replay()
+            finally:
+                kept.close()  # a file read back is deleted, even if left early
+            return
         names = self._task_names()
         self.info.anomalies.clear()
         self.info.initial_states.clear()
@@ -123,21 +138,32 @@ class PerfDataSource:
             self.info.anomalies["events_after_cut"] = self._after_cut
         if self._cache is not None:
             self.info.anomalies.update(self._scan_damage)
+        from runstate.sources.linux.sched import sched_batches
+
         items = iter(self._cache) if self._cache is not None else self._items(recycle=True)
         yield from sched_batches(self.path, items, names, self.registry, self.info,
                                  self._options, n_cpus=self.header.n_cpus,
                                  active=self._active, filtered=self._filtered)
 
     def _task_names(self) -> TaskNames:
-        """Names, thread groups and active tids, from one pass that also keeps the events."""
+        """Names, thread groups and active tids, from the names pass (it also keeps the
+        events while they fit the cache)."""
         if self._names is not None:
             return self._names
-        scanner = self._scanner()
-        stream = EventStream(scanner, self._options.chunk_rows, self._cache_capacity(),
-                             self._error, fixed=True)
-        kept = list(self._ended(stream))
-        if not stream.overflow and stream.count <= CACHE_EVENTS:
-            self._cache = place_losses(kept, stream.events(), self._options.chunk_rows)
+        from runstate.sources.linux.perfdata_order import place_losses, stored_items
+
+        scanner = self._names_pass
+        count, overflow = scanner.wait()
+        if overflow and count <= CACHE_EVENTS:  # it guessed wrong: a pass that keeps them
+            scanner = self._names_pass = self._opened.names_pass(CACHE_EVENTS, guess=False)
+            count, overflow = scanner.wait()
+        status = scanner.status()
+        if status["error"][0]:
+            raise self._error(status["error"])
+        self._count_damage(status)
+        if not overflow and count <= CACHE_EVENTS:
+            kept, allev = stored_items(scanner, count)
+            self._cache = place_losses(kept, allev, self._options.chunk_rows)
         self._active = set(scanner.active())
         self._names = self._names_from(scanner)
         return self._names
@@ -156,32 +182,28 @@ class PerfDataSource:
                 names.comm[pid] = comm.decode("utf-8", "replace")
         return names
 
-    def _cache_capacity(self) -> int:
-        """Room for every event the data section can hold, up to the cache's size."""
-        return min(self.header.data_size // MIN_SAMPLE_BYTES + 1, CACHE_EVENTS + 1)
-
     def _items(self, recycle: bool = False) -> Iterator[SchedEvents | LostEvents]:
-        """Time-ordered chunks of about ``chunk_rows`` events, with losses between them
-        (with ``recycle``, each valid until the next but one is asked for)."""
-        rows = self._options.chunk_rows
-        yield from self._ended(EventStream(self._scanner(), rows, 2 * rows + 1024, self._error,
-                                           recycle=recycle))
+        """Time-ordered chunks of about ``chunk_rows`` events, with losses between them.
+
+        With ``recycle`` a thread reads ahead while the caller converts, into
+        buffers that take turns: each chunk is valid until the next item is asked
+        for.  Otherwise every chunk has arrays of its own.
+        """
+        from runstate.sources.linux.perfdata_ahead import read_ahead
+        from runstate.sources.linux.perfdata_order import EventStream
+
+        rows, scanner = self._options.chunk_rows, self._scanner()
+        if recycle:
+            yield from read_ahead(scanner, rows, self._error)
+        else:
+            yield from EventStream(scanner, rows, 2 * rows + 1024, self._error)
+        self._count_damage(scanner.status())
 
     def _scanner(self) -> _perfscan.Scanner:
-        """A C pass over the data section (it keeps a descriptor of the file of its own)."""
-        try:
-            fd = os.open(self.path, os.O_RDONLY)
-        except OSError as err:
-            raise InputError(self.path, err.strerror or str(err)) from None
-        try:
-            return self._records.scanner(fd)
-        finally:
-            os.close(fd)
+        return self._opened.scanner()
 
-    def _ended(self, stream: EventStream) -> Iterator[SchedEvents | LostEvents]:
-        """The stream, then what its pass counted; a cut-off file ends where it is complete."""
-        yield from stream
-        status = stream.scanner.status()
+    def _count_damage(self, status: dict[str, Any]) -> None:
+        """What a pass counted; a cut-off file ends where it is complete."""
         if self._names is None and status["untimed"]:
             self._untimed += status["untimed"]
         for name, key in (("malformed_samples", "malformed"), ("truncated_tail_bytes",

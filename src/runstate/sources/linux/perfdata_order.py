@@ -49,85 +49,70 @@ def _events(cols: list[npt.NDArray[np.generic]], start: int, stop: int) -> Sched
 
 
 class EventStream:
-    """The scanner's released events as chunks and losses, in order.
+    """The scanner's released events as chunks and losses, in order, each chunk in arrays
+    of its own (:mod:`.perfdata_ahead` reads ahead into buffers that take turns).
 
     Args:
         scanner: a fresh :class:`~runstate.sources.linux._perfscan.Scanner`.
         chunk_rows: a chunk ends at the first round end after this many events.
-        capacity: events the first buffer holds.  With ``fixed`` the buffer
-            never grows: the chunks are views of it, and a stream with more
-            events is only counted (``overflow``; nothing more is yielded).
-            Otherwise each buffer holds one chunk or more and grows as needed.
+        capacity: events the first buffer holds; each buffer holds one chunk or
+            more and grows as needed.
         on_error: turns the scanner's error status into the exception raised.
-        recycle: two buffers take turns, so a chunk's rows are overwritten two
-            chunks later: for a consumer done with each chunk when it asks for
-            the next (fresh memory costs a page fault per page).
     """
 
     def __init__(self, scanner: _perfscan.Scanner, chunk_rows: int, capacity: int,
-                 on_error: Callable[[tuple[int, int, int, int]], Exception],
-                 fixed: bool = False, recycle: bool = False) -> None:
+                 on_error: Callable[[tuple[int, int, int, int]], Exception]) -> None:
         self.scanner = scanner
         self._chunk_rows = max(1, chunk_rows)
         self._capacity = max(1, capacity)
         self._on_error = on_error
-        self._fixed = fixed
-        self._recycle = recycle
-        #: the stream had more events than a fixed buffer holds
-        self.overflow = False
-        #: events released in all
-        self.count = 0
-        self._cols: list[npt.NDArray[np.generic]] = []
 
     def __iter__(self) -> Iterator[SchedEvents | LostEvents]:
-        cols = self._cols = _alloc(self._capacity)
-        spare: list[npt.NDArray[np.generic]] | None = None
+        cols = _alloc(self._capacity)
         start = filled = 0
         scanner = self.scanner
         while True:
             n, why = scanner.read(tuple(c[filled:] for c in cols), self._chunk_rows)
             filled += n
-            self.count += n
             if why == _perfscan.STOP_ERROR:
                 raise self._on_error(scanner.status()["error"])
             if why == _perfscan.STOP_FULL:
                 cols, start, filled = self._room(cols, start, filled)
                 continue
-            if filled > start and not self.overflow:
+            if filled > start:
                 yield _events(cols, start, filled)
             start = filled
-            if why == _perfscan.STOP_LOSS and not self.overflow:
+            if why == _perfscan.STOP_LOSS:
                 yield LostEvents(*scanner.take_loss())
             if why == _perfscan.STOP_END:
                 return
-            if not self._fixed and filled > self._capacity // 2:
-                cols, spare = self._next_buffer(cols, spare), cols
+            if filled > self._capacity // 2:
+                cols = _alloc(len(cols[0]))
                 start = filled = 0
-
-    def _next_buffer(self, cols: list[npt.NDArray[np.generic]],
-                     spare: list[npt.NDArray[np.generic]] | None
-                     ) -> list[npt.NDArray[np.generic]]:
-        """The buffer after ``cols``: the one before it when recycling, else a new one."""
-        if self._recycle and spare is not None and len(spare[0]) == len(cols[0]):
-            return spare
-        return _alloc(len(cols[0]))
-
-    def events(self) -> SchedEvents:
-        """All the events of a fixed stream that did not overflow, in one table."""
-        assert self._fixed and not self.overflow
-        return _events(self._cols, 0, self.count)
 
     def _room(self, cols: list[npt.NDArray[np.generic]], start: int, filled: int
               ) -> tuple[list[npt.NDArray[np.generic]], int, int]:
-        """Room for more events: a fixed buffer is reused (overflow), others grow."""
-        if self._fixed:
-            self.overflow = True
-            return cols, 0, 0
+        """Room for more events: a larger buffer, the chunk so far moved to its start."""
         pending = filled - start
         fresh = _alloc(max(self._capacity, 2 * pending))
         for new, old in zip(fresh, cols, strict=True):
             new[:pending] = old[start:filled]
         return fresh, 0, pending
+
+
+def stored_items(scanner: _perfscan.Scanner, count: int
+                 ) -> tuple[list[SchedEvents | LostEvents], SchedEvents]:
+    """The chunks and losses a names pass (``Scanner.start``) kept, and all its events in
+    one table: numpy views of the columns the pass wrote (no copy)."""
+    cols = [np.frombuffer(c, dtype, count) for c, dtype in zip(scanner.columns(), COLUMNS,
+                                                                strict=True)]
+    items: list[SchedEvents | LostEvents] = []
+    for item in scanner.items():
+        if len(item) == 2:
+            items.append(_events(cols, item[0], item[1]))
+        else:
+            items.append(LostEvents(*item))
+    return items, _events(cols, 0, count)
 
 
 def place_losses(items: list[SchedEvents | LostEvents], allev: SchedEvents, step: int

@@ -13,9 +13,8 @@ samples; so does a file whose writer was killed).
 from __future__ import annotations
 
 import struct
+from array import array
 from dataclasses import dataclass
-
-import numpy as np
 
 from runstate._abi import check_constants, check_kernel
 from runstate.errors import InputError
@@ -23,8 +22,13 @@ from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux import _perfscan
 from runstate.sources.linux.perfdata_header import HEADER_SIZE, PERF_TYPE_TRACEPOINT, Attr, Header
 from runstate.sources.linux.perfdata_tracing import SCHED_KINDS
-from runstate.sources.linux.sched import NEEDED_EVENTS, PID_LIMIT, RECORD_HINT
-from runstate.sources.linux.schedevents import SchedKind, TaskNames
+from runstate.sources.linux.schedkinds import (
+    NEEDED_EVENTS,
+    PID_LIMIT,
+    RECORD_HINT,
+    SchedKind,
+    TaskNames,
+)
 from runstate.sources.linux.tpformat import EventFormat, Field
 
 check_kernel(_perfscan)
@@ -152,7 +156,7 @@ class RecordDecoder:
         layout = (lay.time, lay.cpu, lay.id, lay.before_callchain, int(lay.callchain),
                   t_at, cpu_at, int(self._multi))
         kinds = tuple(self._kind_spec(fid, kind) for kind, fid in self._id_of_kind.items())
-        ids = np.array(sorted(self._raw_ids()), np.int64)
+        ids = array("q", sorted(self._raw_ids()))  # no numpy: the pass may start before it
         n_streams = -1 if self.n_streams is None else self.n_streams
         flags = (int(h.truncated), int(self._options.lenient), n_streams)
         return _perfscan.Scanner(fd, h.data_offset, h.data_size, layout, kinds, ids, flags)

@@ -12,7 +12,7 @@ import os
 import struct
 from dataclasses import dataclass, field
 
-from runstate.sources.linux.schedevents import SchedKind
+from runstate.sources.linux.schedkinds import SchedKind
 from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
 
 #: the sched tracepoints read, by name

@@ -1,10 +1,14 @@
 /* The perf.data C pass (_perfscan.c): its types, growable arrays and CPU table.
+ *
+ * The pass itself (perfscan_records.h, perfscan_order.h, perfscan_pass.h) runs without
+ * the GIL: it allocates with PyMem_Raw* and reports failures in the Scanner.
  */
 #ifndef RUNSTATE_PERFSCAN_H
 #define RUNSTATE_PERFSCAN_H
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,7 +26,7 @@ enum { E_RECORD_SIZE = 1, E_TAIL = 2, E_COMPRESSED = 3, E_SHORT = 4, E_FORMAT = 
 enum { MAX_KINDS = 8, COMM_MAX = 64 };
 /* the Python reader read 8 MiB blocks: names and short-sample counts keep its grain */
 #define BLOCK ((int64_t)8 << 20)
-#define WINDOW ((int64_t)32 << 20)
+#define WINDOW ((int64_t)8 << 20)
 #define PID_LIMIT (1 << 22)
 #define MAX_RECORD ((int64_t)65536 + 16)
 /* the walk reads the file this far ahead of itself (memory latency, not bandwidth, is
@@ -41,11 +45,21 @@ typedef struct {
     int off, size, sign;
 } Fld;
 
+/* a field read as 8 bytes and cut to its size (see Kind.wide) */
+typedef struct {
+    int at, shift, sign, present;
+    int64_t absent; /* the value of a field the format lacks */
+} Wide;
+
 typedef struct {
     int64_t id;
     int kind, need, bad;
     Fld f[4]; /* pid, other, prev_state, actor */
     Fld comm[2];
+    /* every field lies 8 bytes or more before the end of the data `need` guarantees:
+     * each is read as 8 bytes and cut, without a branch on its size */
+    int wide;
+    Wide w[4];
 } Kind;
 
 typedef struct {
@@ -79,6 +93,20 @@ typedef struct {
     Py_ssize_t n, cap;
 } Vec;
 
+/* a COMM or FORK record: its offset in the file, and its bytes in side_bytes */
+typedef struct {
+    int64_t pos, off, size;
+    uint32_t type;
+} Side;
+
+/* what the names pass found, in order: a chunk of rows [start, stop), or a loss */
+enum { ITEM_CHUNK = 0, ITEM_LOSS = 1 };
+typedef struct {
+    int type;
+    Py_ssize_t start, stop;
+    Loss loss;
+} Item;
+
 typedef struct {
     PyObject_HEAD
     int fd;
@@ -92,8 +120,13 @@ typedef struct {
     int64_t n_streams;
     Kind kinds[MAX_KINDS];
     int n_kinds;
-    int64_t *ids;
-    Py_ssize_t n_ids;
+    /* tracepoint id -> index in kinds + 1 (0: not a sched kind) */
+    uint8_t kind_index[65536];
+    /* the sample ids of the sched tracepoints, hashed: 1 << id_bits slots, at least
+     * twice as many as ids */
+    int64_t *id_slots;
+    uint8_t *id_used;
+    int id_bits;
     /* round order: held events, the first `released` of them released (in order) and
      * the first `head` of those handed out */
     Vec held, tmp, runs, pending;
@@ -113,7 +146,24 @@ typedef struct {
     uint8_t *active;
     int32_t *name_slot;
     Vec names;
-    PyObject *side;
+    Vec side, side_bytes;
+    /* a failure to read the file (its errno; 0: none) */
+    int os_errno;
+    /* the names pass on its own thread (perfscan_pass.h): its columns (Blocks the
+     * Scanner owns) and where they start, the items it found, how it ended */
+    PyObject *own[7];
+    void *own_at[7];
+    Py_ssize_t own_cap, pass_rows, pass_count;
+    Vec items;
+    pthread_t thread;
+    int pass_started, pass_running, pass_overflow, pass_rc, pass_guess, cancel;
+    /* past an overflow of a file not cut short, the pass only names (perfscan_pass.h):
+     * no event is held, ordered or handed out, each one just counted and its tids
+     * marked active; ticks paces its checks for a cancel */
+    int names_only;
+    int64_t ticks;
+    /* a read() runs (without the GIL) */
+    int reading;
     /* a pending short-sample error: its block, first offset, count */
     int64_t short_block, short_off, short_n;
     int err_code, err_kind;
@@ -121,6 +171,8 @@ typedef struct {
     int init_called, initialized;
 } Scanner;
 
+/* room for `need` items (-1: out of memory; no Python error is set: the scan may run
+ * without the GIL, see perfscan_pass.h) */
 static int grow(Vec *v, Py_ssize_t need, size_t item)
 {
     if (need <= v->cap)
@@ -128,11 +180,9 @@ static int grow(Vec *v, Py_ssize_t need, size_t item)
     Py_ssize_t cap = v->cap ? v->cap : 64;
     while (cap < need)
         cap *= 2;
-    void *p = PyMem_Realloc(v->v, (size_t)cap * item);
-    if (p == NULL) {
-        PyErr_NoMemory();
+    void *p = PyMem_RawRealloc(v->v, (size_t)cap * item);
+    if (p == NULL)
         return -1;
-    }
     v->v = p;
     v->cap = cap;
     return 0;
@@ -156,7 +206,7 @@ static Cpu *cpu_hash(Scanner *s, int64_t cpu, int insert)
         if (!insert)
             return NULL;
         Py_ssize_t cap = s->cpu_cap ? 2 * s->cpu_cap : 16;
-        Cpu *fresh = PyMem_Calloc((size_t)cap, sizeof(Cpu));
+        Cpu *fresh = PyMem_RawCalloc((size_t)cap, sizeof(Cpu));
         if (fresh == NULL)
             return NULL;
         for (Py_ssize_t i = 0; i < s->cpu_cap; i++) {
@@ -167,7 +217,7 @@ static Cpu *cpu_hash(Scanner *s, int64_t cpu, int insert)
                 h = (h + 1) & (cap - 1);
             fresh[h] = s->cpus[i];
         }
-        PyMem_Free(s->cpus);
+        PyMem_RawFree(s->cpus);
         s->cpus = fresh;
         s->cpu_cap = cap;
         memset(s->direct, 0, sizeof s->direct);

@@ -158,11 +158,9 @@ static int release(Scanner *s, int all, int64_t limit)
         if (all || pl[i].end <= limit)
             n_due++;
     if (n_due) {
-        due = PyMem_Malloc((size_t)n_due * sizeof(Loss));
-        if (due == NULL) {
-            PyErr_NoMemory();
+        due = PyMem_RawMalloc((size_t)n_due * sizeof(Loss));
+        if (due == NULL)
             return -1;
-        }
         Py_ssize_t k = 0;
         for (Py_ssize_t i = 0; i < s->pending.n; i++) {
             if (all || pl[i].end <= limit)
@@ -184,7 +182,7 @@ static int release(Scanner *s, int all, int64_t limit)
         loss.begin = begin;
         rc = push_mark(s, M_LOSS, where, &loss);
     }
-    PyMem_Free(due);
+    PyMem_RawFree(due);
     if (rc < 0 || push_mark(s, M_RELEASE, cut, NULL) < 0)
         return -1;
     note_last(s, ev, cut);
@@ -205,6 +203,8 @@ static void drop_released(Scanner *s)
 
 static int round_end(Scanner *s)
 {
+    if (s->names_only)
+        return 0;
     int had = s->has_limit;
     int64_t limit = s->limit;
     s->has_limit = s->has_max;
@@ -238,6 +238,8 @@ static int complete_until(const Scanner *s, int64_t *until)
 static int finish(Scanner *s)
 {
     s->ended = 1;
+    if (s->names_only)
+        return 0;
     if (!s->truncated)
         return release(s, 1, 0);
     int64_t until;

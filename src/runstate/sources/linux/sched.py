@@ -82,6 +82,9 @@ from runstate.model.states import LOSS_BEGIN, LOSS_END, MemberState
 from runstate.sources.base import ReadOptions, SourceInfo
 from runstate.sources.linux import _schedwalk
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
+from runstate.sources.linux.schedkinds import NEEDED_EVENTS as NEEDED_EVENTS
+from runstate.sources.linux.schedkinds import PID_LIMIT as PID_LIMIT
+from runstate.sources.linux.schedkinds import RECORD_HINT as RECORD_HINT
 from runstate.sources.linux.schedmembers import FLOOR_START, ConverterBase
 
 check_kernel(_schedwalk)
@@ -117,11 +120,6 @@ ANOMALIES = (
     "silent_runnable_unresolved",  # a task in R at record start never seen: left out
 )
 
-NEEDED_EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new")
-RECORD_HINT = ("record them with: perf record -k mono -e sched:sched_switch,sched:sched_wakeup,"
-               "sched:sched_wakeup_new,sched:sched_process_exit,sched:sched_process_fork "
-               "-a -- <workload>  (or 'runstate record')")
-
 
 @dataclass(frozen=True, slots=True)
 class LostEvents:
@@ -148,8 +146,7 @@ COUNTERS = ("switch_chain_breaks", "chain_repairs", "chain_repairs_unproven",
             "switch_out_not_running", "switch_in_not_runnable", "wakeup_of_running",
             "event_after_exit", "time_backwards", "switch_in_time_unknown")
 _G_LAST, _G_FLOOR, _G_SWITCHES, _G_OPEN = 0, 1, 2, 3
-#: Linux's PID_MAX_LIMIT and a generous CPU count: anything beyond is damage
-PID_LIMIT = 1 << 22
+#: a generous CPU count: anything beyond is damage (PID_LIMIT: pids likewise)
 MAX_CPUS = 1 << 14
 _NO_TIME = np.iinfo(np.int64).min
 

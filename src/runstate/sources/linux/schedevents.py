@@ -24,25 +24,20 @@ actor         int32  the task current on ``cpu`` when the event was recorded
 The actor is evidence: an event recorded on a CPU proves its actor was
 running there at that moment, which bounds a switch the tracer dropped.
 
-Thread names and thread groups travel beside the table in :class:`TaskNames`.
+Thread names and thread groups travel beside the table in :class:`TaskNames`
+(defined, with :class:`SchedKind`, in the numpy-free :mod:`.schedkinds`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from enum import IntEnum
+from dataclasses import dataclass
 
 import numpy as np
 import numpy.typing as npt
 
-
-class SchedKind(IntEnum):
-    SWITCH = 0
-    WAKEUP = 1
-    WAKEUP_NEW = 2
-    EXIT = 3
-    FORK = 4
+from runstate.sources.linux.schedkinds import SchedKind as SchedKind
+from runstate.sources.linux.schedkinds import TaskNames as TaskNames
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,19 +89,3 @@ class SchedEvents:
         return SchedEvents(self.time[index], self.cpu[index], self.kind[index],
                            self.pid[index], self.other_pid[index], self.prev_state[index],
                            None if self.actor is None else self.actor[index])
-
-
-@dataclass(slots=True)
-class TaskNames:
-    """What is known about threads: names, thread groups, cgroups, start states."""
-
-    #: tid -> comm (latest seen)
-    comm: dict[int, str] = field(default_factory=dict)
-    #: tid -> tgid (process id)
-    tgid: dict[int, int] = field(default_factory=dict)
-    #: tid -> cgroup path, where the source has it
-    cgroup: dict[int, str] = field(default_factory=dict)
-    #: tgid -> VM name (QEMU ``-name guest=``), where known
-    vm_name: dict[int, str] = field(default_factory=dict)
-    #: tid -> one-letter /proc state at record start (R, S, D, ...), where known
-    start_state: dict[int, str] = field(default_factory=dict)

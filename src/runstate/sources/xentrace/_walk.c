@@ -6,7 +6,7 @@
  * and a Python loop over them takes seconds.  This file only walks and decodes
  * (the decoding itself is walk_core.h); merging the per-pcpu streams, member
  * indices and all semantics live in Python (reader.py), on the columns
- * written here.  Exact mode on a file takes the fast path (_scan.c, _merge.c)
+ * written here.  Exact mode on a file takes the fast path (_job.c, _merge.c)
  * where it can.
  *
  * The walker is resumable: all position state lives in the caller's `cursor`

@@ -1,5 +1,5 @@
 /*
- * What the two passes of exact mode's fast path share (_scan.c, _merge.c):
+ * What the two passes of exact mode's fast path share (_job.c, _merge.c):
  * the vCPU table, and giving mapped pages back once a walk is past them.
  */
 #ifndef RUNSTATE_XENTRACE_FASTPATH_H
@@ -96,6 +96,88 @@ static inline int table_add(Table *t, int64_t key)
     t->keys[s] = key;
     t->nums[s] = (int32_t)t->n++;
     return 0;
+}
+
+/* ---- rows the first pass keeps for the second ---------------------------- */
+/* Decoding a record costs as much as everything else the second pass does
+ * with its row, so the first pass keeps the vCPU rows it decodes, window by
+ * window, up to a budget, and the second pass merges those instead of
+ * decoding them again.
+ *
+ * A row's fields besides its TSC and offset, as the merge carries them in
+ * the low bits of a word (merge_core.h): the vCPU (its number in a table of
+ * the pass), whether it is a continue-running record, its old and new state. */
+enum { KEPT_VCPU_SHIFT = 4, KEPT_CONTINUE_BIT = 23, KEPT_OFF_SHIFT = 24 };
+#define MAX_KEPT_VCPUS (1LL << (KEPT_CONTINUE_BIT - KEPT_VCPU_SHIFT))
+/* bytes of a vCPU record at the least (header, TSC, one data word): a window
+ * of n bytes has at most n / MIN_ROW_BYTES rows */
+enum { MIN_ROW_BYTES = 16 };
+
+static inline int32_t row_fields(int continues, int64_t vcpu, int old, int new)
+{
+    return (int32_t)(continues << KEPT_CONTINUE_BIT | vcpu << KEPT_VCPU_SHIFT | old << 2 | new);
+}
+
+/* A kept row in 8 bytes (memory taken fresh costs about as much as writing
+ * it, on some systems more): the step of its TSC from the row before it of
+ * its window and part (the first row's from the window's base), and its
+ * fields.  A step of 2^32 cycles or more (1.8 s at 2.4 GHz without a row in
+ * between) is split: a slot with STEP_HIGH in `fields` holds its high half,
+ * the row's own slot the low half.  Rows of a window need no offset: at one
+ * TSC, rows of two windows come in the order of the windows' headers. */
+typedef struct {
+    uint32_t step;
+    int32_t fields;
+} KeptRow;
+
+#define STEP_HIGH INT32_MIN
+
+/* a window whose vCPU rows were kept: where its header is, its rows (slots),
+ * the TSC its first row steps from, and the TSC its pcpu had at its end */
+typedef struct {
+    int64_t header;
+    const KeptRow *rows;
+    int64_t n, base, last_tsc;
+} KeptWindow;
+
+/* Memory for many rows, written once from the start (NULL if there is
+ * none; free with big_free).  A fault per 4 kB page costs about as much as
+ * writing the rows there: the pages are huge ones where the system has them,
+ * and taken in steps of BIG_STEP bytes ahead of the rows (big_reserve), one
+ * madvise a step.  Measured on the benchmark trace's 31 MB of rows: about 17
+ * ms of system time, against 30 with 4 kB pages. */
+enum { BIG_STEP = 2 << 20 };
+
+static inline void *big_alloc(size_t bytes)
+{
+    void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return NULL;
+#ifdef MADV_HUGEPAGE
+    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint */
+#endif
+    return p;
+}
+
+/* the pages of [*ready, upto) of a big_alloc of `bytes` taken, in whole
+ * steps; *ready moves on (a system without MADV_POPULATE_WRITE takes them
+ * as they are written) */
+static inline void big_reserve(void *p, size_t bytes, size_t *ready, size_t upto)
+{
+    size_t end = (upto + BIG_STEP - 1) / BIG_STEP * BIG_STEP;
+    end = end < bytes ? end : bytes;
+    if (end <= *ready)
+        return;
+#ifdef MADV_POPULATE_WRITE
+    (void)madvise((uint8_t *)p + *ready, end - *ready, MADV_POPULATE_WRITE);
+#endif
+    *ready = end;
+}
+
+static inline void big_free(void *p, size_t bytes)
+{
+    if (p != NULL)
+        munmap(p, bytes);
 }
 
 /* ---- mapped pages ------------------------------------------------------ */

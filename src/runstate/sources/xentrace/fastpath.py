@@ -1,17 +1,22 @@
-"""Exact mode's fast path for xentrace files: both passes in C (``_scan``, ``_merge``).
+"""Exact mode's fast path for xentrace files: both passes in C (``_job``, ``_merge``).
 
 The first pass (:func:`scan`) walks the mapped file once and keeps, per vCPU,
 only its first record (smallest TSC, then byte offset): its old state is the
 vCPU's state from the window start, and the order of the vCPUs' first records
-is the order the generic path registers them in.  The second pass
-(:func:`batches`) walks each pcpu's windows as its own time-ordered stream
-and merges the streams by (TSC, byte offset) into event columns, the order
-the generic path's stable sort gives.
+is the order the generic path registers them in.  The second pass walks each
+pcpu's windows as its own time-ordered stream and merges the streams by (TSC,
+byte offset), the order the generic path's stable sort gives: either into
+event columns (:func:`batches`, for analyses that take rows batch by batch),
+or, for the whole trace, straight into the engine's accounting
+(:func:`account`: no row goes through Python).
 
+The first pass and the accounting second pass are one C job on threads of
+its own (``_job``), which the report command may start before the analysis
+modules have loaded (``prefetch``); :func:`scan` takes over such a job.
 Both passes use a second core where there is one: the first walks the two
-halves of the file at once; in the second, two threads each merge half the
-pcpus while the caller merges their two streams and its engine accounts the
-rows.
+halves of the file at once; the accounting splits the domains between two
+threads; the column merge has two threads each merge half the pcpus while
+the caller merges their two streams and its engine accounts the rows.
 
 A file takes this path only where the two agree by construction: no lost
 records (loss markers' order and the generic path's late-row clamp depend on
@@ -22,23 +27,27 @@ then reads (and reports, if it is damaged) as before.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
 from runstate._abi import check_constants, check_kernel
 from runstate.model.events import EventBatch
-from runstate.sources.xentrace import _merge, _scan
+from runstate.sources.xentrace import _job, _merge, prefetch
 from runstate.sources.xentrace.constants import MAX_PCPUS
+from runstate.sources.xentrace.prefetch import threads
 from runstate.sources.xentrace.walk import Stat, map_file
 
-for _kernel in (_scan, _merge):
+for _kernel in (_merge, _job):
     check_kernel(_kernel)
     check_constants(_kernel, {"MAX_PCPUS": MAX_PCPUS})
-check_constants(_scan, {"N_STATS": len(Stat)})
+# the job accounts rows into state arrays of the engine's layout; its export
+# checks each array's length against that layout (kernel_state.h) before it
+# writes, so a job built against another layout refuses the engine's arrays
+check_constants(_job, {"N_STATS": len(Stat)})
 
 #: batches handed out in turn (a batch stays valid until the next is asked for)
 SLOTS = 2
@@ -48,15 +57,6 @@ BATCH_ROWS = 1 << 16
 #: fewer rows than this are merged without threads: starting them costs more
 #: than they save (about half a millisecond)
 THREAD_MIN_ROWS = 1 << 17
-
-
-def threads() -> int:
-    """Threads a pass may use: two where the process may run on two cores."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cores = os.cpu_count() or 1
-    return 2 if cores > 1 else 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,31 +85,50 @@ class Plan:
     last_row_time: int
     #: byte offset where a cut final window stops being readable, or None
     truncated_at: int | None
+    #: the C job that read the file: it runs the accounting second pass too
+    job: _job.Job
 
 
 def scan(path: str, lenient: bool, progress: Callable[[int], None] | None = None) -> Plan | None:
-    """The first pass over the file at ``path``, or None if it needs the generic path."""
-    scanner = _scan.Scanner(1 if lenient else 0)
-    with map_file(path) as data:
-        status = scanner.run(data, True, threads())
-    if status != _scan.SCAN_DONE:
+    """The first pass over the file at ``path`` (the one a prefetch started, if it read
+    this file), or None if it needs the generic path."""
+    job = prefetch.claim(path, lenient)
+    if job is None:
+        job = prefetch.start_job(map_file(path), lenient, False)
+    if job.scanned() != _job.SCAN_DONE:
+        job.close()
         return None
     stats, pcpu_tsc, pcpu_first, pcpu_rows, summary, firsts = (
-        np.frombuffer(b, np.int64) for b in scanner.result())
+        np.frombuffer(b, np.int64) for b in job.result())
     if progress is not None:
-        progress(int(summary[_scan.SUM_ROWS]))
+        progress(int(summary[_job.SUM_ROWS]))
     key, time, off, old = firsts.reshape(-1, 4).T
     order = np.lexsort((off, time))  # by TSC, then byte offset: the merge's order
-    truncated = int(summary[_scan.SUM_TRUNCATED])
+    truncated = int(summary[_job.SUM_TRUNCATED])
     return Plan(
         stats=stats.copy(), pcpu_tsc=pcpu_tsc.copy(), pcpu_first=pcpu_first.copy(),
         pcpus=np.flatnonzero(pcpu_rows).astype(np.int32),
         pcpu_rows=pcpu_rows[pcpu_rows > 0].copy(),
         keys=np.ascontiguousarray(key[order]), first_offsets=np.ascontiguousarray(off[order]),
         initial=old[order].astype(np.int8),
-        first_time=int(summary[_scan.SUM_FIRST]), last_time=int(summary[_scan.SUM_LAST]),
-        last_row_time=max(int(summary[_scan.SUM_LAST_CHANGE]), int(time.max())),
-        truncated_at=truncated if truncated >= 0 else None)
+        first_time=int(summary[_job.SUM_FIRST]), last_time=int(summary[_job.SUM_LAST]),
+        last_row_time=max(int(summary[_job.SUM_LAST_CHANGE]), int(time.max())),
+        truncated_at=truncated if truncated >= 0 else None, job=job)
+
+
+def account(plan: Plan, state: Callable[[Callable[[tuple[Any, ...]], bool]], bool]) -> int | None:
+    """The second pass with every row accounted by the engine's rules as it is merged,
+    in C: the rows accounted, or None if the rows must go to the engine as batches.
+
+    ``state`` hands the job's export the engine's state arrays (``Engine.adopt``);
+    the job puts its accounted state there only if they hold the state it started
+    from (the same members, domains, window start and initial states).
+    """
+    try:
+        rows = plan.job.account()
+        return rows if rows >= 0 and state(plan.job.export) else None
+    finally:
+        plan.job.close()
 
 
 def groups(plan: Plan, n: int) -> tuple[npt.NDArray[np.int32], ...]:

@@ -29,13 +29,14 @@ at most ``MAX_PENDING`` rows are held.  A row older than rows already released
 and counted as ``late_records``.
 
 Exact mode on a file goes through ``fastpath`` (both passes in C) when the
-file allows it; the pipeline asks for that with :meth:`XentraceSource.first_pass`.
+file allows it; the pipeline asks for that with :meth:`XentraceSource.first_pass`,
+and, to have every row accounted in C, with :meth:`XentraceSource.account`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import IO
+from typing import IO, Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
@@ -62,6 +63,16 @@ from runstate.sources.xentrace.walk import (
     is_marker,
     packed_marker,
 )
+
+
+class AccountingEngine(Protocol):
+    """What :meth:`XentraceSource.account` needs of the pipeline's engine (the
+    engine layer comes after the sources, so this layer names it by shape)."""
+
+    @property
+    def start_ticks(self) -> int | None: ...
+
+    def adopt(self, fill: Callable[[tuple[Any, ...]], bool]) -> bool: ...
 
 #: records decoded per step: small enough for the columns to stay in cache
 #: (measured: 128 Ki rows beat 256 Ki by 10 % on the benchmark trace)
@@ -221,10 +232,29 @@ class XentraceSource:
         states[0, members] = plan.initial
         return states, plan.first_time, plan.last_row_time
 
+    def account(self, engine: AccountingEngine, end_ticks: int | None) -> int | None:
+        """Exact mode's second pass with every row accounted in C as it is merged,
+        leaving ``engine`` (as the pipeline set it up after :meth:`first_pass`) in the
+        state feeding it every batch would: the rows accounted, or None if this read
+        cannot (the engine is then untouched, to be fed batches).
+
+        Only a whole read can: from the first row (the engine's start), with every
+        row before ``end_ticks``, and no intervals (``Engine.adopt``).
+        """
+        plan = self._plan
+        if plan is None or engine.start_ticks != plan.first_time or (
+                end_ticks is not None and end_ticks < plan.last_row_time):
+            return None
+        rows = fastpath.account(plan, engine.adopt)
+        if rows is not None:
+            self._start_reading()  # what the first pass counted, as batches() restores it
+        return rows
+
     def batches(self) -> Iterator[EventBatch]:
         """Yield time-sorted batches; each call reads the input from the start."""
         self._start_reading()
         if self._plan is not None:
+            self._plan.job.close()  # rows go to the engine as batches: not accounted in C
             # the first pass counted all there is to count (restored just now)
             yield from fastpath.batches(self.path, self._plan, self._plan_order,
                                         self._options.lenient, self._options.chunk_rows)

@@ -1,7 +1,7 @@
 /*
  * Decoding xentrace windows and records: the one definition of what a record
  * means, shared by the chunk walker (_walk.c) and the exact-mode fast path
- * (_scan.c, _merge.c), so that both read every byte the same way.
+ * (_job.c, _merge.c), so that both read every byte the same way.
  *
  * Layout (docs/xentrace.md): the file is a sequence of windows, each a
  * 12-byte TRC_TRACE_CPU_CHANGE record (header word 0x2001f003, pcpu, size)
