@@ -69,6 +69,9 @@ def test_a_header_claiming_millions_of_cpus_is_a_clean_error_in_bounded_memory(t
 
 def test_judge_accepts_one_error_line_and_consistent_reports():
     assert judge(1, "", "runstate: error: /x: byte offset 4: bad\n", "/x")[0] == "ok"
+    # a usage refusal the file decides: a corrupt TSC makes --interval 1ms absurd
+    refusal = "runstate: error: /x: an interval of 0.001 s makes 58,640,621 intervals\n"
+    assert judge(2, "", refusal, "/x")[0] == "ok"
     report = {"domains": [{"domain": "1", "lifetime_ns": 10,
                            "states": {"full_run": {"ns": 4}, "lost": {"ns": 6}}}]}
     assert judge(0, json.dumps(report), "", "/x") == ("ok", "")

@@ -104,7 +104,8 @@ def judge(code: int, stdout: str, stderr: str, path: str) -> tuple[str, str]:
         return "memory", stderr[-500:]
     if "Traceback" in stderr or "internal error" in stderr:
         return "exception", stderr[-2000:]
-    if code == 1:
+    if code in (1, 2):  # 2: a usage refusal the file's content decides (an --interval
+        # that would make more intervals than anyone can read), named like any error
         errors = [line for line in stderr.splitlines() if "error:" in line]
         if len(errors) != 1 or not errors[0].startswith("runstate: error: ") \
                 or path not in errors[0]:
