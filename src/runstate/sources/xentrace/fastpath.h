@@ -140,38 +140,16 @@ typedef struct {
     int64_t n, base, last_tsc;
 } KeptWindow;
 
-/* Memory for many rows, written once from the start (NULL if there is
- * none; free with big_free).  A fault per 4 kB page costs about as much as
- * writing the rows there: the pages are huge ones where the system has them,
- * and taken in steps of BIG_STEP bytes ahead of the rows (big_reserve), one
- * madvise a step.  Measured on the benchmark trace's 31 MB of rows: about 17
- * ms of system time, against 30 with 4 kB pages. */
-enum { BIG_STEP = 2 << 20 };
-
+/* Memory for many rows, written once from the start (NULL if there is none;
+ * free with big_free): its pages are taken as the rows are written, 4 kB at
+ * a time.  Taking them ahead (MADV_POPULATE_WRITE), in huge pages or not,
+ * costs less system time, but holds the process's memory map while the
+ * pages are zeroed: measured, the command's start-up, which maps memory all
+ * along, ran half as slow again beside it. */
 static inline void *big_alloc(size_t bytes)
 {
     void *p = mmap(NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (p == MAP_FAILED)
-        return NULL;
-#ifdef MADV_HUGEPAGE
-    (void)madvise(p, bytes, MADV_HUGEPAGE); /* a hint */
-#endif
-    return p;
-}
-
-/* the pages of [*ready, upto) of a big_alloc of `bytes` taken, in whole
- * steps; *ready moves on (a system without MADV_POPULATE_WRITE takes them
- * as they are written) */
-static inline void big_reserve(void *p, size_t bytes, size_t *ready, size_t upto)
-{
-    size_t end = (upto + BIG_STEP - 1) / BIG_STEP * BIG_STEP;
-    end = end < bytes ? end : bytes;
-    if (end <= *ready)
-        return;
-#ifdef MADV_POPULATE_WRITE
-    (void)madvise((uint8_t *)p + *ready, end - *ready, MADV_POPULATE_WRITE);
-#endif
-    *ready = end;
+    return p == MAP_FAILED ? NULL : p;
 }
 
 static inline void big_free(void *p, size_t bytes)

@@ -55,7 +55,6 @@ enum { MAX_KEEPS = 8 };
 typedef struct {
     KeptRow *rows, *more[MAX_JOINED];
     size_t bytes, more_bytes[MAX_JOINED];
-    size_t ready; /* bytes of `rows` whose pages are taken (big_reserve) */
     int n_more;
     int64_t n;    /* slots of `rows` used */
     int64_t last; /* the TSC of the open window's last row here, -1: none yet */
@@ -282,8 +281,6 @@ static inline void keep_row(Scan *s, Keep *k, int64_t tsc, int32_t fields)
         stop_keeping(s);
         return;
     }
-    if ((size_t)(k->n + slots) * sizeof *k->rows > k->ready)
-        big_reserve(k->rows, k->bytes, &k->ready, (size_t)(k->n + slots) * sizeof *k->rows);
     if (step >> 32)
         k->rows[k->n++] = (KeptRow){(uint32_t)(step >> 32), STEP_HIGH};
     k->rows[k->n++] = (KeptRow){(uint32_t)step, fields};
@@ -456,8 +453,9 @@ static void join_kept(Scan *a, Scan *b, const int32_t *number)
             int32_t v = (fields & field) >> KEPT_VCPU_SHIFT;
             kb->rows[r].fields = (fields & ~field) | number[v] << KEPT_VCPU_SHIFT;
         }
-        memcpy(ka->windows + ka->n_windows, kb->windows,
-               (size_t)kb->n_windows * sizeof *kb->windows);
+        if (kb->n_windows > 0)
+            memcpy(ka->windows + ka->n_windows, kb->windows,
+                   (size_t)kb->n_windows * sizeof *kb->windows);
         ka->n_windows += kb->n_windows;
         /* the windows point into b's rows: a frees them */
         ka->more[ka->n_more] = kb->rows;
@@ -467,7 +465,7 @@ static void join_kept(Scan *a, Scan *b, const int32_t *number)
             ka->more_bytes[ka->n_more++] = kb->more_bytes[j];
         }
         kb->rows = NULL;
-        kb->bytes = kb->ready = 0;
+        kb->bytes = 0;
         kb->n_more = 0;
     }
     a->n_kept += b->n_kept;
