@@ -13,6 +13,7 @@ file before the reader module is even loaded (``registry.prefetch``).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
@@ -93,6 +94,17 @@ class Source(Protocol):
     def batches(self) -> Iterator[EventBatch]:
         """Yield time-sorted batches; rows never precede those already yielded."""
         ...
+
+
+#: what identifies a file's contents for a prefetcher: (device, inode, size,
+#: modification and change times in ns); a read started ahead is trusted only
+#: while the file at its path still has the identity it had when it started
+FileIdentity = tuple[int, int, int, int, int]
+
+
+def file_identity(st: os.stat_result) -> FileIdentity:
+    """The identity of the file ``st`` describes."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Prefetcher(Protocol):

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 
 from runstate.errors import InputError, RunstateError
-from runstate.sources.base import ReadOptions, SourceInfo
+from runstate.sources.base import FileIdentity, ReadOptions, SourceInfo, file_identity
 from runstate.sources.linux import _perfscan
 from runstate.sources.linux.perfdata_header import Header, read_header, system_wide
 from runstate.sources.linux.perfdata_records import RecordDecoder, tracepoint_attrs
@@ -32,9 +32,6 @@ CACHE_BYTES = 96 << 20
 CACHE_EVENTS = CACHE_BYTES // 29
 #: the smallest sample a sched event can come from: header, time, cpu, raw size, raw data
 MIN_SAMPLE_BYTES = 36
-
-#: what identifies a file's contents: (device, inode, size, mtime, ctime in ns)
-Identity = tuple[int, int, int, int, int]
 
 
 class Opened:
@@ -107,7 +104,7 @@ class _Started:
 
     __slots__ = ("opened", "scanner", "identity")
 
-    def __init__(self, opened: Opened, scanner: _perfscan.Scanner, identity: Identity) -> None:
+    def __init__(self, opened: Opened, scanner: _perfscan.Scanner, identity: FileIdentity) -> None:
         self.opened = opened
         self.scanner = scanner
         self.identity = identity
@@ -115,10 +112,6 @@ class _Started:
 
 #: names passes started and not yet claimed, by path
 _started: dict[str, _Started] = {}
-
-
-def identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def prefetch(path: str, options: ReadOptions, whole: bool) -> None:
@@ -133,7 +126,7 @@ def prefetch(path: str, options: ReadOptions, whole: bool) -> None:
         scanner = opened.names_pass(CACHE_EVENTS, guess=True)
     except (RunstateError, OSError, ValueError, MemoryError, RuntimeError):
         return
-    _started[path] = _Started(opened, scanner, identity(st))
+    _started[path] = _Started(opened, scanner, file_identity(st))
 
 
 def claim(path: str, options: ReadOptions) -> tuple[Opened, _perfscan.Scanner] | None:
@@ -143,7 +136,7 @@ def claim(path: str, options: ReadOptions) -> tuple[Opened, _perfscan.Scanner] |
     if started is None or started.opened.options != options:
         return None
     try:
-        if identity(os.stat(path)) != started.identity:
+        if file_identity(os.stat(path)) != started.identity:
             return None
     except OSError:
         return None

@@ -21,7 +21,7 @@ import os
 import stat
 
 from runstate._abi import check_kernel
-from runstate.sources.base import ReadOptions
+from runstate.sources.base import FileIdentity, ReadOptions, file_identity
 from runstate.sources.xentrace import _job
 
 check_kernel(_job)
@@ -42,12 +42,6 @@ CHUNK_BYTES, PARTS = 16 << 20, 2
 #: start-up's way
 SPLIT_MIN_BYTES, ALONE_BYTES = 4 << 20, 64 << 20
 
-#: what identifies a file's contents: (device, inode, size, mtime, ctime in ns)
-Identity = tuple[int, int, int, int, int]
-
-
-def identity(st: os.stat_result) -> Identity:
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 def threads() -> int:
@@ -82,7 +76,7 @@ class _Started:
 
     __slots__ = ("job", "identity", "lenient")
 
-    def __init__(self, job: _job.Job, identity: Identity, lenient: bool) -> None:
+    def __init__(self, job: _job.Job, identity: FileIdentity, lenient: bool) -> None:
         self.job = job
         self.identity = identity
         self.lenient = lenient
@@ -117,7 +111,7 @@ def prefetch(path: str, options: ReadOptions, whole: bool) -> None:
         job = start_job(data, options.lenient, whole, ahead=True)
     except MemoryError:
         return
-    _started[path] = _Started(job, identity(st), options.lenient)
+    _started[path] = _Started(job, file_identity(st), options.lenient)
 
 
 def claim(path: str, lenient: bool) -> _job.Job | None:
@@ -130,7 +124,7 @@ def claim(path: str, lenient: bool) -> _job.Job | None:
     if started.lenient == lenient:
         job.scanned()
         try:
-            if identity(os.stat(path)) == started.identity:
+            if file_identity(os.stat(path)) == started.identity:
                 return job
         except OSError:
             pass
