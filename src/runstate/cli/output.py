@@ -6,8 +6,6 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
@@ -23,6 +21,8 @@ def open_output(path: str | None, stdout: TextIO) -> Iterator[TextIO]:
     if path is None or path == "-":
         yield stdout
         return
+    import tempfile  # only with -o: it costs every command's start-up time
+
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".runstate-", suffix=".tmp")
@@ -70,6 +70,8 @@ def table_options(args: argparse.Namespace, sink: TextIO) -> TableOptions:
     if width is None and os.environ.get("COLUMNS", "").isdigit():
         width = int(os.environ["COLUMNS"])
     if width is None and color:
+        import shutil  # only on a terminal: it costs every command's start-up time
+
         width = shutil.get_terminal_size((100, 24)).columns
     if width is not None and width < 40:
         raise UsageError(f"--width {width}: the table needs at least 40 columns")

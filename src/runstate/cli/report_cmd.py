@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterator
 from dataclasses import replace
@@ -305,6 +304,8 @@ def _run_xenalyze(args: argparse.Namespace, paths: list[str], options: ReadOptio
         if args.format in ("xenalyze", "table"):
             sink.write(render_xenalyze(result))
         elif args.format == "json":
+            import json
+
             sink.write(json.dumps(xenalyze_to_dict(result), indent=2) + "\n")
         else:
             raise UsageError("--semantics xenalyze supports --format xenalyze, table or json")
