@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, TextIO
 
@@ -70,8 +71,6 @@ def table_options(args: argparse.Namespace, sink: TextIO) -> TableOptions:
     if width is None and os.environ.get("COLUMNS", "").isdigit():
         width = int(os.environ["COLUMNS"])
     if width is None and color:
-        import shutil  # only on a terminal: it costs every command's start-up time
-
         width = shutil.get_terminal_size((100, 24)).columns
     if width is not None and width < 40:
         raise UsageError(f"--width {width}: the table needs at least 40 columns")
