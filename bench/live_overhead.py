@@ -16,7 +16,10 @@
    in % of one core.  A process that wakes once a second pays for what other
    tasks pushed out of the caches meanwhile, so the figure varies from run to
    run by more than a small change would move it: each case runs ``--repeat``
-   times, the cases alternating, and the median is given with every run.
+   times, the cases alternating, and the median is given with every run.  The
+   ``floor`` case runs alongside: a loop that only wakes each second, reads
+   /proc/stat and writes a JSON line, under the same load: what waking alone
+   costs on the host at that moment.
 
     python bench/live_overhead.py                      # both, default sizes
     python bench/live_overhead.py --pipe-loops 200000 --repeat 5
@@ -55,6 +58,21 @@ for i in range(n):
     threading.Thread(target=worker if i < busy else sleeper, daemon=True).start()
 print("ready", flush=True)
 time.sleep(3600)
+"""
+
+
+#: the least a once-a-second view can do: sleep to the next second, read /proc/stat, write a
+#: JSON line (the ``floor`` case: what waking costs on this host at the moment, whatever
+#: the view computes)
+FLOOR = """
+import json, time
+deadline = time.monotonic()
+while True:
+    deadline += 1.0
+    time.sleep(max(0.0, deadline - time.monotonic()))
+    with open("/proc/stat") as f:
+        cpu = [int(v) for v in f.readline().split()[1:9]]
+    print(json.dumps({"domains": [], "busy": sum(cpu) - cpu[3] - cpu[4]}), flush=True)
 """
 
 
@@ -120,10 +138,11 @@ def bench_top(threads: int, busy: int, seconds: int, source: str, group: str
     try:
         assert load.stdout is not None
         load.stdout.readline()
-        top = subprocess.Popen(
-            [sys.executable, "-m", "runstate", "top", "--batch", "--source", source,
-             "--interval", "1s", "--pid", str(load.pid), "--group", group],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        command = [sys.executable, "-c", FLOOR] if source == "floor" else [
+            sys.executable, "-m", "runstate", "top", "--batch", "--source", source,
+            "--interval", "1s", "--pid", str(load.pid), "--group", group]
+        top = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                               text=True)
         try:
             assert top.stdout is not None
             for _ in range(2):  # start-up (imports, loading, the first /proc scan) excluded
@@ -150,7 +169,9 @@ def bench_tops(threads: int, busy: int, seconds: int, sources: list[str], groups
                repeat: int) -> list[dict[str, object]]:
     """Each (group, source) case ``repeat`` times, the cases alternating; the median run's
     figures with the CPU share of every run."""
-    cases = [(group, source) for group in groups for source in sources]
+    cases = [(group, source) for group in groups for source in sources if source != "floor"]
+    if "floor" in sources:
+        cases.append(("-", "floor"))
     runs: dict[tuple[str, str], list[dict[str, object]]] = {case: [] for case in cases}
     for _ in range(repeat):
         for group, source in cases:
@@ -177,8 +198,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--groups", nargs="+", default=["process", "thread"],
                         help="grouping of the threads: one domain (process) or one each")
-    parser.add_argument("--sources", nargs="+", default=["bpf", "tracefs"],
-                        choices=("bpf", "tracefs"), help="the live sources to run top with")
+    parser.add_argument("--sources", nargs="+", default=["bpf", "tracefs", "floor"],
+                        choices=("bpf", "tracefs", "floor"),
+                        help="the live sources to run top with; floor: a loop that only "
+                        "wakes each second, reads /proc/stat and writes a line, in the "
+                        "same runs")
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("live_overhead.py needs root")
