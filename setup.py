@@ -20,7 +20,7 @@ SANITIZE = ["-fsanitize=address,undefined", "-fno-omit-frame-pointer",
             "-fno-sanitize-recover=all"]
 
 
-#: the xentrace fast path (_scan, _merge) uses a second thread
+#: the xentrace fast path (_job, _merge) uses a second thread
 THREADS = ["-pthread"]
 
 

@@ -3,21 +3,25 @@
 A view refreshed once a second does its work right after a second asleep, when
 what it touches has left the caches and translation buffers (on a virtual
 machine, the host may run other guests on the same core meanwhile).  On such a
-machine a refresh costs several times what the same refresh costs a moment
-after the last one, and the difference grows with the host's load: this is why
-``bench/live_overhead.py``'s figures for ``top`` change from hour to hour.
+machine a refresh may cost many times what the same refresh costs a moment
+after the last one, and more so when the host is busy (one likely reason why
+``bench/live_overhead.py``'s figures for ``top`` change from hour to hour).
 
-This measures that directly, in one process, as CPU time of the calling thread
-(``time.thread_time``) after pauses of ``--pauses`` seconds, the kinds of work
-alternating so that each one's code has gone cold when it runs again:
+This measures it in one process, as CPU time of the calling thread
+(``time.thread_time``) after pauses of ``--pauses`` seconds. The kinds of work
+take turns, in an order that rotates each round, so that what runs before one
+differs from round to round (code two kinds share may still be warm):
 
-* ``view``: one ``top --batch`` record of a bpf monitor following a process of
-  ``--threads`` threads as one domain: a snapshot, the interval, its JSON text;
-* ``raw read``: the same domain's counters read and printed without numpy
-  (one lookup of the group, ``struct``, ``%`` formatting): a floor for what a
-  refresh must do, not the same figures;
-* primitives: a numpy reduction on 2000 values, a numpy subtraction of two
-  small arrays, and a Python list comprehension over 7 values.
+* ``view``: what ``top --batch`` does each interval for a bpf monitor following
+  a process of ``--threads`` threads as one domain: a snapshot, the interval,
+  the host's busy share from ``/proc/stat``, the JSON record written (to
+  ``/dev/null``);
+* ``raw read``: the same group looked up once with ctypes and formatted with
+  ``struct`` and ``%``, no numpy: a floor for reading the counters, not the same
+  work (the view's snapshot also reads the program's tallies, and reads the group
+  twice, the first time to warm the lookup);
+* primitives: a numpy reduction over 2000 values, the subtraction of a 2×7 numpy
+  array from itself, and a Python list comprehension over 7 values.
 
     python bench/live_cold.py                       # pauses 0.01 0.1 1 s
     python bench/live_cold.py --pauses 1 --rounds 20
@@ -29,6 +33,7 @@ import argparse
 import ctypes
 import json
 import os
+import resource
 import statistics
 import struct
 import subprocess
@@ -36,11 +41,12 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import TextIO
 
 import numpy as np
 
-from runstate.cli.top_batch import interval_json
-from runstate.cli.top_rows import interval
+from runstate.cli.top_batch import write_json
+from runstate.cli.top_rows import HostCpu, interval
 from runstate.live.bpf.loader import BPF_F_LOCK, GROUP_DTYPE
 from runstate.live.monitor import Monitor
 from runstate.live.snapshot import LiveSnapshot, Selection
@@ -54,20 +60,23 @@ assert GROUP_RECORD.size == GROUP_DTYPE.itemsize
 
 
 class View:
-    """One ``top --batch`` JSON record per call, as ``top`` makes it."""
+    """One interval of ``top --batch --format json`` per call, as ``top`` makes it."""
 
-    def __init__(self, monitor: Monitor) -> None:
+    def __init__(self, monitor: Monitor, out: TextIO) -> None:
         self.monitor = monitor
+        self.out = out
+        self.host = HostCpu()
         self.previous: LiveSnapshot | None = None
 
     def __call__(self) -> None:
+        self.monitor.refresh()
         snap = self.monitor.snapshot(with_members=False)
-        interval_json(interval(self.previous, snap), None)
+        write_json(self.out, interval(self.previous, snap), self.host.busy_percent())
         self.previous = snap
 
 
 class RawRead:
-    """The monitor's one group read with ctypes and printed with ``%``, no numpy."""
+    """The monitor's one group looked up with ctypes and formatted with ``%``, no numpy."""
 
     TEXT = '{"group":%d,"state":%d,"since_ns":%d,"totals":[%d,%d,%d,%d,%d,%d,%d]}'
 
@@ -101,17 +110,29 @@ def primitives() -> dict[str, Callable[[], object]]:
 
 
 def measure(kinds: dict[str, Callable[[], object]], pause: float, rounds: int
-            ) -> dict[str, float]:
+            ) -> tuple[dict[str, float], int]:
     """Median µs of thread CPU each kind takes after ``pause`` s asleep (the first round
-    is left out: it loads code for the first time)."""
+    is left out: it follows the last pause's rounds, or the loading of everything), and
+    the page faults the measured work took in all."""
     spent: dict[str, list[float]] = {name: [] for name in kinds}
-    for _ in range(rounds + 1):
-        for name, work in kinds.items():
+    faults = 0
+    names = list(kinds)
+    for r in range(rounds + 1):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            work = kinds[name]
             time.sleep(pause)
+            before = _faults()
             begin = time.thread_time()
             work()
             spent[name].append(time.thread_time() - begin)
-    return {name: round(1e6 * statistics.median(times[1:])) for name, times in spent.items()}
+            faults += _faults() - before if r else 0
+    return ({name: round(1e6 * statistics.median(times[1:])) for name, times in spent.items()},
+            faults)
+
+
+def _faults() -> int:
+    usage = resource.getrusage(resource.RUSAGE_THREAD)
+    return usage.ru_minflt + usage.ru_majflt
 
 
 def main() -> None:
@@ -128,17 +149,19 @@ def main() -> None:
     try:
         assert load.stdout is not None
         load.stdout.readline()
-        with Monitor(Selection(pids=(load.pid,), group="process"), source="bpf") as monitor:
+        with (Monitor(Selection(pids=(load.pid,), group="process"), source="bpf") as monitor,
+              open(os.devnull, "w", encoding="utf-8") as sink):
             kinds: dict[str, Callable[[], object]] = {
-                "view": View(monitor), "raw read": RawRead(monitor), **primitives()}
+                "view": View(monitor, sink), "raw read": RawRead(monitor), **primitives()}
             kinds["view"]()  # the first record: everything loaded once
-            report = {f"{pause:g} s": measure(kinds, pause, args.rounds)
-                      for pause in args.pauses}
+            measured = {f"{pause:g} s": measure(kinds, pause, args.rounds)
+                        for pause in args.pauses}
     finally:
         load.kill()
         load.wait()
-    print(json.dumps({"cpu_us_after_pause": report, "rounds": args.rounds,
-                      "threads": args.threads}, indent=2))
+    print(json.dumps({"cpu_us_after_pause": {k: v[0] for k, v in measured.items()},
+                      "page_faults_after_pause": {k: v[1] for k, v in measured.items()},
+                      "rounds": args.rounds, "threads": args.threads}, indent=2))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from runstate.analysis.pipeline import analyze
 from runstate.errors import InputError
 from runstate.sources.base import ReadOptions
-from runstate.sources.linux import perfdata
+from runstate.sources.linux import perfdata_open
 from runstate.sources.linux.perfdata import PerfDataSource
 from runstate.sources.linux.perfdata_order import place_losses
 from runstate.sources.linux.sched import LostEvents
@@ -202,7 +202,7 @@ def test_recorded_files_cut_short_read_as_before(path: Path, fraction: float,
 @pytest.mark.parametrize("path", RECORDED, ids=lambda p: p.name)
 def test_files_beyond_the_cache_read_as_before(path: Path, monkeypatch) -> None:
     """A file with more events than the cache holds is converted as it is read again."""
-    monkeypatch.setattr(perfdata, "CACHE_EVENTS", 1000)
+    monkeypatch.setattr(perfdata_open, "CACHE_EVENTS", 1000)
     monkeypatch.setattr(perfdata_previous, "CACHE_BYTES", 1000 * 29)
     same_as_before(path, ReadOptions(chunk_rows=500, group="thread"))
 

@@ -30,7 +30,7 @@ from runstate.errors import InputError
 from runstate.model.events import EventBatch
 from runstate.model.states import LOSS_BEGIN, LOSS_END
 from runstate.sources.base import ReadOptions
-from runstate.sources.linux import _perfscan, keptread, perfdata, perfdata_ahead, perfdata_open
+from runstate.sources.linux import _perfscan, keptread, perfdata_ahead, perfdata_open
 from runstate.sources.linux.firstpass import FirstRows
 from runstate.sources.linux.perfdata import PerfDataSource
 from runstate.sources.linux.perfdata_order import COLUMNS, EventStream
@@ -190,15 +190,17 @@ def test_read_ahead_gives_the_stream_s_chunks(seed: int, losses: float, chunk: i
     assert same_items(ahead, plain)
 
 
-def test_a_read_ahead_left_early_stops_its_thread() -> None:
-    source = PerfDataSource(str(RECORDED[0]), ReadOptions())
-    before = {t.name for t in threading.enumerate()}
-    items = perfdata_ahead.read_ahead(source._scanner(), 50, source._error)
+def test_a_read_ahead_left_early_stops_its_thread(tmp_path: Path) -> None:
+    source = PerfDataSource(str(random_file(tmp_path, 5)), ReadOptions())
+    before = set(threading.enumerate())
+    items = perfdata_ahead.read_ahead(source._scanner(), 1, source._error)
     first = next(items)
     assert len(first) > 0
+    started = [t for t in set(threading.enumerate()) - before
+               if t.name == "perf.data read-ahead"]
+    assert len(started) == 1 and started[0].is_alive()  # held up: its buffers are full
     items.close()
-    after = {t.name for t in threading.enumerate()}
-    assert "perf.data read-ahead" not in after - before
+    assert not started[0].is_alive()
 
 
 def test_a_read_ahead_raises_the_stream_s_error_after_its_items(tmp_path: Path) -> None:
@@ -223,7 +225,7 @@ def test_a_read_ahead_raises_the_stream_s_error_after_its_items(tmp_path: Path) 
 
     plain = run(EventStream(source._scanner(), 40, 1104, source._error))
     ahead = run(perfdata_ahead.read_ahead(source._scanner(), 40, source._error))
-    assert f"offset {pos}" in plain[1] or str(pos) in plain[1]
+    assert str(pos) in plain[1]
     assert ahead[1] == plain[1]
     assert same_items(ahead[0], plain[0])
 
@@ -244,7 +246,7 @@ def test_a_names_pass_that_gave_up_too_early_is_run_again(seed: int, tmp_path: P
     path = random_file(tmp_path, seed, tail=16.0)
     options = ReadOptions(chunk_rows=5)
     events = PerfDataSource(str(path), options)._names_pass.wait()[0]
-    monkeypatch.setattr(perfdata, "CACHE_EVENTS", events)
+    monkeypatch.setattr(perfdata_open, "CACHE_EVENTS", events)
     monkeypatch.setattr(perfdata_previous, "CACHE_BYTES", events * 29)
     source = PerfDataSource(str(path), options)
     guessed = source._names_pass
@@ -272,16 +274,22 @@ def test_files_beyond_a_tiny_cache_read_as_the_cached_path_does(
     path = tmp_path_factory.mktemp("tiny") / "file.data"
     path.write_bytes(WRITER.file(records))
     with pytest.MonkeyPatch.context() as patch:  # one per example
-        patch.setattr(perfdata, "CACHE_EVENTS", cache)
         patch.setattr(perfdata_open, "CACHE_EVENTS", cache)
         patch.setattr(perfdata_previous, "CACHE_BYTES", cache * 29)
         same_as_before(path, ReadOptions(group=group, chunk_rows=chunk))
 
 
 def test_a_source_never_read_ends_its_names_pass() -> None:
+    """The names pass runs on a C thread of its own (not in ``threading``): the
+    process's thread count comes back once the source is dropped."""
+    def threads() -> int:
+        return len(os.listdir("/proc/self/task"))
+
+    before = threads()
     for _ in range(5):
         source = PerfDataSource(str(RECORDED[0]), ReadOptions())
         del source
+    assert threads() == before
 
 
 def test_a_scanner_runs_one_pass() -> None:
@@ -293,7 +301,7 @@ def test_a_scanner_runs_one_pass() -> None:
     with pytest.raises(RuntimeError):
         scanner.read(tuple(np.empty(10, d) for d in COLUMNS), 5)
     count, overflow = scanner.wait()
-    assert count > 0 and overflow in (0, 1)
+    assert count == source._names_pass.wait()[0] and overflow == int(count > 1000)
     unstarted = source._scanner()
     for method in (unstarted.wait, unstarted.items, unstarted.columns):
         with pytest.raises(RuntimeError):

@@ -69,15 +69,13 @@ def json_pieces(iv: Interval, busy_pct: float | None) -> Iterator[str]:
     shared: dict[tuple[int, ...], str] = {}
     for start in range(0, len(iv.table), PIECE):
         yield ("," if start else "") + ",".join(
-            domain_json(iv.table, start, start + PIECE, shared))
+            domain_json(iv.table, slice(start, start + PIECE), shared))
     yield "]," + tail[1:]
 
 
-def domain_json(t: RowTable, start: int = 0, stop: int | None = None,
-                shared: dict[tuple[int, ...], str] | None = None) -> list[str]:
-    """Each domain of the table (rows ``start`` to ``stop``) as a JSON object;
-    ``shared``: the ``states`` texts made so far, by figures."""
-    rows = slice(start, len(t) if stop is None else min(stop, len(t)))
+def domain_json(t: RowTable, rows: slice, shared: dict[tuple[int, ...], str]) -> list[str]:
+    """Each domain of the table's ``rows`` as a JSON object; ``shared``: the ``states``
+    texts made so far, by figures."""
     end = t.end
     ns = t.ns[rows]
     state_codes = end.state[rows].tolist()
@@ -90,7 +88,7 @@ def domain_json(t: RowTable, start: int = 0, stop: int | None = None,
     columns = [[_named(k, n) for k, n in zip(end.keys[rows], end.names[rows], strict=True)],
                end.members[rows].tolist(), ns.sum(axis=1).tolist(), states, since,
                end.changes[rows].tolist(), end.missed[rows].tolist(),
-               _states_json(ns.tolist(), {} if shared is None else shared),
+               _states_json(ns.tolist(), shared),
                *end.totals_ns[rows].T.tolist(), np.round(t.run_pct[rows], 3).tolist(),
                np.round(t.ready_pct[rows], 3).tolist(), members]
     return [DOMAIN_JSON % row for row in zip(*columns, strict=True)]

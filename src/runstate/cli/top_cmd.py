@@ -111,6 +111,10 @@ class _Snapshots:
         #: wait sleeps in one piece until its deadline or a signal)
         self.poll_s: float | None = None
 
+    def pause(self, left_s: float) -> float:
+        """How long a wait with ``left_s`` seconds to its deadline sleeps at once."""
+        return left_s if self.poll_s is None else min(left_s, self.poll_s)
+
 
 def _open(args: argparse.Namespace, err: TextIO) -> _Snapshots:
     if args.stream == "-":
@@ -196,7 +200,7 @@ def _wait(signals: StopOnSignals, source: _Snapshots, deadline: int) -> bool:
         if source.finished():
             return True
         pause = left / 1e9
-        signals.sleep(pause if source.poll_s is None else min(pause, source.poll_s))
+        signals.sleep(source.pause(pause))
 
 
 def main() -> None:  # pragma: no cover - convenience for python -m runstate.cli.top_cmd

@@ -227,7 +227,7 @@ def run_screen(source: _Snapshots, interval_ns: int, count: int | None, out: Tex
         deadline = time.monotonic_ns() + interval_ns
         while not view.quit and not signals.stop.is_set():
             pause = max(0.0, (deadline - time.monotonic_ns()) / 1e9)
-            key = read_key(pause if source.poll_s is None else min(pause, source.poll_s))
+            key = read_key(source.pause(pause))
             changed = key is not None
             if key is not None:
                 view.key(key, view.order(current))

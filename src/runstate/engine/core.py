@@ -375,12 +375,18 @@ class Engine:
 
     def snapshot(self, t_ticks: int | None = None) -> RunResult:
         """Figures up to ``t_ticks`` (default: the last event), current partial state included."""
+        t = self._advance_for_snapshot(t_ticks)
+        return self._result(t, tuple(self._intervals))
+
+    def _advance_for_snapshot(self, t_ticks: int | None) -> int:
+        """Every open stay carried up to ``t_ticks`` (default: the last event): the
+        moment a snapshot is taken at."""
         if self._start is None:
             raise UsageError("no events yet")
         t = int(self._s.g[G_LAST_TIME]) if t_ticks is None else t_ticks
         self._check_not_before_last(t, "snapshot")
         self.advance(t)
-        return self._result(t, tuple(self._intervals))
+        return t
 
     def live_totals(self, t_ticks: int | None = None, with_members: bool = False
                     ) -> LiveTotals:
@@ -392,11 +398,8 @@ class Engine:
         record per member and state; a view that refreshes thousands of domains
         every second shows none of that, and computing it was most of its cost.
         """
-        if self._start is None:
-            raise UsageError("no events yet")
-        t = int(self._s.g[G_LAST_TIME]) if t_ticks is None else t_ticks
-        self._check_not_before_last(t, "snapshot")
-        self.advance(t)
+        t = self._advance_for_snapshot(t_ticks)
+        assert self._start is not None  # there were events
         s = self._s
         in_episode = s.ep_state != _NO_STATE
         lost_now = s.ep_state == int(DomainState.LOST)
@@ -411,7 +414,7 @@ class Engine:
             entered_ticks=np.where(in_episode, s.dlast - s.ep_len, 0),
             changes=s.ep_count.sum(axis=1) + in_episode,
             lost_intervals=s.ep_count[:, int(DomainState.LOST)] + lost_now,
-            member_sum_ticks=member_sums, member_states=s.mstate.copy(),
+            member_sum_ticks=member_sums, member_states=self.member_states(),
             member_ticks=s.mns.copy() if with_members else None)
 
     def finish(self, end_ticks: int | None = None) -> RunResult:

@@ -225,7 +225,7 @@ class TracefsSource:
             totals = self._engine.live_totals(moment, with_members)
             self._sight_unknown(totals.member_states, moment)
             domains = self._view.domains(totals, with_members)
-        lost = sum(self._instance.stats(cpu).lost for cpu in self._instance.cpus())
+        lost = sum(self._instance.stats(cpu).lost for cpu in self._stream.reader.cpus)
         return LiveSnapshot(time_ns=totals.end_ticks, started_ns=self.started_ns,
                             source=self.name, n_cpus=self._n_cpus, lost_events=lost,
                             domains=domains, notes=self._notes(totals.member_states))

@@ -66,9 +66,6 @@ class Registry:
             self._member_index[(domain_key, member_key)] = index
         return index
 
-    def find_member(self, domain_key: str, member_key: str) -> int | None:
-        return self._member_index.get((domain_key, member_key))
-
     def find_domain(self, key: str) -> int | None:
         return self._domain_index.get(key)
 

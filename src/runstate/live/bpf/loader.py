@@ -399,7 +399,8 @@ class BpfAccounting:
 
     def read(self) -> Counters:
         """Both tables now; each group's counters are read under its lock."""
-        return self.read_members(self.read_groups())
+        groups = self.read_groups()
+        return Counters(*groups, *self.read_member_table(), self.tallies()[T_DROPPED])
 
     def read_groups(self, copy: bool = True
                     ) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
@@ -429,14 +430,6 @@ class BpfAccounting:
             elif ctypes.get_errno() != 2:  # ENOENT: removed
                 raise self._fail("cannot read groups")
         return buf.keys[:found], buf.values[:found]
-
-    def read_members(self, groups: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]],
-                     known: tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]] | None = None
-                     ) -> Counters:
-        """The member table (or ``known``, an earlier read of it the caller still
-        trusts) and the event counts, with a read of the groups."""
-        tids, members = known or self.read_member_table()
-        return Counters(*groups, tids, members, self.tallies()[T_DROPPED])
 
     def read_member_table(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
         """Every member now: tids and their records (a copy)."""

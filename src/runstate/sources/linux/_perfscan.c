@@ -81,7 +81,6 @@ static PyObject *scanner_read(Scanner *s, PyObject *args)
     }
     if (s->err_code)
         return stop(0, STOP_ERROR);
-    static const int sizes[7] = {8, 4, 1, 4, 4, 8, 4};
     Py_buffer views[7];
     void *col[7];
     Py_ssize_t cap = -1;
@@ -90,7 +89,7 @@ static PyObject *scanner_read(Scanner *s, PyObject *args)
     for (; nv < 7; nv++) {
         Py_ssize_t count;
         col[nv] = abi_view(&views[nv], PyTuple_GET_ITEM(cols, nv), "column", AK_SIGNED,
-                           sizes[nv], 1, &count);
+                           COLUMN_SIZE[nv], 1, &count);
         if (col[nv] == NULL)
             goto done;
         if (cap >= 0 && count != cap) {

@@ -105,7 +105,6 @@ typedef struct {
     int64_t *g;
     Py_buffer views[32];
     int n_views;
-    int full; /* the output buffer was too small */
 } W;
 
 static void bump(W *w, int c, int64_t t)
@@ -116,10 +115,8 @@ static void bump(W *w, int c, int64_t t)
 
 static int emit(W *w, int64_t t, Py_ssize_t task, int old, int new)
 {
-    if (w->n_out >= w->cap_out) {
-        w->full = 1; /* raised once the GIL is back (run() goes without it) */
-        return -1;
-    }
+    if (w->n_out >= w->cap_out)
+        return -1; /* the output buffer is too small: raised once the GIL is back */
     Py_ssize_t i = w->n_out++;
     if (task >= 0 && w->member[task] == -1) {
         /* its first row without a member: the caller registers it */
@@ -1024,6 +1021,7 @@ PyMODINIT_FUNC PyInit__schedwalk(void)
         (ABI_CONST_AS(m, "ABI_VERSION", KERNEL_ABI_VERSION) < 0 || ABI_CONST(m, N_COUNTERS) < 0 ||
          ABI_CONST(m, N_G) < 0 || ABI_CONST(m, N_WHY) < 0 || ABI_CONST(m, SPAN) < 0 ||
          ABI_CONST(m, K_SWITCH) < 0 || ABI_CONST(m, K_WAKEUP) < 0 ||
+         ABI_CONST(m, FR_LOSS_BEGIN) < 0 || ABI_CONST(m, FR_LOSS_END) < 0 ||
          ABI_CONST(m, K_WAKEUP_NEW) < 0 || ABI_CONST(m, K_EXIT) < 0 || ABI_CONST(m, K_FORK) < 0))
         Py_CLEAR(m);
     return m;

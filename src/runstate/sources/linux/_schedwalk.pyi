@@ -9,6 +9,8 @@ N_WHY: int
 SPAN: int
 K_SWITCH: int
 K_WAKEUP: int
+FR_LOSS_BEGIN: int
+FR_LOSS_END: int
 K_WAKEUP_NEW: int
 K_EXIT: int
 K_FORK: int

@@ -43,10 +43,10 @@ from typing import IO, TYPE_CHECKING, Any
 from runstate.errors import InputError
 from runstate.sources.base import ReadOptions
 from runstate.sources.formats import PERF_DATA
-from runstate.sources.linux import _perfscan
+from runstate.sources.linux import _perfscan, perfdata_open
 from runstate.sources.linux.perfdata_header import MAGIC
 from runstate.sources.linux.perfdata_open import CACHE_BYTES as CACHE_BYTES
-from runstate.sources.linux.perfdata_open import CACHE_EVENTS, Opened, claim
+from runstate.sources.linux.perfdata_open import Opened, claim
 from runstate.sources.linux.schedkinds import TaskNames
 
 if TYPE_CHECKING:  # numpy is imported only once the names pass runs (see above)
@@ -79,7 +79,7 @@ class PerfDataSource:
         claimed = claim(path, options)
         if claimed is None:
             opened = Opened(path, options)
-            self._names_pass = opened.names_pass(CACHE_EVENTS, guess=True)
+            self._names_pass = opened.names_pass(perfdata_open.CACHE_EVENTS, guess=True)
         else:
             opened, self._names_pass = claimed
         self._opened = opened
@@ -154,14 +154,15 @@ class PerfDataSource:
 
         scanner = self._names_pass
         count, overflow = scanner.wait()
-        if overflow and count <= CACHE_EVENTS:  # it guessed wrong: a pass that keeps them
-            scanner = self._names_pass = self._opened.names_pass(CACHE_EVENTS, guess=False)
+        cache = perfdata_open.CACHE_EVENTS
+        if overflow and count <= cache:  # it guessed wrong: a pass that keeps them
+            scanner = self._names_pass = self._opened.names_pass(cache, guess=False)
             count, overflow = scanner.wait()
         status = scanner.status()
         if status["error"][0]:
             raise self._error(status["error"])
         self._count_damage(status)
-        if not overflow and count <= CACHE_EVENTS:
+        if not overflow and count <= cache:
             kept, allev = stored_items(scanner, count)
             self._cache = place_losses(kept, allev, self._options.chunk_rows)
         self._active = set(scanner.active())

@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runstate.sources.linux import _perfscan
-from runstate.sources.linux.perfdata_order import COLUMNS
+from runstate.sources.linux.perfdata_order import alloc_columns, column_events
 from runstate.sources.linux.sched import LostEvents
 from runstate.sources.linux.schedevents import SchedEvents
 
@@ -51,7 +51,7 @@ def read_ahead(scanner: _perfscan.Scanner, chunk_rows: int,
     rows = max(1, chunk_rows)
     free: queue.Queue[Columns | None] = queue.Queue()
     for _ in range(BUFFERS):
-        free.put(_alloc(2 * rows + 1024))
+        free.put(alloc_columns(2 * rows + 1024))
     ready: queue.Queue[_Filled | BaseException] = queue.Queue()
     walker = threading.Thread(target=_walk, args=(scanner, rows, on_error, free, ready),
                               name="perf.data read-ahead", daemon=True)
@@ -67,7 +67,7 @@ def read_ahead(scanner: _perfscan.Scanner, chunk_rows: int,
                 raise got
             if got.rows:
                 held = got.cols
-                yield SchedEvents(*(c[: got.rows] for c in got.cols))  # type: ignore[arg-type]
+                yield column_events(got.cols, 0, got.rows)
             else:
                 free.put(got.cols)
             if got.loss is not None:
@@ -109,7 +109,7 @@ def _fill(scanner: _perfscan.Scanner, cols: Columns, rows: int,
             raise on_error(scanner.status()["error"])
         if why != _perfscan.STOP_FULL:
             break
-        grown = _alloc(2 * len(cols[0]))
+        grown = alloc_columns(2 * len(cols[0]))
         for new, old in zip(grown, cols, strict=True):
             new[:filled] = old[:filled]
         cols = grown
@@ -117,5 +117,3 @@ def _fill(scanner: _perfscan.Scanner, cols: Columns, rows: int,
     return _Filled(cols, filled, loss, why == _perfscan.STOP_END)
 
 
-def _alloc(n: int) -> Columns:
-    return [np.empty(n, dtype) for dtype in COLUMNS]

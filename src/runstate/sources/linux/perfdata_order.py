@@ -40,11 +40,13 @@ def slice_events(ev: SchedEvents, start: int, stop: int) -> SchedEvents:
                        None if ev.actor is None else ev.actor[start:stop])
 
 
-def _alloc(n: int) -> list[npt.NDArray[np.generic]]:
+def alloc_columns(n: int) -> list[npt.NDArray[np.generic]]:
+    """Room for ``n`` events, one array per column."""
     return [np.empty(n, dtype) for dtype in COLUMNS]
 
 
-def _events(cols: list[npt.NDArray[np.generic]], start: int, stop: int) -> SchedEvents:
+def column_events(cols: list[npt.NDArray[np.generic]], start: int, stop: int) -> SchedEvents:
+    """Rows ``start:stop`` of the columns ``cols`` as events (views)."""
     return SchedEvents(*(c[start:stop] for c in cols))  # type: ignore[arg-type]
 
 
@@ -68,7 +70,7 @@ class EventStream:
         self._on_error = on_error
 
     def __iter__(self) -> Iterator[SchedEvents | LostEvents]:
-        cols = _alloc(self._capacity)
+        cols = alloc_columns(self._capacity)
         start = filled = 0
         scanner = self.scanner
         while True:
@@ -80,21 +82,21 @@ class EventStream:
                 cols, start, filled = self._room(cols, start, filled)
                 continue
             if filled > start:
-                yield _events(cols, start, filled)
+                yield column_events(cols, start, filled)
             start = filled
             if why == _perfscan.STOP_LOSS:
                 yield LostEvents(*scanner.take_loss())
             if why == _perfscan.STOP_END:
                 return
             if filled > self._capacity // 2:
-                cols = _alloc(len(cols[0]))
+                cols = alloc_columns(len(cols[0]))
                 start = filled = 0
 
     def _room(self, cols: list[npt.NDArray[np.generic]], start: int, filled: int
               ) -> tuple[list[npt.NDArray[np.generic]], int, int]:
         """Room for more events: a larger buffer, the chunk so far moved to its start."""
         pending = filled - start
-        fresh = _alloc(max(self._capacity, 2 * pending))
+        fresh = alloc_columns(max(self._capacity, 2 * pending))
         for new, old in zip(fresh, cols, strict=True):
             new[:pending] = old[start:filled]
         return fresh, 0, pending
@@ -109,10 +111,10 @@ def stored_items(scanner: _perfscan.Scanner, count: int
     items: list[SchedEvents | LostEvents] = []
     for item in scanner.items():
         if len(item) == 2:
-            items.append(_events(cols, item[0], item[1]))
+            items.append(column_events(cols, item[0], item[1]))
         else:
             items.append(LostEvents(*item))
-    return items, _events(cols, 0, count)
+    return items, column_events(cols, 0, count)
 
 
 def place_losses(items: list[SchedEvents | LostEvents], allev: SchedEvents, step: int

@@ -318,9 +318,10 @@ static int scan_some(Scanner *s)
         int64_t total = 0;
         uint32_t type = 0;
         int64_t size = 0;
-        if (s->names_only && (++s->ticks & 0xffff) == 0 &&
-            __atomic_load_n(&s->cancel, __ATOMIC_RELAXED)) {
-            s->ended = 1; /* a names-only walk runs to the end in one go: a cancel ends it */
+        if ((++s->ticks & 0xffff) == 0 && __atomic_load_n(&s->cancel, __ATOMIC_RELAXED)) {
+            /* a pass dropped (its scanner freed): a walk between round ends can be
+             * the whole file, so the cancel is looked at here too */
+            s->ended = 1;
             break;
         }
         if (left >= 8) {

@@ -88,7 +88,8 @@ from runstate.sources.linux.schedkinds import RECORD_HINT as RECORD_HINT
 from runstate.sources.linux.schedmembers import FLOOR_START, ConverterBase
 
 check_kernel(_schedwalk)
-check_constants(_schedwalk, {f"K_{kind.name}": int(kind) for kind in SchedKind})
+check_constants(_schedwalk, {**{f"K_{kind.name}": int(kind) for kind in SchedKind},
+                             "FR_LOSS_BEGIN": LOSS_BEGIN, "FR_LOSS_END": LOSS_END})
 
 #: rows are held back while a deferred switch-out is open for at most this many chunks
 MAX_HELD_CHUNKS = 4

@@ -307,7 +307,7 @@ struct Job {
     Py_buffer view;
     const uint8_t *buf;
     int64_t len;
-    int flags, release, threads, account;
+    int flags, release, threads;
     int64_t keep_rows, chunk_bytes;
     int stop; /* atomic: give up */
     pthread_t thread;
@@ -316,11 +316,10 @@ struct Job {
     pthread_cond_t changed;
     int has_lock;
     int busy; /* in a call with the GIL released: the object must not change */
-    /* under the lock: how far the job is, the tasks of the phase (taken in
-     * turn by the job's thread and by callers waiting for the phase), and
-     * the callers waiting */
+    /* under the lock: how far the job is, and the tasks of the phase (taken
+     * in turn by the job's thread and by callers waiting for the phase) */
     int phase;
-    int n_tasks, next_task, tasks_done, waiting, account_asked;
+    int n_tasks, next_task, tasks_done, account_asked;
     int scan_status;        /* SCAN_DONE, SCAN_GENERIC, or -1: out of memory */
     int64_t account_status; /* rows, or an M_ outcome */
     /* the first pass: chunk 0 is `scan`, which the others join at its end */
@@ -590,8 +589,11 @@ static int end_scan(Job *j)
         int fits = status == SCAN_MORE && j->scan.cur[C_OFF] == j->chunk_start[i] &&
                    j->scan.cur[C_WEND] < 0 &&
                    (j->chunk_status[i] == SCAN_MORE || j->chunk_status[i] == SCAN_DONE);
-        if (fits && join(&j->scan, c) == 0)
+        int joined = fits ? join(&j->scan, c) : JOIN_MISFIT;
+        if (joined == 0)
             status = j->chunk_status[i];
+        else if (joined == JOIN_NO_MEMORY)
+            status = -1; /* the scan is half joined: out of memory */
         else if (status == SCAN_MORE)
             status = scan_range(&j->scan, j->buf, j->len, j->chunk_end[i], j->release, &released);
         scan_free(c);
@@ -659,14 +661,12 @@ static void take_tasks(Job *j)
  * meanwhile: a caller waiting for the job works on it. */
 static void work_until(Job *j, int phase)
 {
-    j->waiting++;
     while (j->phase < phase) {
         if (j->next_task < j->n_tasks)
             take_tasks(j);
         else
             pthread_cond_wait(&j->changed, &j->lock);
     }
-    j->waiting--;
 }
 
 /* Ask for the second pass (the lock held): it begins now if the first is over. */
@@ -729,7 +729,7 @@ static void job_clear(Job *j)
         j->has_lock = 0;
     }
     j->phase = P_NEW;
-    j->n_tasks = j->next_task = j->tasks_done = j->waiting = j->account_asked = 0;
+    j->n_tasks = j->next_task = j->tasks_done = j->account_asked = 0;
 }
 
 /* ---- Python type --------------------------------------------------------- */
@@ -800,7 +800,6 @@ static PyObject *job_start(Job *self, PyObject *args)
         return NULL;
     }
     self->threads = threads < 1 ? 1 : threads;
-    self->account = account;
     self->n_parts = parts < 1 ? 1 : parts > MAX_PARTS ? MAX_PARTS : parts;
     self->keep_rows = keep_rows < 0 ? 0 : keep_rows;
     self->chunk_bytes = chunk_bytes < 1 ? 1 : chunk_bytes;
@@ -878,10 +877,8 @@ static PyObject *job_account(Job *self, PyObject *noargs)
     pthread_mutex_lock(&self->lock);
     work_until(self, P_SCANNED);
     if (self->scan_status == SCAN_DONE) {
-        self->waiting++; /* here to take a part of the second pass */
         if (!self->account_asked)
             ask_account(self);
-        self->waiting--;
         work_until(self, P_DONE);
         rows = self->account_status;
     }
@@ -975,8 +972,7 @@ PyMODINIT_FUNC PyInit__job(void)
         ABI_CONST(mod, SUM_FIRST) < 0 || ABI_CONST(mod, SUM_LAST) < 0 ||
         ABI_CONST(mod, SUM_LAST_CHANGE) < 0 || ABI_CONST(mod, SUM_ROWS) < 0 ||
         ABI_CONST(mod, SUM_TRUNCATED) < 0 || ABI_CONST(mod, N_SUM) < 0 ||
-        ABI_CONST(mod, F_LENIENT) < 0 ||
-        ABI_CONST(mod, N_GLOBALS) < 0 || ABI_CONST(mod, N_BUCKETS) < 0)
+        ABI_CONST(mod, F_LENIENT) < 0)
         Py_CLEAR(mod);
     return mod;
 }

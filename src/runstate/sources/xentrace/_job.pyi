@@ -12,8 +12,6 @@ SUM_ROWS: int
 SUM_TRUNCATED: int
 N_SUM: int
 F_LENIENT: int
-N_GLOBALS: int
-N_BUCKETS: int
 
 class Job:
     def __init__(self, buf: Any, flags: int, release: bool) -> None: ...

@@ -13,8 +13,8 @@ or, for the whole trace, straight into the engine's accounting
 The first pass and the accounting second pass are one C job on threads of
 its own (``_job``), which the report command may start before the analysis
 modules have loaded (``prefetch``); :func:`scan` takes over such a job.
-Both passes use a second core where there is one: the first walks the two
-halves of the file at once; the accounting splits the domains between two
+Both passes use a second core where there is one: the first walks the file
+in chunks of about 16 MB (up to 8), two at a time; the accounting splits the domains between two
 threads; the column merge has two threads each merge half the pcpus while
 the caller merges their two streams and its engine accounts the rows.
 
@@ -102,15 +102,15 @@ def scan(path: str, lenient: bool, progress: Callable[[int], None] | None = None
         np.frombuffer(b, np.int64) for b in job.result())
     if progress is not None:
         progress(int(summary[_job.SUM_ROWS]))
+    # the vCPUs come in the order of their first records (TSC, then byte offset): the merge's
     key, time, off, old = firsts.reshape(-1, 4).T
-    order = np.lexsort((off, time))  # by TSC, then byte offset: the merge's order
     truncated = int(summary[_job.SUM_TRUNCATED])
     return Plan(
         stats=stats.copy(), pcpu_tsc=pcpu_tsc.copy(), pcpu_first=pcpu_first.copy(),
         pcpus=np.flatnonzero(pcpu_rows).astype(np.int32),
         pcpu_rows=pcpu_rows[pcpu_rows > 0].copy(),
-        keys=np.ascontiguousarray(key[order]), first_offsets=np.ascontiguousarray(off[order]),
-        initial=old[order].astype(np.int8),
+        keys=np.ascontiguousarray(key), first_offsets=np.ascontiguousarray(off),
+        initial=old.astype(np.int8),
         first_time=int(summary[_job.SUM_FIRST]), last_time=int(summary[_job.SUM_LAST]),
         last_row_time=max(int(summary[_job.SUM_LAST_CHANGE]), int(time.max())),
         truncated_at=truncated if truncated >= 0 else None, job=job)

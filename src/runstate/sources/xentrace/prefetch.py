@@ -43,7 +43,6 @@ CHUNK_BYTES, PARTS = 16 << 20, 2
 SPLIT_MIN_BYTES, ALONE_BYTES = 4 << 20, 64 << 20
 
 
-
 def threads() -> int:
     """Threads a pass may use: two where the process may run on two cores."""
     try:

@@ -35,7 +35,7 @@
 #include "walk_core.h"
 #include "fastpath.h"
 
-/* Scanner.run status */
+/* a scan's status (Job.scanned()) */
 enum { SCAN_MORE = 0, SCAN_DONE = 1, SCAN_GENERIC = 2 };
 /* the old state of a continue-running record: running (a member state code) */
 enum { CONTINUE_OLD = 0 };
@@ -471,14 +471,21 @@ static void join_kept(Scan *a, Scan *b, const int32_t *number)
     a->n_kept += b->n_kept;
 }
 
+/* join()'s outcomes besides 0 */
+enum { JOIN_MISFIT = -1, JOIN_NO_MEMORY = -2 };
+
 /* what the walk of the whole file would say when `a` walked up to the split
- * and `b` from there to the end: 0, or -1 if the halves do not fit (a pcpu's
- * TSC going back at the seam) or memory runs out */
+ * and `b` from there to the end: 0; JOIN_MISFIT, `a` untouched, if the halves
+ * do not fit (a pcpu's TSC going back at the seam); JOIN_NO_MEMORY, `a` half
+ * joined and of no more use, if memory runs out */
 static int join(Scan *a, Scan *b)
 {
     for (int p = 0; p < MAX_PCPUS; p++)
         if (a->pcpu_tsc[p] >= 0 && b->pcpu_first[p] >= 0 && b->pcpu_first[p] < a->pcpu_tsc[p])
-            return -1;
+            return JOIN_MISFIT;
+    int32_t *number = malloc(((size_t)b->table.n + 1) * sizeof *number);
+    if (number == NULL)
+        return JOIN_MISFIT; /* nothing changed yet: walking the chunk again needs no more */
     static const int summed[] = {S_WINDOWS, S_CHANGE, S_CONTINUE, S_LOST, S_LOST_COUNT,
                                  S_WRAP, S_OTHER, S_BAD, S_RESYNC, S_RECORDS, S_ROUNDS};
     for (size_t i = 0; i < sizeof summed / sizeof summed[0]; i++)
@@ -509,14 +516,11 @@ static int join(Scan *a, Scan *b)
     a->sum[SUM_ROWS] += b->sum[SUM_ROWS];
     a->sum[SUM_TRUNCATED] = b->sum[SUM_TRUNCATED];
     memcpy(a->cur, b->cur, sizeof a->cur);
-    int32_t *number = malloc(((size_t)b->table.n + 1) * sizeof *number);
-    if (number == NULL)
-        return -1;
     for (int64_t m = 0; m < b->table.n; m++) {
         const First *f = &b->firsts[m];
         if ((number[m] = keep_first(a, f->key, f->time, f->off, f->old)) < 0) {
             free(number);
-            return -1;
+            return JOIN_NO_MEMORY;
         }
     }
     join_kept(a, b, number);
