@@ -55,3 +55,32 @@ def test_exit_codes_and_no_traceback(argv, code):
     assert proc.returncode == code
     assert proc.stdout == ""
     assert "Traceback" not in proc.stderr
+
+
+def test_a_report_ends_without_teardown_and_its_output_is_whole(tmp_path):
+    # an offline command ends the process as soon as its output is flushed: a large
+    # document through a pipe and a file written with -o arrive whole, exit 0
+    big = subprocess.run([*_runstate(), "report", str(TWO_VMS), "--interval", "50ns",
+                          "--format", "json"], capture_output=True, text=True, check=True)
+    doc = json.loads(big.stdout)
+    assert len(big.stdout) > 100_000  # more than any pipe or stdio buffer holds
+    # 50 ns intervals over the rows' span 1000..20000 ns: 380 of them, none dropped
+    assert [row["start_ns"] for row in doc["intervals"]] == list(range(1000, 20000, 50))
+    target = tmp_path / "out.json"
+    subprocess.run([*_runstate(), "report", str(TWO_VMS), "--interval", "50ns",
+                    "--format", "json", "-o", str(target)], check=True)
+    assert json.loads(target.read_text()) == doc
+
+
+def test_a_closed_pipe_still_ends_quietly():
+    # `runstate report ... | head -1`: the reader goes away, the command ends with 0
+    # and no traceback, as before the quick exit
+    proc = subprocess.Popen([*_runstate(), "report", str(TWO_VMS), "--interval", "100ns",
+                             "--format", "csv"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stderr is not None
+    assert proc.stdout.readline().startswith(b"scope,")
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    proc.stderr.close()
+    assert proc.wait() == 0
+    assert "Traceback" not in err

@@ -46,9 +46,14 @@ NEVER_IN_A_REPORT = ("rich", "runstate.report.table", "matplotlib", "prometheus_
                      "runstate.export.perfetto", "runstate.report.html")
 
 
-def probe(*argv: str) -> dict[str, Any]:
+#: as PROBE, the modules in the order they were first imported
+PROBE_IN_ORDER = PROBE.replace("sorted(sys.modules)", "list(sys.modules)")
+
+
+def probe(*argv: str, in_order: bool = False) -> dict[str, Any]:
     """main(argv) in a fresh interpreter: code, out, err and the imported modules."""
-    proc = subprocess.run([sys.executable, "-c", PROBE, json.dumps(argv)],
+    proc = subprocess.run([sys.executable, "-c", PROBE_IN_ORDER if in_order else PROBE,
+                           json.dumps(argv)],
                           capture_output=True, text=True, check=True)
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
@@ -77,14 +82,24 @@ def test_version_is_the_installed_distribution():
     assert probe("--version")["out"] == f"runstate {version('runstate')}\n"
 
 
+def listed_entry(help_text: str, name: str) -> str:
+    """The lines of ``name`` in a --help's list of subcommands (its help may wrap)."""
+    match = re.search(rf"^    {name} .*\n(?:^ {{8,}}\S.*\n)*", help_text, re.M)
+    assert match is not None, name
+    return match.group(0)
+
+
 def test_help_lists_every_subcommand_as_its_module_describes_it():
-    # the parser with one command's own module added prints the same overview as the
-    # table alone: the table's one-line help is the module's
+    # --help lists every subcommand with the table's one-line help, and the parser with
+    # one command's own module added (and the others left out) lists that command with
+    # the same line: the table's one-line help is the module's
     plain = cli_main.build_parser().format_help()
     listed = re.findall(r"^    (\w+) ", plain, re.M)
     assert listed == [name for name, _, _ in cli_main.COMMANDS]
     for name, _, _ in cli_main.COMMANDS:
-        assert cli_main.build_parser(name).format_help() == plain, name
+        chosen = cli_main.build_parser(name).format_help()
+        assert re.findall(r"^    (\w+) ", chosen, re.M) == [name]
+        assert listed_entry(chosen, name).split() == listed_entry(plain, name).split(), name
 
 
 def test_xentrace_report_loads_the_xen_reader_and_nothing_of_linux():
@@ -104,6 +119,23 @@ def test_xentrace_report_loads_the_xen_reader_and_nothing_of_linux():
         for state, figures in states.items():
             want = expected.get(state, {"cycles": 0, "count": 0})
             assert (figures["cycles"], figures["count"]) == (want["cycles"], want["count"])
+
+
+def test_a_xentrace_report_starts_reading_before_it_loads_its_analysis():
+    # the read ahead starts (its C job imported) before dataclasses, typing, inspect or
+    # numpy load: each module loaded before it would delay the whole report, as the job
+    # reads on another core while they load; shutil (with zlib, bz2 and lzma) and
+    # fractions (with decimal) are not loaded at all
+    result = probe("report", str(XEN_TRACE), "--cpu-hz", "2.4G", "--format", "json",
+                   in_order=True)
+    assert result["code"] == 0, result["err"]
+    order: list[str] = result["modules"]
+    job = order.index("runstate.sources.xentrace._job")
+    for late in ("dataclasses", "typing", "inspect", "numpy"):
+        assert late in order[job:], late
+        assert late not in order[:job], late
+    for never in ("shutil", "fractions", "decimal"):
+        assert never not in order, never
 
 
 def test_perf_data_report_loads_its_reader_and_nothing_of_xen():

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
-from fractions import Fraction
 from itertools import chain
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,6 +29,9 @@ from runstate.engine.results import IntervalResult, RunResult
 from runstate.errors import InputError, UsageError
 from runstate.model.events import EventBatch
 from runstate.sources.base import Source, SourceInfo
+
+if TYPE_CHECKING:  # fractions (with decimal) loads only for a window in seconds or an interval
+    from fractions import Fraction
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,6 +186,8 @@ class _Seconds:
 
     def text(self, tick: int) -> str:
         """Seconds as the user types them: up to 9 decimals, trailing zeros dropped."""
+        from fractions import Fraction
+
         value = Fraction(tick - self.origin, self.hz)
         whole, nanos = divmod(round(abs(value) * 10**9), 10**9)
         sign = "-" if value < 0 else ""
@@ -223,6 +228,8 @@ def _resolve(window: Window | TraceWindow, info: SourceInfo, span: _Span) -> _Re
     sec = _Seconds.of(info)
     interval = None
     if window.interval_ns is not None:
+        from fractions import Fraction
+
         interval = max(1, round(Fraction(window.interval_ns * sec.hz, 10**9)))
     start = None if window.start_s is None else sec.ticks(window.start_s)
     end = None if window.end_s is None else sec.ticks(window.end_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import parse_frequency
 from runstate.errors import UsageError
 
@@ -19,12 +20,12 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        description="Write generic CSV member events (time_ns,domain,member,"
                        "old_state,new_state) as a xentrace binary file that xenalyze and "
                        "runstate read.", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     p.add_argument("input", metavar="EVENTS.csv")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--cpu-hz", default="2.4G", metavar="HZ",
                    help="TSC frequency used to turn ns into cycles (default 2.4G)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, quick_exit=True)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

@@ -8,6 +8,7 @@ import tempfile
 from typing import TextIO
 
 from runstate.cli.plot_cmd import add_source_arguments, analyze_sources, output_format
+from runstate.cli.terminal import HelpFormatter
 from runstate.errors import EnvironmentProblem, UsageError
 
 EPILOG = """\
@@ -26,11 +27,11 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("export", help="timeline trace for Perfetto (.pftrace) or Chrome (.json)",
                        description="Write each domain's and member's states over time as a "
                        "trace for a timeline viewer.", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_source_arguments(p)
     p.add_argument("-o", "--output", metavar="FILE", required=True,
                    help="FILE.pftrace (Perfetto) or FILE.json (Chrome trace events)")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, quick_exit=True)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

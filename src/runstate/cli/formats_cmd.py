@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
+from runstate.cli.terminal import HelpFormatter
 from runstate.sources.registry import READERS
 
 
@@ -18,8 +19,8 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        "(the first whose content matches reads the input; --input-format "
                        "NAME skips detection).",
                        epilog="example:\n  runstate formats",
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.set_defaults(run=run)
+                       formatter_class=HelpFormatter)
+    p.set_defaults(run=run, quick_exit=True)
 
 
 def format_lines() -> list[str]:

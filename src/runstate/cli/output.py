@@ -6,13 +6,16 @@ import argparse
 import contextlib
 import os
 import re
-import shutil
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TextIO
 
+from runstate.cli.terminal import terminal_columns
 from runstate.errors import EnvironmentProblem, UsageError
 
-if TYPE_CHECKING:  # the table module (and numpy) loads only for --format table
+TYPE_CHECKING = False  # as typing's, which a report loads only after it starts reading
+if TYPE_CHECKING:
+    from typing import TextIO
+
+    # the table module (and numpy) loads only for --format table
     from runstate.report.table import TableOptions
 
 
@@ -71,7 +74,7 @@ def table_options(args: argparse.Namespace, sink: TextIO) -> TableOptions:
     if width is None and os.environ.get("COLUMNS", "").isdigit():
         width = int(os.environ["COLUMNS"])
     if width is None and color:
-        width = shutil.get_terminal_size((100, 24)).columns
+        width = terminal_columns(100)
     if width is not None and width < 40:
         raise UsageError(f"--width {width}: the table needs at least 40 columns")
     return TableOptions(sort=args.sort, top=args.top, match=args.match,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from runstate.cli.report_cmd import SAMPLES, _paths, _warn_assumptions, _window
+from runstate.cli.terminal import HelpFormatter
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
@@ -52,7 +53,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plot", help="picture of domain states over time (png/svg/pdf)",
                        description="Draw each domain's runstates over time.", epilog=EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       formatter_class=HelpFormatter)
     add_source_arguments(p)
     p.add_argument("-o", "--output", metavar="FILE", required=True,
                    help="FILE.png, FILE.svg or FILE.pdf")
@@ -60,7 +61,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="only this domain (key or name); repeatable")
     p.add_argument("--top", type=int, metavar="N",
                    help="only the N domains with the most contention")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, quick_exit=True)
 
 
 @dataclass(frozen=True, slots=True)

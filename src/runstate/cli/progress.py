@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, TextIO
 
+TYPE_CHECKING = False  # as typing's, which a report loads only after it starts reading
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from runstate.analysis.pipeline import ProgressSink
 
 #: below this many seconds nothing is shown, so short runs stay quiet

@@ -5,18 +5,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
-from typing import TYPE_CHECKING, TextIO
 
 from runstate.cli.output import add_table_arguments, open_output, table_options
 from runstate.cli.progress import progress_bar
+from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import DURATION_HELP, parse_duration_ns, parse_frequency, parse_seconds
 from runstate.errors import UsageError
-from runstate.sources.base import ReadOptions
+from runstate.sources.options import ReadOptions
 from runstate.sources.registry import open_source, prefetch, reader_names
 
+# Nothing here loads dataclasses or typing: the first input starts being read
+# (prefetch) before they load, and every millisecond before that point is on
+# the way of the whole report.
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # the analysis and each renderer (numpy) load when a report needs them
     from fractions import Fraction
+    from typing import TextIO
 
     from runstate.analysis.pipeline import TraceWindow
     from runstate.engine.results import IntervalResult, RunResult
@@ -45,7 +49,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("report", help="domain runstate report of one or more traces",
                        description="Read traces and report, per domain (VM, process, group), "
                        "the time in each domain runstate.",
-                       epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=EPILOG, formatter_class=HelpFormatter)
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="trace file, recording directory, or - for stdin")
     p.add_argument("--sample", nargs="?", const="qemu", choices=sorted(SAMPLES),
@@ -78,7 +82,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                    help="table width (default: the terminal's, or COLUMNS; piped output is "
                    "not shortened)")
     add_table_arguments(p)
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, quick_exit=True)
 
 
 def run(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -167,14 +171,14 @@ def _warn_assumptions(info: SourceInfo, err: TextIO) -> None:
 
 def _window(args: argparse.Namespace) -> TraceWindow:
     """The user's window in seconds: the pipeline places it once the trace's span is known."""
-    from fractions import Fraction
-
     from runstate.analysis.pipeline import TraceWindow
 
     def seconds(text: str | None) -> Fraction | None:
         if text is None:
             return None
         parse_seconds(text)  # the checks and the message
+        from fractions import Fraction  # only for a window: it loads decimal too
+
         return Fraction(text.strip())
 
     start, end = seconds(args.start), seconds(args.end)
@@ -268,6 +272,8 @@ class _IntervalPrinter:
         self.started = False
 
     def emit(self, first: IntervalResult, count: int) -> None:
+        import dataclasses
+
         from runstate.report.model import Clock, interval_row
         from runstate.report.table import interval_cells
 
@@ -279,7 +285,8 @@ class _IntervalPrinter:
                         "part_run part_cont lost (% of interval lifetime)")
             self.started = True
         for start, end in _spans(first, count, clock):
-            for cells in interval_cells(replace(row, start_ns=start, end_ns=end), names):
+            for cells in interval_cells(dataclasses.replace(row, start_ns=start, end_ns=end),
+                                        names):
                 self._write(" ".join(c.rjust(8) for c in cells))
         self.sink.flush()
 

@@ -25,6 +25,8 @@ class StateStats:
 
 @dataclass(frozen=True, slots=True)
 class MemberResult:
+    """One member's ticks per bucket over the run."""
+
     key: str
     name: str
     #: ticks per bucket: running, runnable, blocked, offline, lost
@@ -33,6 +35,8 @@ class MemberResult:
 
 @dataclass(frozen=True, slots=True)
 class DomainResult:
+    """One domain's accounting: ticks and episodes per state, current state, members."""
+
     index: int
     key: str
     name: str

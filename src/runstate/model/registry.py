@@ -28,6 +28,8 @@ class DomainInfo:
 
 @dataclass(slots=True)
 class MemberInfo:
+    """A member as registered: its key, display name and domain index."""
+
     key: str
     name: str
     domain: int

@@ -57,6 +57,9 @@ class Clock:
 
 @dataclass(frozen=True, slots=True)
 class StateRow:
+    """One domain state of a domain: its time (ns, and cycles for TSC traces) and its
+    episodes' count and duration percentiles."""
+
     ns: int
     cycles: int | None
     count: int
@@ -68,6 +71,8 @@ class StateRow:
 
 @dataclass(frozen=True, slots=True)
 class MemberRow:
+    """One member (vCPU, thread) of a domain: ns per member bucket."""
+
     member: str
     name: str
     ns: dict[str, int]
@@ -75,6 +80,8 @@ class MemberRow:
 
 @dataclass(frozen=True, slots=True)
 class DomainRow:
+    """One domain of a report: its lifetime, its seven states and its members."""
+
     domain: str
     name: str
     lifetime_ns: int
@@ -98,6 +105,8 @@ class DomainRow:
 
 @dataclass(frozen=True, slots=True)
 class IntervalRow:
+    """One ``--interval`` row: ns per state of every domain alive in it."""
+
     start_ns: int
     end_ns: int
     #: domain key -> ns per state (alive domains only)

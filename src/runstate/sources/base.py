@@ -13,45 +13,23 @@ file before the reader module is even loaded (``registry.prefetch``).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import IO, TYPE_CHECKING, Protocol
 
 from runstate.model.states import MemberState
 
+# the records a reader is handed live apart, so that a read can start before this
+# module (dataclasses, typing) loads; they are part of the protocol all the same
+from runstate.sources.options import CHUNK_ROWS as CHUNK_ROWS
+from runstate.sources.options import FileIdentity as FileIdentity
+from runstate.sources.options import FormatInfo as FormatInfo
+from runstate.sources.options import ReadOptions as ReadOptions
+from runstate.sources.options import file_identity as file_identity
+
 if TYPE_CHECKING:  # the registry sniffs formats through this module without numpy
     from runstate.model.events import EventBatch
     from runstate.model.registry import Registry
-
-#: default number of rows per batch; large enough to amortize Python overhead,
-#: small enough to keep memory flat
-CHUNK_ROWS = 1 << 18
-
-
-@dataclass(frozen=True, slots=True)
-class FormatInfo:
-    """Describes one input format for the registry and ``--input-format``."""
-
-    name: str
-    description: str
-    #: lower sniffs first: formats with a magic number before loose text heuristics
-    priority: int
-
-
-@dataclass(slots=True)
-class ReadOptions:
-    """Options a reader may honour; each reader ignores what does not apply to it."""
-
-    #: Xen: TSC frequency in Hz (None: the reader assumes its default and says so)
-    cpu_hz: float | None = None
-    #: Linux: how threads form domains: vm | process | cgroup | thread | <path>
-    group: str | None = None
-    #: make counted anomalies fatal
-    strict: bool = False
-    #: skip and count corrupt records instead of failing
-    lenient: bool = False
-    chunk_rows: int = CHUNK_ROWS
 
 
 @dataclass(slots=True)
@@ -94,17 +72,6 @@ class Source(Protocol):
     def batches(self) -> Iterator[EventBatch]:
         """Yield time-sorted batches; rows never precede those already yielded."""
         ...
-
-
-#: what identifies a file's contents for a prefetcher: (device, inode, size,
-#: modification and change times in ns); a read started ahead is trusted only
-#: while the file at its path still has the identity it had when it started
-FileIdentity = tuple[int, int, int, int, int]
-
-
-def file_identity(st: os.stat_result) -> FileIdentity:
-    """The identity of the file ``st`` describes."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class Prefetcher(Protocol):

@@ -9,7 +9,7 @@ number or a directory layout before loose text heuristics.
 
 from __future__ import annotations
 
-from runstate.sources.base import FormatInfo
+from runstate.sources.options import FormatInfo
 
 #: the perf script fields (and option) every event line needs, in perf's order
 PERF_SCRIPT_FIELDS = "-F comm,pid,tid,cpu,time,event,trace --ns"

@@ -20,30 +20,44 @@ import io
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import IO, Any, cast
 
 from runstate.errors import InputError, RunstateError, UnknownFormat, UsageError
 from runstate.sources import formats
-from runstate.sources.base import FormatInfo, Prefetcher, Reader, ReadOptions, Source
+
+TYPE_CHECKING = False  # as typing's: a report reaches prefetch() before typing loads
+if TYPE_CHECKING:
+    from typing import IO, Any
+
+    from runstate.sources.base import Prefetcher, Reader, Source
+    from runstate.sources.options import FormatInfo, ReadOptions
 
 
-@dataclass(frozen=True, slots=True)
 class LazyReader:
-    """A reader as the registry knows it before an input of its format turns up."""
+    """A reader as the registry knows it before an input of its format turns up.
 
-    FORMAT: FormatInfo
-    #: ``module:attribute`` of the reader object
-    reader: str
-    #: ``module:function(path, head)`` recognising the content, in a module without numpy
-    sniffer: str | None = None
-    #: the bytes every input of the format starts with
-    magic: bytes = b""
-    #: the input is a directory (its head is empty) rather than a file or stream
-    directory: bool = False
-    #: ``module:function`` starting to read a file ahead of ``open``, in a module
-    #: without numpy (a :class:`~runstate.sources.base.Prefetcher`); None: none
-    prefetcher: str | None = None
+    (A plain class, not a dataclass: a report reaches :func:`prefetch` through this
+    module, and the dataclasses module would delay that by milliseconds.)"""
+
+    __slots__ = ("FORMAT", "reader", "sniffer", "magic", "directory", "prefetcher")
+
+    def __init__(self, format_info: FormatInfo, reader: str, sniffer: str | None = None, *,
+                 magic: bytes = b"", directory: bool = False,
+                 prefetcher: str | None = None) -> None:
+        self.FORMAT = format_info
+        #: ``module:attribute`` of the reader object
+        self.reader = reader
+        #: ``module:function(path, head)`` recognising the content, in a module without numpy
+        self.sniffer = sniffer
+        #: the bytes every input of the format starts with
+        self.magic = magic
+        #: the input is a directory (its head is empty) rather than a file or stream
+        self.directory = directory
+        #: ``module:function`` starting to read a file ahead of ``open``, in a module
+        #: without numpy (a :class:`~runstate.sources.base.Prefetcher`); None: none
+        self.prefetcher = prefetcher
+
+    def __repr__(self) -> str:
+        return f"LazyReader({self.FORMAT.name!r}, {self.reader!r})"
 
     def sniff(self, path: str, head: bytes) -> bool:
         """True if ``head`` (empty for a directory) looks like this format."""
@@ -127,7 +141,7 @@ def open_source(path: str, options: ReadOptions, input_format: str | None = None
     if path == "-":
         stdin = _PeekableStdin(sys.stdin.buffer)
         head = stdin.peek_head(SNIFF_BYTES)
-        stream = cast(IO[bytes], io.BufferedReader(stdin))
+        stream = io.BufferedReader(stdin)
     elif os.path.isdir(path):
         head = b""
     else:

@@ -21,7 +21,7 @@ import os
 import stat
 
 from runstate._abi import check_kernel
-from runstate.sources.base import FileIdentity, ReadOptions, file_identity
+from runstate.sources.options import FileIdentity, ReadOptions, file_identity
 from runstate.sources.xentrace import _job
 
 check_kernel(_job)
