@@ -80,11 +80,13 @@ def test_guest_phases_seen_live(tmp_path: Path) -> None:
         for i, (_, expected) in enumerate(PHASES):
             ns = _phase_ns(records[source], bounds[i] + EDGE_NS, bounds[i + 1] - EDGE_NS)
             total = sum(ns.values())
+            # the whole figures, unshortened, if an assertion fails
+            seen = f"{source}, phase {i + 1}: " + ", ".join(f"{k} {v}" for k, v in ns.items())
             # the intervals inside the phase were seen (none missing)
-            assert total > 0.5 * (bounds[i + 1] - bounds[i] - 2 * EDGE_NS), (source, i)
+            assert total > 0.5 * (bounds[i + 1] - bounds[i] - 2 * EDGE_NS), seen
             dominant = max(ns, key=lambda s: ns[s])
-            assert dominant == expected, (source, i, ns)
-            assert ns[expected] > 0.5 * total, (source, i, ns)
+            assert dominant == expected, seen
+            assert ns[expected] > 0.5 * total, seen
 
 
 def _watch_guest(console: Path, sources: list[str], stamps: dict[str, int],
