@@ -168,3 +168,50 @@ def test_without_root_one_line_names_what_is_missing(tmp_path: Path) -> None:
         pytest.skip("the package is not readable by an unprivileged user here")
     assert done.returncode == 1
     assert done.stderr == "runstate: error: bpf needs root; tracefs needs root\n"
+
+
+THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+
+
+def _running_top(env: dict[str, str]) -> tuple[dict[str, str], int]:
+    """A ``top --batch`` following a sleeping process, once it wrote its first record:
+    the environment it runs with and its heap's kB in transparent huge pages."""
+    need_root()
+    with processes([SLEEP]) as pids:
+        top = subprocess.Popen([sys.executable, "-m", "runstate", "top", "--batch",
+                                "--interval", "200ms", "--pid", str(pids[0])],
+                               stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                               env=env)
+        assert top.stdout is not None
+        try:
+            assert json.loads(top.stdout.readline())["schema"] == "runstate.report/1"
+            environ = dict(item.split("=", 1) for item in
+                           Path(f"/proc/{top.pid}/environ").read_text().split("\0")
+                           if "=" in item)
+            rollup = Path(f"/proc/{top.pid}/smaps_rollup").read_text()
+            huge_kb = int(rollup.split("AnonHugePages:")[1].split()[0])
+        finally:
+            top.terminate()
+            top.stdout.read()
+            top.stdout.close()
+            top.wait(timeout=30)
+    return environ, huge_kb
+
+
+def test_top_runs_with_its_heap_in_huge_pages() -> None:
+    # a periodic command restarts itself (exec, the same process) with Python's objects in
+    # glibc's heap and that heap in transparent huge pages, where the system has them
+    if not THP_SETTING.exists() or "[never]" in THP_SETTING.read_text():
+        pytest.skip("no transparent huge pages here")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "GLIBC_TUNABLES")}
+    environ, huge_kb = _running_top(env)
+    assert environ.get("PYTHONMALLOC") == "malloc"
+    assert "glibc.malloc.hugetlb=1" in environ.get("GLIBC_TUNABLES", "").split(":")
+    assert huge_kb >= 2048  # at least one huge page in use
+
+
+def test_a_user_allocator_choice_is_kept() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
+    environ, _ = _running_top({**env, "PYTHONMALLOC": "pymalloc"})
+    assert environ.get("PYTHONMALLOC") == "pymalloc"
+    assert "GLIBC_TUNABLES" not in environ
