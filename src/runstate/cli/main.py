@@ -213,15 +213,16 @@ def _restart_with_heap_in_huge_pages(args: Sequence[str]) -> None:
 
     Why: after a second asleep, other work on the host has flushed the caches and the
     TLB, and a refresh pays mostly for finding its memory again: page-table walks, which
-    huge pages make 512 times fewer.  Measured with ``top --batch --interval 1s``
-    following 2000 threads, this takes a third to a half off its CPU time (bpf source:
-    0.70 -> 0.40 % as one domain, 1.60 -> 1.12 % as 2001; ``bench/live_overhead.py``).
+    huge pages make 512 times fewer.  Measured with ``bench/live_overhead.py``
+    (``top --batch --interval 1s`` following 2000 threads), it takes a fifth to two
+    fifths off ``top``'s CPU time (``docs/live.md``, Cost).
     Both settings must be in place before the interpreter starts, hence the restart
     (the same process: ``exec``).  Nothing is done where the user set ``PYTHONMALLOC``
     (or a restart already did), where the system offers no transparent huge pages, or
     where the restart fails.
     """
-    if chosen_command(args) not in PERIODIC_COMMANDS or "PYTHONMALLOC" in os.environ:
+    if (chosen_command(args) not in PERIODIC_COMMANDS or "PYTHONMALLOC" in os.environ
+            or not sys.executable):
         return
     try:
         with open(THP_SETTING, encoding="ascii") as f:
