@@ -51,7 +51,7 @@ GROUP_DTYPE = np.dtype([
     ("member_ns", "<u8", (3,)), ("mlast", "<u8"),
 ])
 MEMBER_DTYPE = np.dtype([("group", "<u4"), ("state", "<u4"), ("since", "<u8"),
-                         ("ns", "<u8", (4,))])
+                         ("ns", "<u8", (4,)), ("last_in", "<u8")])
 
 
 class ForkGrouping(IntEnum):

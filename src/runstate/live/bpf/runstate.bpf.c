@@ -104,6 +104,8 @@ struct rs_member {
 	__u32 state;
 	__u64 since;
 	__u64 ns[4]; /* running, runnable, blocked, unknown */
+	/* the clock of the latest switch-in applied to the member (see switched_out()) */
+	__u64 last_in;
 };
 
 /* the argument of rs_set_state: a member's state as user space knows it */
@@ -260,8 +262,37 @@ static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 
 	reclassify(g, now);
 }
 
-/* Apply a transition to task pid; returns 1 when the member left (to be deleted). */
-static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_idle)
+/* which side of a switch an event is */
+enum { NOT_A_SWITCH, SWITCH_IN, SWITCH_OUT };
+
+/*
+ * Whether a switch event of member m, its clock read at `now`, is to be applied;
+ * the group lock is held.
+ *
+ * A handler reads the clock before it takes the lock, and a vCPU the hypervisor
+ * preempts in between applies its event late.  A task switched out on one CPU
+ * and in on another then has its switch-in applied first (a no-op: it was
+ * running) and its switch-out after it, and would stay runnable, while it runs,
+ * until its next event: hundreds of ms for a task spinning alone on a CPU.  A
+ * task's switches alternate in real time, and a switch-in on another CPU waits
+ * until the task is off the first one, whose switch-out read the clock before:
+ * so a switch-out whose clock is older than an applied switch-in's belongs to an
+ * earlier run, and is stale.  (Only that pair: a wakeup may read the clock after
+ * the switch-in it allowed, so other events are not ordered by their clocks.)
+ */
+static __always_inline int switch_applies(struct rs_member *m, int side, __u64 now)
+{
+	if (side == SWITCH_OUT)
+		return now >= m->last_in;
+	if (side == SWITCH_IN && now > m->last_in)
+		m->last_in = now;
+	return 1;
+}
+
+/* Apply a transition to task pid (`side`: of a switch, or not a switch); returns 1
+ * when the member left (to be deleted). */
+static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_idle,
+				      int side)
 {
 	struct rs_member *m;
 	struct rs_group *g;
@@ -277,8 +308,9 @@ static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_
 		return 0;
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&g->lock);
-	if (!only_from_idle || m->state == M_BLOCKED || m->state == M_UNSEEN ||
-	    m->state == M_UNKNOWN)
+	if (switch_applies(m, side, now) &&
+	    (!only_from_idle || m->state == M_BLOCKED || m->state == M_UNSEEN ||
+	     m->state == M_UNKNOWN))
 		move(g, m, new_state, now);
 	bpf_spin_unlock(&g->lock);
 	return new_state == M_UNSEEN;
@@ -306,8 +338,10 @@ static __always_inline int switch_within(__u32 prev_pid, __u32 next_pid, __u32 a
 		return 0;
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&g->lock);
-	move(g, pm, after, now);
-	move(g, nm, M_RUNNING, now);
+	if (switch_applies(pm, SWITCH_OUT, now))
+		move(g, pm, after, now);
+	if (switch_applies(nm, SWITCH_IN, now))
+		move(g, nm, M_RUNNING, now);
 	bpf_spin_unlock(&g->lock);
 	return after == M_UNSEEN;
 }
@@ -329,8 +363,8 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 		after = M_BLOCKED;
 	left = switch_within(prev_pid, next_pid, after);
 	if (left < 0) {
-		left = transition(prev_pid, after, 0);
-		transition(next_pid, M_RUNNING, 0);
+		left = transition(prev_pid, after, 0, SWITCH_OUT);
+		transition(next_pid, M_RUNNING, 0, SWITCH_IN);
 	}
 	if (left > 0)
 		bpf_map_delete_elem(&members, &prev_pid);
@@ -340,14 +374,14 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(rs_wakeup, struct task_struct *p)
 {
-	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1);
+	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1, NOT_A_SWITCH);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(rs_wakeup_new, struct task_struct *p)
 {
-	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1);
+	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1, NOT_A_SWITCH);
 	return 0;
 }
 
