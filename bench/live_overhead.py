@@ -179,8 +179,8 @@ def bench_tops(threads: int, busy: int, seconds: int, sources: list[str], groups
     report = []
     for case in cases:
         shares = [float(str(r["cpu_percent_of_one_core"])) for r in runs[case]]
-        by_share = sorted(runs[case], key=lambda r: float(str(r["cpu_percent_of_one_core"])))
-        median = dict(by_share[len(by_share) // 2])  # the median run (the upper one if even)
+        by_share = sorted(range(len(shares)), key=shares.__getitem__)
+        median = dict(runs[case][by_share[len(by_share) // 2]])  # the upper one if even
         median["cpu_percent_of_one_core"] = statistics.median(shares)
         median["runs_cpu_percent"] = shares
         report.append(median)

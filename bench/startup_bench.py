@@ -5,7 +5,10 @@ the machine spreads over all of them, and prints the median wall time and the
 median CPU time (user + sys of the child) in ms.  ``python -c pass`` and
 ``python -c "import numpy"`` are the floor and the price of the array library,
 for comparison: ``--version`` and ``--help`` should cost little more than the
-first, and a small report little more than the second.
+first, and a small report little more than the second.  numpy as the command
+loads it (one BLAS thread) is timed twice: ending as usual and ending at once with
+``os._exit``; the difference is the interpreter's teardown with numpy loaded, which
+the offline commands skip.
 
 ``--src DIR`` times the ``runstate`` package in DIR instead of the installed
 one (e.g. an export of an older commit, to compare), started the way the
@@ -42,11 +45,20 @@ def runstate_command(src: str | None) -> list[str]:
     return [exe] if exe else [sys.executable, "-m", "runstate"]
 
 
+#: numpy imported as the runstate command imports it
+ONE_THREAD_NUMPY = "import os; os.environ['OPENBLAS_NUM_THREADS'] = '1'; import numpy"
+
+
 def commands(src: str | None) -> dict[str, list[str]]:
     rs = runstate_command(src)
     return {
         "python -c pass": [sys.executable, "-c", "pass"],
         "python -c 'import numpy'": [sys.executable, "-c", "import numpy"],
+        # as runstate loads it (one BLAS thread), then ending with and without the
+        # interpreter's teardown, which the offline commands skip (cli/main.py entry)
+        "numpy, one BLAS thread": [sys.executable, "-c", ONE_THREAD_NUMPY],
+        "numpy, one BLAS thread, os._exit": [sys.executable, "-c",
+                                             ONE_THREAD_NUMPY + "; os._exit(0)"],
         "runstate --version": [*rs, "--version"],
         "runstate --help": [*rs, "--help"],
         "runstate report --help": [*rs, "report", "--help"],

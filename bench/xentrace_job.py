@@ -15,26 +15,20 @@ Usage: python bench/xentrace_job.py [FILE] [--runs N] [--parts N]
 from __future__ import annotations
 
 import argparse
-import mmap
-import os
 import statistics
 import time
 from pathlib import Path
 
 from runstate.sources.xentrace import _job
+from runstate.sources.xentrace.prefetch import KEEP_ROWS
+from runstate.sources.xentrace.walk import map_file
 
 DEFAULT = Path(__file__).resolve().parent / "out" / "xen_bench_x1_s1.trace"
-#: as sources/xentrace/prefetch.py keeps them
-KEEP_ROWS = 1 << 23
 
 
 def run_once(path: Path, parts: int) -> tuple[float, float, int]:
     """(first pass ms, second pass ms, rows accounted) of one job on ``path``."""
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        data = mmap.mmap(fd, 0, access=mmap.ACCESS_READ)
-    finally:
-        os.close(fd)
+    data = map_file(str(path))
     job = _job.Job(data, 0, True)
     try:
         begin = time.perf_counter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import subprocess
 import sys
 
@@ -26,7 +27,7 @@ print(json.dumps([terminal_columns(77), shutil.get_terminal_size((77, 24)).colum
 @pytest.mark.parametrize("columns", [None, "123", "0", "-5", "wide"])
 def test_terminal_columns_agree_with_shutil(columns):
     # stdout is a pipe here, so without a valid COLUMNS both fall back
-    env = {k: v for k, v in __import__("os").environ.items() if k != "COLUMNS"}
+    env = {k: v for k, v in os.environ.items() if k != "COLUMNS"}
     if columns is not None:
         env["COLUMNS"] = columns
     out = subprocess.run([sys.executable, "-c", COLUMNS_PROBE], env=env,

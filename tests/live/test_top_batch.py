@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from runstate.cli import main as cli_main
 from runstate.live.bpf.loader import missing_requirement
 from tests.live.live_workloads import SLEEP, SPIN, group_file, need_root, processes
 
@@ -170,9 +171,6 @@ def test_without_root_one_line_names_what_is_missing(tmp_path: Path) -> None:
     assert done.stderr == "runstate: error: bpf needs root; tracefs needs root\n"
 
 
-THP_SETTING = Path("/sys/kernel/mm/transparent_hugepage/enabled")
-
-
 def _running_top(env: dict[str, str]) -> tuple[dict[str, str], int]:
     """A ``top --batch`` following a sleeping process, once it wrote its first record:
     the environment it runs with and its heap's kB in transparent huge pages."""
@@ -201,7 +199,8 @@ def _running_top(env: dict[str, str]) -> tuple[dict[str, str], int]:
 def test_top_runs_with_its_heap_in_huge_pages() -> None:
     # a periodic command restarts itself (exec, the same process) with Python's objects in
     # glibc's heap and that heap in transparent huge pages, where the system has them
-    if not THP_SETTING.exists() or "[never]" in THP_SETTING.read_text():
+    setting = Path(cli_main.THP_SETTING)
+    if not setting.exists() or "[never]" in setting.read_text():
         pytest.skip("no transparent huge pages here")
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "GLIBC_TUNABLES")}
     environ, huge_kb = _running_top(env)

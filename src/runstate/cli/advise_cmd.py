@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, TextIO
 
 from runstate.cli.output import open_output
 from runstate.cli.report_cmd import SAMPLES, _paths, _warn_assumptions, _window
-from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import parse_duration_ns, parse_frequency
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.sources.base import ReadOptions
@@ -46,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        description="Turn domain runstates into findings for people and load "
                        "balancers: each with its level, the figures that fired it, and the "
                        "action it calls for.",
-                       epilog=EPILOG, formatter_class=HelpFormatter)
+                       epilog=EPILOG)
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="trace file, recording directory, or - for stdin")
     p.add_argument("--sample", nargs="?", const="qemu", choices=sorted(SAMPLES),

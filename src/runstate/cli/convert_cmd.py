@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import parse_frequency
 from runstate.errors import UsageError
 
@@ -19,8 +18,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("convert", help="convert generic CSV events into a xentrace file",
                        description="Write generic CSV member events (time_ns,domain,member,"
                        "old_state,new_state) as a xentrace binary file that xenalyze and "
-                       "runstate read.", epilog=EPILOG,
-                       formatter_class=HelpFormatter)
+                       "runstate read.", epilog=EPILOG)
     p.add_argument("input", metavar="EVENTS.csv")
     p.add_argument("-o", "--output", required=True, metavar="FILE")
     p.add_argument("--cpu-hz", default="2.4G", metavar="HZ",

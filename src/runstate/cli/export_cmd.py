@@ -8,7 +8,6 @@ import tempfile
 from typing import TextIO
 
 from runstate.cli.plot_cmd import add_source_arguments, analyze_sources, output_format
-from runstate.cli.terminal import HelpFormatter
 from runstate.errors import EnvironmentProblem, UsageError
 
 EPILOG = """\
@@ -26,8 +25,7 @@ trace events (µs with exact ns decimals).  Timestamps are the trace's own clock
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("export", help="timeline trace for Perfetto (.pftrace) or Chrome (.json)",
                        description="Write each domain's and member's states over time as a "
-                       "trace for a timeline viewer.", epilog=EPILOG,
-                       formatter_class=HelpFormatter)
+                       "trace for a timeline viewer.", epilog=EPILOG)
     add_source_arguments(p)
     p.add_argument("-o", "--output", metavar="FILE", required=True,
                    help="FILE.pftrace (Perfetto) or FILE.json (Chrome trace events)")

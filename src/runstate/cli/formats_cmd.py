@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import TextIO
 
-from runstate.cli.terminal import HelpFormatter
 from runstate.sources.registry import READERS
 
 
@@ -18,8 +17,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        description="List the input formats, in the order they are detected "
                        "(the first whose content matches reads the input; --input-format "
                        "NAME skips detection).",
-                       epilog="example:\n  runstate formats",
-                       formatter_class=HelpFormatter)
+                       epilog="example:\n  runstate formats")
     p.set_defaults(run=run, quick_exit=True)
 
 

@@ -16,7 +16,7 @@ import os
 import sys
 
 from runstate import __version__
-from runstate.cli.terminal import HelpFormatter
+from runstate.cli.terminal import ArgumentParser
 from runstate.errors import EnvironmentProblem, RunstateError
 
 TYPE_CHECKING = False  # as typing's, without importing typing at start-up
@@ -64,8 +64,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     refused with the list; where it names one, the others are left out: a parser each
     (with argparse's translated texts, looked up on disk) is a few milliseconds of
     every command."""
-    parser = argparse.ArgumentParser(prog="runstate", description=DESCRIPTION, epilog=EPILOG,
-                                     formatter_class=HelpFormatter)
+    parser = ArgumentParser(prog="runstate", description=DESCRIPTION, epilog=EPILOG)
     parser.add_argument("--version", action="version", version=f"runstate {__version__}")
     parser.add_argument("--traceback", action="store_true",
                         help="show the Python traceback of an error (for debugging)")
@@ -77,7 +76,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         if name == command:
             _command_module(name, module).add_parser(sub)
         else:
-            sub.add_parser(name, help=help_text, formatter_class=HelpFormatter)
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -117,16 +116,17 @@ def _run(argv: Sequence[str] | None, stdout: TextIO | None,
     (an offline command: its files are written and closed when it returns, and it
     starts no tracing, server or thread that outlives it, nor registers anything to
     run at exit)."""
-    parsed: list[argparse.Namespace] = []
-    code = _command(argv, stdout, stderr, parsed)
-    return code, bool(parsed) and getattr(parsed[0], "quick_exit", False)
-
-
-def _command(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO | None,
-             parsed: list[argparse.Namespace]) -> int:
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    args_list = list(sys.argv[1:] if argv is None else argv)
+    args = _parse(list(sys.argv[1:] if argv is None else argv), out, err)
+    if isinstance(args, int):
+        return args, False
+    return _execute(args, out, err), bool(getattr(args, "quick_exit", False))
+
+
+def _parse(args_list: list[str], out: TextIO, err: TextIO) -> argparse.Namespace | int:
+    """The command line parsed, or the exit code where there is nothing to run (help,
+    version, a usage error, a subcommand not available here)."""
     if "--traceback" in args_list[1:]:  # accepted after the subcommand too
         args_list.remove("--traceback")
         args_list.insert(0, "--traceback")
@@ -143,7 +143,11 @@ def _command(argv: Sequence[str] | None, stdout: TextIO | None, stderr: TextIO |
     if args.command is None:
         parser.print_help(out)
         return 2
-    parsed.append(args)
+    return args
+
+
+def _execute(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    """Run the parsed command: its exit code, every error one line."""
     try:
         code: int = args.run(args, out, err)
         return code
@@ -178,9 +182,9 @@ def entry() -> None:
     every run; nothing in the tool does linear algebra, so one thread is asked for.
 
     An offline command that succeeded ends the process at once, its output flushed,
-    without tearing the interpreter down: with numpy loaded that teardown (freeing every
-    module's objects) takes 13-18 ms, a tenth of a report's time, and frees nothing the
-    end of the process would not.
+    without tearing the interpreter down: that teardown (freeing every module's objects)
+    takes 12 ms with numpy alone loaded (``bench/startup_bench.py``), more with the
+    analysis, and frees nothing the end of the process would not.
     """
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     _restart_with_heap_in_huge_pages(sys.argv[1:])

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
 from runstate.cli.report_cmd import SAMPLES, _paths, _warn_assumptions, _window
-from runstate.cli.terminal import HelpFormatter
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.sources.base import ReadOptions
 from runstate.sources.registry import open_source
@@ -52,8 +51,7 @@ def add_source_arguments(p: argparse.ArgumentParser) -> None:
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("plot", help="picture of domain states over time (png/svg/pdf)",
-                       description="Draw each domain's runstates over time.", epilog=EPILOG,
-                       formatter_class=HelpFormatter)
+                       description="Draw each domain's runstates over time.", epilog=EPILOG)
     add_source_arguments(p)
     p.add_argument("-o", "--output", metavar="FILE", required=True,
                    help="FILE.png, FILE.svg or FILE.pdf")

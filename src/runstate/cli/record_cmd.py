@@ -16,7 +16,6 @@ import threading
 from typing import TYPE_CHECKING, TextIO
 
 from runstate.cli.stopping import stop_on_signals
-from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import DURATION_HELP, parse_duration_ns
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.sources.linux.sniff import FORMAT_NAME, META_FILE
@@ -48,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
                        description="Record sched_switch / sched_wakeup / fork / exit events "
                        "of a command, chosen processes or VMs, or every task, into a "
                        "recording directory.",
-                       epilog=EPILOG, formatter_class=HelpFormatter)
+                       epilog=EPILOG)
     p.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
                    help="record this process's threads (and what they fork); a thread id "
                    "records its whole process; repeatable")

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 
 from runstate.cli.output import add_table_arguments, open_output, table_options
 from runstate.cli.progress import progress_bar
-from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import DURATION_HELP, parse_duration_ns, parse_frequency, parse_seconds
 from runstate.errors import UsageError
 from runstate.sources.options import ReadOptions
@@ -49,7 +48,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("report", help="domain runstate report of one or more traces",
                        description="Read traces and report, per domain (VM, process, group), "
                        "the time in each domain runstate.",
-                       epilog=EPILOG, formatter_class=HelpFormatter)
+                       epilog=EPILOG)
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="trace file, recording directory, or - for stdin")
     p.add_argument("--sample", nargs="?", const="qemu", choices=sorted(SAMPLES),

@@ -8,7 +8,6 @@ from typing import TextIO
 
 from runstate.cli.advise_cmd import load_thresholds
 from runstate.cli.stopping import stop_on_signals
-from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import parse_duration_ns
 from runstate.errors import EnvironmentProblem, UsageError
 
@@ -34,7 +33,7 @@ def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("serve", help="Prometheus exporter of live domain runstates",
                        description="Watch VMs or processes live and serve their domain "
                        "runstate counters, member counters and advice as Prometheus metrics.",
-                       epilog=EPILOG, formatter_class=HelpFormatter)
+                       epilog=EPILOG)
     p.add_argument("--pid", type=int, action="append", default=[], metavar="PID",
                    help="watch this process's threads (and what they fork); repeatable")
     p.add_argument("--vm", action="append", default=[], metavar="NAME",

@@ -1,4 +1,5 @@
-"""The terminal's width, and argparse's help formatter sized by it, without ``shutil``.
+"""The terminal's width, and argparse's parser and help formatter sized by it, without
+``shutil``.
 
 argparse makes a help formatter for every option it adds, and its own asks
 ``shutil`` for the width; importing ``shutil`` loads zlib, bz2 and lzma, about
@@ -13,6 +14,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+TYPE_CHECKING = False  # as typing's: every command loads this module
+if TYPE_CHECKING:
+    from typing import Any
 
 
 def terminal_columns(fallback: int = 80) -> int:
@@ -38,3 +43,12 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
                  width: int | None = None) -> None:
         super().__init__(prog, indent_increment, max_help_position,
                          terminal_columns() - 2 if width is None else width)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse's parser with :class:`HelpFormatter` unless told otherwise; the parsers
+    of its subcommands are of this class too (``add_subparsers`` makes them so)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)

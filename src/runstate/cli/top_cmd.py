@@ -13,7 +13,6 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TextIO
 
-from runstate.cli.terminal import HelpFormatter
 from runstate.cli.units import DURATION_HELP, parse_duration_ns
 from runstate.errors import UsageError
 from runstate.live import SOURCES
@@ -46,8 +45,7 @@ m expand a domain into its members, p pause, ? help"""
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "top", help="live view of the domain runstates of VMs or thread groups",
-        description=DESCRIPTION, epilog=EPILOG,
-        formatter_class=HelpFormatter)
+        description=DESCRIPTION, epilog=EPILOG)
     p.add_argument("stream", nargs="?", metavar="-",
                    help="read a trace stream on stdin instead of tracing this host")
     p.add_argument("--vm", action="append", default=[], metavar="NAME",

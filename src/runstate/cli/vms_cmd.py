@@ -6,8 +6,6 @@ import argparse
 import json
 from typing import TYPE_CHECKING, TextIO
 
-from runstate.cli.terminal import HelpFormatter
-
 if TYPE_CHECKING:  # /proc scanning loads only when the command runs
     from runstate.live.qemu import QemuVm
 
@@ -23,8 +21,7 @@ threads named 'CPU n/KVM' or 'CPU n/TCG' (QEMU's debug-threads=on)."""
 
 def add_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("vms", help="list the QEMU/KVM guests running on this host",
-                       description=__doc__, epilog=EPILOG,
-                       formatter_class=HelpFormatter)
+                       description=__doc__, epilog=EPILOG)
     p.add_argument("--format", choices=("table", "json"), default="table")
     p.add_argument("--qmp", action="append", default=[], metavar="SOCKET",
                    help="ask the QMP monitor at SOCKET (query-cpus-fast) instead of "

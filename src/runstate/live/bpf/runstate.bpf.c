@@ -104,7 +104,7 @@ struct rs_member {
 	__u32 state;
 	__u64 since;
 	__u64 ns[4]; /* running, runnable, blocked, unknown */
-	/* the clock of the latest switch-in applied to the member (see switched_out()) */
+	/* the clock of the latest switch-in applied to the member (see switch_applies()) */
 	__u64 last_in;
 };
 

@@ -102,7 +102,7 @@ def scan(path: str, lenient: bool, progress: Callable[[int], None] | None = None
         np.frombuffer(b, np.int64) for b in job.result())
     if progress is not None:
         progress(int(summary[_job.SUM_ROWS]))
-    # the vCPUs come in the order of their first records (TSC, then byte offset): the merge's
+    # the vCPUs come in the merge's order: by their first records' TSC, then byte offset
     key, time, off, old = firsts.reshape(-1, 4).T
     truncated = int(summary[_job.SUM_TRUNCATED])
     return Plan(
