@@ -135,8 +135,8 @@ def test_prometheus_rate_shares_agree_with_report(root, start_load, tmp_path):
     assert set(promql) == set(STATES)
     # the tracer drops some scheduler events (mostly idle->task switches of napping
     # threads); what the recording cannot decide is lost, never a state, while the eBPF
-    # monitor sees every event: each state's share lies between what the recording shows
-    # and that plus its lost share, within 2 points
+    # monitor finds a dropped switch within a tick: each state's share lies between what
+    # the recording shows and that plus its lost share, within 2 points
     lost = report["lost"]
     assert lost <= 0.6, (report, result.stderr)
     assert promql["lost"] <= 0.02, promql

@@ -81,12 +81,15 @@ def test_member_times_match_schedstat(tmp_path: Path) -> None:
     window = after.time_ns - before.time_ns
     for pid in pids:
         a, b = _member_totals(before, str(pid)), _member_totals(after, str(pid))
+        # a switch the kernel made without its tracepoint is found within a tick, that
+        # stay counted unknown: the kernel's figure lies in [shown, shown + lost]
+        lost = b["lost"] - a["lost"]
         for i, bucket in enumerate(("running", "runnable")):
             live = b[bucket] - a[bucket]
             slack = STAT_LAG_NS + TOLERANCE * window
             least = low1[pid][i] - high0[pid][i] - slack
             most = high1[pid][i] - low0[pid][i] + slack
-            assert least <= live <= most, (pid, bucket, least, live, most)
+            assert least <= live + lost and live <= most, (pid, bucket, least, live, lost, most)
             # the workload both runs and waits (how long it waits depends on what else
             # the host runs: 2.6 % of the window was seen on an idle host)
             assert live > 0.01 * window

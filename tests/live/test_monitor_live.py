@@ -89,9 +89,10 @@ def test_two_busy_on_one_cpu_take_turns(tmp_path: Path, source: str) -> None:
 
 
 def _dropped(share: dict[DomainState, float], source: str) -> float:
-    """The lost share: none for bpf (the kernel counts every event); for tracefs what
-    the switches the tracer dropped leave undecided (more of them on a loaded host),
-    a small part of the time."""
+    """The lost share, a small part of the time: for bpf at most a tick per switch the
+    kernel made without its tracepoint (a few in seconds on this machine kind); for
+    tracefs what the switches the tracer dropped leave undecided (more of them on a
+    loaded host)."""
     lost = share[DomainState.LOST]
-    assert lost == 0 if source == "bpf" else lost < 5, share
+    assert lost < 1 if source == "bpf" else lost < 5, share
     return lost

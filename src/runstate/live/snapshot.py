@@ -192,7 +192,7 @@ class LiveSnapshot:
     #: "bpf" | "tracefs" | "stream"
     source: str
     n_cpus: int
-    #: events the source reports lost so far (0 for bpf, which sees every event)
+    #: events the source reports lost so far (0 for bpf, which has no buffer to overrun)
     lost_events: int
     domains: Sequence[LiveDomain]
     #: per CPU, ns idle since the start, when the source knows it

@@ -186,8 +186,8 @@ ANOMALY_EFFECT = {
 #: the undecidable-span causes a source counts, as the footer names them
 SPAN_CAUSE_LABELS = {"lost_switch": "lost switch", "lost_wakeup": "lost wakeup",
                      "detected_late": "before it was seen"}
-BPF_HINT = ("a live `runstate top --source bpf` on this host sees every event "
-            "(it counts in the kernel, where nothing is dropped)")
+BPF_HINT = ("a live `runstate top --source bpf` on this host finds such a drop within a "
+            "timer tick (it checks in the kernel which task each CPU runs)")
 
 
 def _ms(ns: int) -> str:

@@ -30,7 +30,7 @@ from runstate.errors import EnvironmentProblem
 OBJECT_NAME = "runstate.bpf.o"
 BTF_PATH = "/sys/kernel/btf/vmlinux"
 #: the programs attached to the scheduler tracepoints (their kernel names)
-TRACEPOINT_PROGRAMS = ("rs_switch", "rs_wakeup", "rs_wakeup_new", "rs_fork")
+TRACEPOINT_PROGRAMS = ("rs_switch", "rs_tick", "rs_wakeup", "rs_wakeup_new", "rs_fork")
 INIT_PROGRAM = "rs_init_members"
 SET_STATE_PROGRAM = "rs_set_state"
 RELEASE_PROGRAM = "rs_release"

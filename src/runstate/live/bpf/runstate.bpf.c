@@ -156,6 +156,25 @@ struct {
 	__type(value, __u64);
 } tallies SEC(".maps");
 
+/*
+ * What each CPU is known to run: the task its last recorded switch put there (or
+ * a tick found there), and when.  A switch the kernel made without the
+ * sched_switch tracepoint firing (seen on some kernels for every tracer, eBPF
+ * included: a task is switched out that no switch put in) is bounded by it.
+ */
+struct rs_cpu {
+	__u64 last;
+	__u32 curr;
+	__u32 known;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct rs_cpu);
+} cpus SEC(".maps");
+
 static __always_inline void tally(__u32 slot)
 {
 	__u64 *c = bpf_map_lookup_elem(&tallies, &slot);
@@ -262,8 +281,88 @@ static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 
 	reclassify(g, now);
 }
 
+/*
+ * Member m was running at `now` although believed otherwise: its switch-in was
+ * not recorded.  It happened after `from` (the CPU's last known event), so the
+ * member's stay from then on, and its group's, are undecidable: counted as
+ * unknown and lost, the group's miss counted, and the member runs from now.
+ * The lock is held.
+ */
+static __always_inline void missed_switch_in(struct rs_group *g, struct rs_member *m,
+					     __u64 from, __u64 now)
+{
+	__u32 old = m->state;
+
+	if (old == M_RUNNING || old == M_UNSEEN)
+		return;
+	if (from < m->since)
+		from = m->since;
+	if (from < g->since)
+		from = g->since;
+	if (now < from)
+		now = from;
+	if (old == M_RUNNABLE)
+		m->ns[1] += from - m->since;
+	else if (old == M_BLOCKED)
+		m->ns[2] += from - m->since;
+	else
+		m->ns[3] += from - m->since;
+	m->since = from;
+	if (g->state >= 0) {
+		add_group_ns(g, g->state, from - g->since);
+		add_group_ns(g, D_LOST, now - from);
+		g->since = now;
+	}
+	/* the stay since `from` counts as unknown when the member moves on */
+	add_count(g, old, -1);
+	add_count(g, M_UNKNOWN, 1);
+	m->state = M_UNKNOWN;
+	g->missed += 1;
+	move(g, m, M_RUNNING, now);
+}
+
+/* The task `pid` runs on this CPU at `now` (a switch-out or a tick shows it): if it is
+ * a member believed elsewhere, its switch-in was missed after `from`. */
+static __always_inline void seen_running(__u32 pid, __u64 from, __u64 now)
+{
+	struct rs_member *m;
+	struct rs_group *g;
+
+	if (pid == 0)
+		return;
+	m = bpf_map_lookup_elem(&members, &pid);
+	/* read without the lock to skip the common case; decided under it */
+	if (!m || m->state == M_RUNNING || m->state == M_UNSEEN)
+		return;
+	g = bpf_map_lookup_elem(&groups, &m->group);
+	if (!g)
+		return;
+	bpf_spin_lock(&g->lock);
+	/* a switch-out older than an applied switch-in is stale (see switch_applies()) */
+	if (now >= m->last_in)
+		missed_switch_in(g, m, from, now);
+	bpf_spin_unlock(&g->lock);
+}
+
+/* This CPU's last known event, then `pid` on it from `now`; returns the former's time. */
+static __always_inline __u64 cpu_moves_to(__u32 pid, __u64 now)
+{
+	__u32 zero = 0;
+	struct rs_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
+	__u64 last = 0;
+
+	if (!c)
+		return 0;
+	if (c->known)
+		last = c->last;
+	c->last = now;
+	c->curr = pid;
+	c->known = 1;
+	return last;
+}
+
 /* which side of a switch an event is */
-enum { NOT_A_SWITCH, SWITCH_IN, SWITCH_OUT };
+enum { SWITCH_IN = 1, SWITCH_OUT = 2 };
 
 /*
  * Whether a switch event of member m, its clock read at `now`, is to be applied;
@@ -289,99 +388,131 @@ static __always_inline int switch_applies(struct rs_member *m, int side, __u64 n
 	return 1;
 }
 
-/* Apply a transition to task pid (`side`: of a switch, or not a switch); returns 1
- * when the member left (to be deleted). */
-static __always_inline int transition(__u32 pid, __u32 new_state, int only_from_idle,
-				      int side)
+/* Member m left this CPU at `now`, into `after`; a member believed elsewhere was
+ * switched in unseen after `from` (the CPU's previous known event).  Lock held. */
+static __always_inline void switched_out(struct rs_group *g, struct rs_member *m, __u32 after,
+					 __u64 from, __u64 now)
+{
+	if (!switch_applies(m, SWITCH_OUT, now))
+		return;
+	missed_switch_in(g, m, from, now);
+	move(g, m, after, now);
+}
+
+/* Member m was switched in at `now`.  Lock held. */
+static __always_inline void switched_in(struct rs_group *g, struct rs_member *m, __u64 now)
+{
+	switch_applies(m, SWITCH_IN, now);
+	move(g, m, M_RUNNING, now);
+}
+
+/* A wakeup of task pid: a member not running or waiting becomes runnable. */
+static __always_inline void woken(__u32 pid)
 {
 	struct rs_member *m;
 	struct rs_group *g;
 	__u64 now;
 
 	if (pid == 0)
-		return 0;
+		return;
 	m = bpf_map_lookup_elem(&members, &pid);
 	if (!m)
-		return 0;
+		return;
 	g = bpf_map_lookup_elem(&groups, &m->group);
 	if (!g)
-		return 0;
+		return;
 	now = bpf_ktime_get_ns();
 	bpf_spin_lock(&g->lock);
-	if (switch_applies(m, side, now) &&
-	    (!only_from_idle || m->state == M_BLOCKED || m->state == M_UNSEEN ||
-	     m->state == M_UNKNOWN))
-		move(g, m, new_state, now);
+	if (m->state == M_BLOCKED || m->state == M_UNSEEN || m->state == M_UNKNOWN)
+		move(g, m, M_RUNNABLE, now);
 	bpf_spin_unlock(&g->lock);
-	return new_state == M_UNSEEN;
 }
 
 /*
- * A switch between two members of one group: both move under one lock, so no
- * other CPU's event meets the group with one of them moved and not the other.
- * Returns 1 when prev left (to be deleted), -1 when they are not in one group.
+ * Each member looked up once.  A switch between two members of one group moves
+ * both under one lock, so no other CPU's event meets the group with one of them
+ * moved and not the other.  prev leaving proves it ran here: a member believed
+ * elsewhere was switched in unseen, after this CPU's last known event.
  */
-static __always_inline int switch_within(__u32 prev_pid, __u32 next_pid, __u32 after)
-{
-	struct rs_member *pm, *nm;
-	struct rs_group *g;
-	__u64 now;
-
-	if (prev_pid == 0 || next_pid == 0)
-		return -1;
-	pm = bpf_map_lookup_elem(&members, &prev_pid);
-	nm = bpf_map_lookup_elem(&members, &next_pid);
-	if (!pm || !nm || pm->group != nm->group)
-		return -1;
-	g = bpf_map_lookup_elem(&groups, &pm->group);
-	if (!g)
-		return 0;
-	now = bpf_ktime_get_ns();
-	bpf_spin_lock(&g->lock);
-	if (switch_applies(pm, SWITCH_OUT, now))
-		move(g, pm, after, now);
-	if (switch_applies(nm, SWITCH_IN, now))
-		move(g, nm, M_RUNNING, now);
-	bpf_spin_unlock(&g->lock);
-	return after == M_UNSEEN;
-}
-
 SEC("tp_btf/sched_switch")
 int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_struct *next,
 	     unsigned int prev_state)
 {
 	__u32 prev_pid = BPF_CORE_READ(prev, pid);
 	__u32 next_pid = BPF_CORE_READ(next, pid);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 from = cpu_moves_to(next_pid, now);
+	struct rs_member *pm = NULL, *nm = NULL;
+	struct rs_group *g;
 	__u32 after;
-	int left;
 
+	if (prev_pid)
+		pm = bpf_map_lookup_elem(&members, &prev_pid);
+	if (next_pid)
+		nm = bpf_map_lookup_elem(&members, &next_pid);
 	if (prev_state & RS_TASK_DEAD)
 		after = M_UNSEEN;
 	else if (preempt || prev_state == 0)
 		after = M_RUNNABLE;
 	else
 		after = M_BLOCKED;
-	left = switch_within(prev_pid, next_pid, after);
-	if (left < 0) {
-		left = transition(prev_pid, after, 0, SWITCH_OUT);
-		transition(next_pid, M_RUNNING, 0, SWITCH_IN);
+	if (pm && nm && pm->group == nm->group) {
+		g = bpf_map_lookup_elem(&groups, &pm->group);
+		if (g) {
+			bpf_spin_lock(&g->lock);
+			switched_out(g, pm, after, from, now);
+			switched_in(g, nm, now);
+			bpf_spin_unlock(&g->lock);
+		}
+	} else {
+		if (pm) {
+			g = bpf_map_lookup_elem(&groups, &pm->group);
+			if (g) {
+				bpf_spin_lock(&g->lock);
+				switched_out(g, pm, after, from, now);
+				bpf_spin_unlock(&g->lock);
+			}
+		}
+		if (nm) {
+			g = bpf_map_lookup_elem(&groups, &nm->group);
+			if (g) {
+				bpf_spin_lock(&g->lock);
+				switched_in(g, nm, now);
+				bpf_spin_unlock(&g->lock);
+			}
+		}
 	}
-	if (left > 0)
+	if (pm && after == M_UNSEEN)
 		bpf_map_delete_elem(&members, &prev_pid);
+	return 0;
+}
+
+/*
+ * A timer interrupt (the scheduler tick among them) shows which task this CPU
+ * runs: a member switched in unseen is found within a tick, not at its next
+ * switch-out, which for a task spinning alone on a CPU may be seconds away.
+ */
+SEC("tp_btf/hrtimer_expire_entry")
+int BPF_PROG(rs_tick)
+{
+	__u32 pid = (__u32)bpf_get_current_pid_tgid();
+	__u64 now = bpf_ktime_get_ns();
+
+	seen_running(pid, cpu_moves_to(pid, now), now);
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup")
 int BPF_PROG(rs_wakeup, struct task_struct *p)
 {
-	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1, NOT_A_SWITCH);
+	woken(BPF_CORE_READ(p, pid));
 	return 0;
 }
 
 SEC("tp_btf/sched_wakeup_new")
 int BPF_PROG(rs_wakeup_new, struct task_struct *p)
 {
-	transition(BPF_CORE_READ(p, pid), M_RUNNABLE, 1, NOT_A_SWITCH);
+	woken(BPF_CORE_READ(p, pid));
 	return 0;
 }
 
