@@ -25,7 +25,7 @@ def _fields(args: str) -> dict[str, str]:
 
 
 def parse(text: str) -> list[Row]:
-    """(cpu, usecs, event, pid, other_pid, state) for every sched line."""
+    """(cpu, usecs, event, pid, other_pid, state) for every sched and timer line."""
     rows = []
     for line in text.splitlines():
         m = _LINE.match(line)
@@ -41,6 +41,8 @@ def parse(text: str) -> list[Row]:
             rows.append((cpu, t, event, int(f["pid"]), -1, ""))
         elif event == "sched_process_fork":
             rows.append((cpu, t, event, int(f["child_pid"]), int(f["pid"]), ""))
+        elif event == "hrtimer_expire_entry":  # the interrupted task, from the line's prefix
+            rows.append((cpu, t, event, int(m.group("cur")), -1, ""))
     return rows
 
 
@@ -53,7 +55,7 @@ def state_text(prev_state: int) -> str:
 
 _NAMES = {SchedKind.SWITCH: "sched_switch", SchedKind.WAKEUP: "sched_wakeup",
           SchedKind.WAKEUP_NEW: "sched_wakeup_new", SchedKind.EXIT: "sched_process_exit",
-          SchedKind.FORK: "sched_process_fork"}
+          SchedKind.FORK: "sched_process_fork", SchedKind.SEEN: "hrtimer_expire_entry"}
 
 
 def rows_of(events: SchedEvents) -> list[Row]:

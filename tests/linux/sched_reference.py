@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-SWITCH, WAKEUP, WAKEUP_NEW, EXIT, FORK = 0, 1, 2, 3, 4
+SWITCH, WAKEUP, WAKEUP_NEW, EXIT, FORK, SEEN = 0, 1, 2, 3, 4, 5
 
 RUNNING, RUNNABLE, BLOCKED, GONE = "running", "runnable", "blocked", "gone"
 MEMBER_STATES = (RUNNING, RUNNABLE, BLOCKED)

@@ -33,6 +33,7 @@ from .sched_reference import (
     BLOCKED,
     RUNNABLE,
     RUNNING,
+    SEEN,
     SWITCH,
     WAKEUP,
     Event,
@@ -56,8 +57,12 @@ class _Sim:
     t: int = 1_000
 
 
-def simulate(seed: int, steps: int = 160, n_cpus: int = 2) -> list[Event]:
-    """A complete trace: every CPU switches, wakeups only of sleeping tasks (mostly)."""
+def simulate(seed: int, steps: int = 160, n_cpus: int = 2, ticks: bool = False) -> list[Event]:
+    """A complete trace: every CPU switches, wakeups only of sleeping tasks (mostly).
+
+    ``ticks``: timer events too, each naming the task its CPU runs (as
+    ``hrtimer_expire_entry``'s common_pid does).
+    """
     sim = _Sim(np.random.default_rng(seed), n_cpus)
     rng = sim.rng
     sim.curr = [int(rng.choice(TIDS)) if rng.random() < 0.5 else 0 for _ in range(n_cpus)]
@@ -69,7 +74,10 @@ def simulate(seed: int, steps: int = 160, n_cpus: int = 2) -> list[Event]:
         _switch(sim, c)
     for _ in range(steps):
         sim.t += int(rng.integers(1, 60))
-        if rng.random() < 0.35:
+        if ticks and rng.random() < 0.3:
+            c = int(rng.integers(0, n_cpus))
+            sim.events.append(Event(sim.t, c, SEEN, sim.curr[c], actor=sim.curr[c]))
+        elif rng.random() < 0.35:
             _wake(sim)
         else:
             _switch(sim, int(rng.integers(0, n_cpus)))
@@ -286,6 +294,50 @@ def test_dropped_events_are_bracketed(seed: int, rate: float, group_file: Path) 
     # in small chunks, a span may begin before rows already handed on: that part
     # is not shown as lost but reported as uncertain ("detected_late")
     check_bracketed(real, report(kept, group_file, chunk=7))
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**31), rate=st.sampled_from([0.05, 0.15, 0.4]))
+def test_ticks_keep_the_truth_bracketed(seed: int, rate: float, group_file: Path) -> None:
+    """Timer events (the task each CPU runs) end spans early; the truth stays bracketed,
+    and a complete trace with ticks is still exact."""
+    events = simulate(seed, ticks=True)
+    real = truth(events, GROUPS, range(2))
+    exact = report(events, group_file)
+    for key, states in real.domains.items():
+        assert exact.domains[key]["lost"] == 0
+        assert {s: exact.domains[key][s] for s in states} == states
+    kept = drop(events, seed, rate)
+    check_bracketed(real, report(kept, group_file, chunk=len(kept)))
+    check_bracketed(real, report(kept, group_file, chunk=7))
+
+
+def _spinner_trace(ticks: bool) -> list[Event]:
+    """Task 100 spins from 3 to 10 us on cpu0; its switch-in at 3 us was not recorded."""
+    events = [Event(1000, 0, SWITCH, 0, 100, 0),        # 100 in
+              Event(1500, 1, SWITCH, 0, 102, 0),        # cpu1 busy with 102 throughout
+              Event(2000, 0, SWITCH, 100, 101, 0),      # 100 preempted (R), 101 in
+              # Event(3000, 0, SWITCH, 101, 100, 1)     # 101 sleeps, 100 in: dropped
+              Event(10_000, 0, SWITCH, 100, 0, 1),      # 100 sleeps
+              Event(10_500, 1, WAKEUP, 101, actor=102),  # 101 had slept
+              Event(11_000, 1, SWITCH, 102, 0, 1)]
+    if ticks:
+        events += [Event(t, 0, SEEN, 100, actor=100) for t in range(3400, 10_000, 1000)]
+    return sorted(events, key=lambda e: e.time)
+
+
+def test_a_tick_ends_the_span_of_a_spinning_task(group_file: Path) -> None:
+    """Worked out by hand (ns): without ticks 100 is lost from 2001 (the CPU's last
+    switch + 1) to its switch-out at 10000; with a tick every 1000 from 3400, only up
+    to the first tick, and it runs from there."""
+    spinner = _spinner_trace(ticks=False)
+    without = report(spinner, group_file).members["left"]["100"]
+    assert without["lost"] == 10_000 - 2001
+    with_ticks = report(_spinner_trace(ticks=True), group_file).members["left"]["100"]
+    assert with_ticks["lost"] == 3400 - 2001
+    assert with_ticks["running"] == (2000 - 1000) + (10_000 - 3400)
+    check_bracketed(truth(_spinner_trace(ticks=False) + [Event(3000, 0, SWITCH, 101, 100, 1)],
+                          GROUPS, range(2)), report(_spinner_trace(ticks=True), group_file))
 
 
 def test_handmade_drops_are_lost_and_explained(data, run_cli):

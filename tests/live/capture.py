@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from runstate.live import procinfo
-from runstate.live.tracefs import SCHED_EVENTS, Tracefs, TraceInstance, find_tracefs
+from runstate.live.tracefs import Tracefs, TraceInstance, event_path, find_tracefs
 from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 
 #: a few threads that spin and sleep, so switches, wakeups, forks and exits all occur
@@ -80,11 +80,12 @@ def capture(out: Path, seconds: float, *, buffer_kb: int = 1024,
         writer.close()
         formats = {"header_page": inst.format_text("events/header_page"),
                    "header_event": inst.format_text("events/header_event")}
-        for event in SCHED_EVENTS:
-            formats[f"sched/{event}/format"] = inst.format_text(f"events/sched/{event}/format")
+        for event in inst.events:
+            formats[f"{event_path(event)}/format"] = inst.format_text(
+                f"events/{event_path(event)}/format")
         writer.write_formats(formats)
         writer.finish(RecordingMeta(start_ns=start, stop_ns=stop, page_size=writer.page_size,
-                                    cpus=inst.cpus(), events=list(SCHED_EVENTS),
+                                    cpus=inst.cpus(), events=inst.events,
                                     pid_filter=[proc.pid], cpu_stats=stats,
                                     tasks={t: i.as_json() for t, i in tasks.items()}))
     (out / "trace.txt").write_text(text)

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.live import procinfo
-from runstate.live.tracefs import SCHED_EVENTS, Tracefs, TraceInstance, find_tracefs
+from runstate.live.tracefs import Tracefs, TraceInstance, event_path, find_tracefs
 from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 
 #: per-CPU buffer: enough for ~1 s of a busy host (about 30 B per sched event)
@@ -228,7 +228,7 @@ def _record(out: Path, tracefs: Tracefs, pids: list[int] | None, vms: dict[int, 
         if pids is not None:
             tids = sorted(procinfo.snapshot(pids)) or list(pids)
         kb = buffer_kb or (BUFFER_KB_ALL if pids is None else BUFFER_KB_FILTERED)
-        instance.configure(pids=tids, buffer_kb=kb)
+        events = instance.configure(pids=tids, buffer_kb=kb)
         _record_tgids(instance)
         cpus = instance.cpus()
         writer = RecordingWriter(out, cpus, instance.page_size())
@@ -240,7 +240,7 @@ def _record(out: Path, tracefs: Tracefs, pids: list[int] | None, vms: dict[int, 
             tasks = procinfo.snapshot(pids)
             meta = RecordingMeta(start_ns=start_ns, stop_ns=start_ns,
                                  page_size=writer.page_size, cpus=cpus,
-                                 events=list(SCHED_EVENTS), pid_filter=tids,
+                                 events=events, pid_filter=tids,
                                  tasks={tid: t.as_json() for tid, t in tasks.items()},
                                  vms=vms or {})
             writer.begin(meta)
@@ -323,9 +323,9 @@ def _format_files(instance: TraceInstance) -> dict[str, str]:
     """The tracefs format files a reader needs to decode the pages."""
     formats = {"header_page": instance.format_text("events/header_page"),
                "header_event": instance.format_text("events/header_event")}
-    for event in SCHED_EVENTS:
-        formats[f"sched/{event}/format"] = instance.format_text(
-            f"events/sched/{event}/format")
+    for event in instance.events:
+        formats[f"{event_path(event)}/format"] = instance.format_text(
+            f"events/{event_path(event)}/format")
     return formats
 
 

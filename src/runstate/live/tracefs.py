@@ -45,6 +45,15 @@ SCHED_EVENTS = (
     "sched_process_fork",
     "sched_process_exit",
 )
+#: timer events whose ``common_pid`` shows the task a CPU runs (the sched tick among
+#: them): a task spinning alone on a CPU has no sched event for as long as it spins, and
+#: these bound a switch-in of it the tracer dropped to a tick; enabled where present
+TICK_EVENTS = ("timer/hrtimer_expire_entry",)
+
+
+def event_path(name: str) -> str:
+    """An event's directory under ``events/``: a sched event by name, others as ``system/name``."""
+    return name if "/" in name else f"sched/{name}"
 
 #: page header: u64 timestamp, u64 commit; the commit word's low bits are the data length
 PAGE_HEADER_BYTES = 16
@@ -226,6 +235,8 @@ class TraceInstance:
     def __init__(self, tracefs: Tracefs, path: Path) -> None:
         self.tracefs = tracefs
         self.path = path
+        #: the events :meth:`configure` enabled
+        self.events: list[str] = list(SCHED_EVENTS)
         self._readers: list[PageReader] = []
         self._closed = False
 
@@ -254,15 +265,24 @@ class TraceInstance:
         return self.path.name
 
     def configure(self, *, events: Iterable[str] = SCHED_EVENTS, pids: Iterable[int] | None = None,
-                  buffer_kb: int = 4096, clock: str = "mono") -> None:
-        """Set clock, per-CPU buffer size, optional pid filter (following forks) and events."""
+                  buffer_kb: int = 4096, clock: str = "mono",
+                  optional: Iterable[str] = TICK_EVENTS) -> list[str]:
+        """Set clock, per-CPU buffer size, optional pid filter (following forks) and events.
+
+        ``optional`` events are enabled where the kernel has them.  Returns the events
+        enabled (names as :func:`event_path` takes them).
+        """
         self._set("trace_clock", clock)
         self._set("buffer_size_kb", str(buffer_kb))
         if pids is not None:
             self._set("options/event-fork", "1")
             self._set("set_event_pid", " ".join(str(p) for p in sorted(set(pids))))
-        for event in events:
-            self._set(f"events/sched/{event}/enable", "1")
+        enabled = list(events) + [e for e in optional
+                                  if (self.path / "events" / event_path(e) / "enable").exists()]
+        for event in enabled:
+            self._set(f"events/{event_path(event)}/enable", "1")
+        self.events = enabled
+        return enabled
 
     def add_pids(self, pids: Iterable[int]) -> None:
         """Add tasks to the pid filter while tracing (a process that started later).

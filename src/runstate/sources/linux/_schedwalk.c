@@ -58,7 +58,7 @@ enum { RUNNING = 0, RUNNABLE = 1, BLOCKED = 2, ABSENT = 4, UNKNOWN = -1, SPAN = 
  * the span began before rows already handed on (they show the state believed
  * then), so that part is uncertain but not shown as lost */
 enum { WHY_SWITCH = 0, WHY_WAKEUP = 1, WHY_LATE = 2, N_WHY = 3 };
-enum { K_SWITCH = 0, K_WAKEUP = 1, K_WAKEUP_NEW = 2, K_EXIT = 3, K_FORK = 4 };
+enum { K_SWITCH = 0, K_WAKEUP = 1, K_WAKEUP_NEW = 2, K_EXIT = 3, K_FORK = 4, K_SEEN = 5 };
 enum { NONE = -1, VACATED = -2 };
 /* counter order: must match sched.py COUNTERS */
 enum {
@@ -369,18 +369,66 @@ static int note_busy(W *w, Py_ssize_t idle, int64_t t)
  * on c then.  If c's current task is another, the switch to X was lost before
  * this moment: the repair's spans end here, not at X's next switch-out.
  */
+static int first_sighting(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t);
+
 static int seen_running(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t)
 {
     if (x < 0 || x >= w->n_tasks || c < 0 || c >= w->n_cpus)
         return 0;
     int64_t cur = w->curr[c];
-    if (cur == NONE || cur == x)
+    if (cur == x)
         return 0;
+    if (cur == NONE)
+        return first_sighting(w, c, x, t);
     if (repair(w, c, cur, x, t) < 0 ||
         transition(w, x, t, SPAN, RUNNING) < 0)
         return -1;
     w->curr[c] = x;
     w->last_switch[c] = t;
+    return 0;
+}
+
+/*
+ * X runs on CPU c, of which nothing is known yet (the trace's start, or lost
+ * data just ended).  X's own state says the rest: unknown (its first event, or
+ * its first since the loss): it was running since, as a switch-out would say;
+ * believed runnable or blocked: its switch-in (and wakeup) on c was not
+ * recorded, after its last event, so that span is undecidable; in a span:
+ * the span ends here.  A timer event (a sched tick) so ends the unknown state
+ * of a task spinning alone on a CPU, which has no other event for as long as
+ * it spins.
+ */
+static int first_sighting(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t)
+{
+    int st = w->state[x];
+    if (x != w->idle[c] && st != RUNNING) {
+        if (st == UNKNOWN && w->deferred[x] < 0) {
+            w->state[x] = RUNNING;
+            w->last_event[x] = t;
+            if (w->grouped[x] && emit(w, t, x, RUNNING, RUNNING) < 0)
+                return -1;
+        } else {
+            if (st == RUNNABLE || st == BLOCKED || st == ABSENT) {
+                if (!w->g[G_FILTERED] || w->grouped[x])
+                    bump(w, C_IN_NOT_RUNNABLE, t);
+                int64_t from = w->last_event[x];
+                if (st == RUNNABLE && w->wakeup[x] != INT64_MIN && w->wakeup[x] > from)
+                    from = w->wakeup[x];
+                if (open_span(w, x, clamp(w, x, from, t), t,
+                              st == RUNNABLE ? WHY_SWITCH : WHY_WAKEUP) < 0)
+                    return -1;
+            }
+            if (transition(w, x, t, SPAN, RUNNING) < 0)
+                return -1;
+        }
+    } else if (x != w->idle[c]) {
+        vacate(w, x, c); /* believed running elsewhere: it left there unseen */
+    }
+    w->curr[c] = x;
+    /* a later lost switch on c came after this sighting; a CPU never seen switching
+     * stays so (its idle share is unknown) */
+    if (w->last_switch[c] != INT64_MIN)
+        w->last_switch[c] = t;
     return 0;
 }
 
@@ -1022,7 +1070,8 @@ PyMODINIT_FUNC PyInit__schedwalk(void)
          ABI_CONST(m, N_G) < 0 || ABI_CONST(m, N_WHY) < 0 || ABI_CONST(m, SPAN) < 0 ||
          ABI_CONST(m, K_SWITCH) < 0 || ABI_CONST(m, K_WAKEUP) < 0 ||
          ABI_CONST(m, FR_LOSS_BEGIN) < 0 || ABI_CONST(m, FR_LOSS_END) < 0 ||
-         ABI_CONST(m, K_WAKEUP_NEW) < 0 || ABI_CONST(m, K_EXIT) < 0 || ABI_CONST(m, K_FORK) < 0))
+         ABI_CONST(m, K_WAKEUP_NEW) < 0 || ABI_CONST(m, K_EXIT) < 0 || ABI_CONST(m, K_FORK) < 0 ||
+         ABI_CONST(m, K_SEEN) < 0))
         Py_CLEAR(m);
     return m;
 }

@@ -5,7 +5,7 @@ Layout (version 1)::
     DIR/
       meta.json           what the events alone do not say (below)
       formats/            the tracefs format files the pages were written with:
-        header_page, header_event, sched/<event>/format
+        header_page, header_event, <system>/<event>/format
       cpu<N>.raw          CPU N's ring-buffer pages as read from
                           per_cpu/cpu<N>/trace_pipe_raw, concatenated; each page
                           is ``page_size`` bytes (short reads are zero-padded)
@@ -16,7 +16,9 @@ Layout (version 1)::
      "clock": "mono",                  # tracefs trace_clock: CLOCK_MONOTONIC ns
      "start_ns": ..., "stop_ns": ...,  # CLOCK_MONOTONIC when tracing was switched on/off
      "page_size": 4096, "byte_order": "little",
-     "cpus": [0, 1], "events": ["sched_switch", ...],
+     "cpus": [0, 1], "events": ["sched_switch", ..., "timer/hrtimer_expire_entry"],
+                                       # bare names are sched events; a timer event's
+                                       # common_pid shows the task a CPU runs
      "pid_filter": [tid, ...] or null, # set_event_pid (forks followed); null: every task
      "tasks": {"<tid>": {"comm": ..., "tgid": ..., "cgroup": ..., "state": "R"}, ...},
      "vms": {"<tgid>": "guest name"},  # QEMU processes and their -name guest=
@@ -44,6 +46,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,6 +246,10 @@ def load_meta(directory: str) -> RecordingMeta:
     return RecordingMeta.from_json(obj, path)
 
 
+#: a tracefs system or event name (so a damaged meta.json names no path outside formats/)
+_EVENT_NAME = re.compile(r"^\w+$")
+
+
 def load_formats(directory: str, events: Iterable[str]
                  ) -> tuple[PageLayout, dict[str, EventFormat]]:
     """The page layout and the sched event formats saved in ``formats/``."""
@@ -254,9 +261,13 @@ def load_formats(directory: str, events: Iterable[str]
         raise InputError(header, str(err)) from None
     formats = {}
     for event in events:
-        path = os.path.join(base, "sched", event, "format")
+        system, name = event.split("/", 1) if "/" in event else ("sched", event)
+        path = os.path.join(base, system, name, "format")
+        if not (_EVENT_NAME.match(system) and _EVENT_NAME.match(name)):
+            raise InputError(os.path.join(directory, "meta.json"),
+                             f"bad event name {event!r} in 'events'")
         try:
-            formats[event] = parse_format(_read_text(path), "sched")
+            formats[name] = parse_format(_read_text(path), system)
         except FormatError as err:
             raise InputError(path, f"bad format file: {err}") from None
     return layout, formats

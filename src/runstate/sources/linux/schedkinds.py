@@ -25,6 +25,9 @@ class SchedKind(IntEnum):
     WAKEUP_NEW = 2
     EXIT = 3
     FORK = 4
+    #: a task seen running, nothing more: a timer interrupt (``hrtimer_expire_entry``)
+    #: names the task it interrupted (``common_pid``); pid is that task
+    SEEN = 5
 
 
 @dataclass(slots=True)

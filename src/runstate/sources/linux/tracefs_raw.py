@@ -46,6 +46,8 @@ _SCHED_FIELDS: dict[str, tuple[SchedKind, str, str | None, str | None]] = {
     "sched_wakeup_new": (SchedKind.WAKEUP_NEW, "pid", None, None),
     "sched_process_exit": (SchedKind.EXIT, "pid", None, None),
     "sched_process_fork": (SchedKind.FORK, "child_pid", "parent_pid", None),
+    # a timer interrupt: the task it interrupted was running (the tick bounds a lost switch)
+    "hrtimer_expire_entry": (SchedKind.SEEN, "common_pid", None, None),
 }
 #: where each event names threads: (pid field, comm field)
 _COMM_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
@@ -54,6 +56,7 @@ _COMM_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
     "sched_wakeup_new": (("pid", "comm"),),
     "sched_process_exit": (("pid", "comm"),),
     "sched_process_fork": (("child_pid", "child_comm"), ("parent_pid", "parent_comm")),
+    "hrtimer_expire_entry": (),
 }
 
 
