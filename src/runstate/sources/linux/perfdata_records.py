@@ -45,6 +45,7 @@ S_PERIOD, S_STREAM_ID, S_RAW, S_IDENTIFIER = 256, 512, 1024, 1 << 16
 KIND_FIELDS = {
     SchedKind.SWITCH: ("prev_pid", "next_pid", "prev_state"),
     SchedKind.FORK: ("child_pid", "parent_pid", None),
+    SchedKind.SEEN: ("common_pid", None, None),
 }
 OTHER_FIELDS = ("pid", None, None)
 #: a field the scanner leaves out: (offset -1, size, signed)

@@ -15,10 +15,14 @@ from dataclasses import dataclass, field
 from runstate.sources.linux.schedkinds import SchedKind
 from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
 
-#: the sched tracepoints read, by name
+#: the tracepoint systems whose formats are read
+READ_SYSTEMS = ("sched", "timer")
+#: the tracepoints read, by name
 SCHED_KINDS = {"sched_switch": SchedKind.SWITCH, "sched_wakeup": SchedKind.WAKEUP,
                "sched_wakeup_new": SchedKind.WAKEUP_NEW, "sched_process_exit": SchedKind.EXIT,
-               "sched_process_fork": SchedKind.FORK}
+               "sched_process_fork": SchedKind.FORK,
+               # timer:hrtimer_expire_entry: its common_pid is the task its CPU runs
+               "hrtimer_expire_entry": SchedKind.SEEN}
 
 
 class TracingDataError(Exception):
@@ -90,7 +94,7 @@ def parse_tracing_data(data: bytes) -> TracingData:
         system = c.cstr()
         for _ in range(c.u32()):
             text = c.take(c.u64()).decode("utf-8", "replace")
-            if system == "sched":
+            if system in READ_SYSTEMS:
                 fmt = parse_format(text, system)
                 found.formats[fmt.id] = fmt
     c.take(c.u32())                   # kallsyms

@@ -49,7 +49,7 @@ _STATE_BITS = {"S": 0x01, "D": 0x02, "T": 0x04, "t": 0x08, "X": 0x10, "Z": 0x20,
 
 _KINDS = {"sched_switch": SchedKind.SWITCH, "sched_wakeup": SchedKind.WAKEUP,
           "sched_wakeup_new": SchedKind.WAKEUP_NEW, "sched_process_exit": SchedKind.EXIT,
-          "sched_process_fork": SchedKind.FORK}
+          "sched_process_fork": SchedKind.FORK, "hrtimer_expire_entry": SchedKind.SEEN}
 
 
 def parse_prev_state(text: str) -> int | None:
@@ -194,6 +194,10 @@ def add_fields(table: TextTable, t: int, cpu: int, name: str, args: str) -> None
         names[prev] = m["pc"]
         names[nxt] = m["nc"]
         table.add(t, cpu, int(kind), prev, nxt, pstate)
+    elif kind is SchedKind.SEEN:
+        # a timer interrupt: the line's task was running (nothing else is read)
+        if table.current_actor >= 0:
+            table.add(t, cpu, int(kind), table.current_actor, -1, 0)
     elif kind is SchedKind.FORK:
         m = _FORK.search(args)
         if m is None:
@@ -227,7 +231,8 @@ class TextSchedSource:
     #: the error for a line that is neither an event nor ignorable
     bad_line_reason = "not an event line"
     #: the tracepoint system (``event`` group) to keep; None: the pattern has no system
-    event_system: str | None = None
+    #: the tracepoint systems read (None: the lines do not say)
+    event_systems: tuple[str, ...] | None = None
     #: the note when no line carries a tgid
     no_tgid_note = "no tgids: each thread counts as its own process"
 
@@ -299,7 +304,7 @@ class TextSchedSource:
         tid, tgid = int(m["tid"]), m["tgid"]
         if tgid is not None and tgid.lstrip("-").isdigit() and tid > 0:
             table.names.tgid[tid] = int(tgid)
-        if self.event_system is not None and m["event"] != self.event_system:
+        if self.event_systems is not None and m["event"] not in self.event_systems:
             return
         table.current_actor = tid if tid >= 0 else -1
         try:
@@ -349,7 +354,7 @@ class PerfScriptSource(TextSchedSource):
     format_name = "perf-script"
     line_pattern = PERF_LINE
     bad_line_reason = "not a perf script event line"
-    event_system = "sched"
+    event_systems = ("sched", "timer")
     no_tgid_note = ("perf script text without pids: each thread is its own domain "
                     f"(for processes, use perf script {PERF_SCRIPT_FIELDS})")
 

@@ -13,8 +13,8 @@ from enum import IntEnum
 
 NEEDED_EVENTS = ("sched:sched_switch", "sched:sched_wakeup", "sched:sched_wakeup_new")
 RECORD_HINT = ("record them with: perf record -k mono -e sched:sched_switch,sched:sched_wakeup,"
-               "sched:sched_wakeup_new,sched:sched_process_exit,sched:sched_process_fork "
-               "-a -- <workload>  (or 'runstate record')")
+               "sched:sched_wakeup_new,sched:sched_process_exit,sched:sched_process_fork,"
+               "timer:hrtimer_expire_entry -a -- <workload>  (or 'runstate record')")
 #: Linux's PID_MAX_LIMIT: a larger pid is damage
 PID_LIMIT = 1 << 22
 
