@@ -96,3 +96,27 @@ def _dropped(share: dict[DomainState, float], source: str) -> float:
     lost = share[DomainState.LOST]
     assert lost < 1 if source == "bpf" else lost < 5, share
     return lost
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_a_task_spinning_from_before_the_start_is_known_within_a_tick(tmp_path: Path,
+                                                                       source: str) -> None:
+    """A lone spinner has no sched event for as long as it keeps its CPU; tracefs learns
+    it runs from the first timer tick on that CPU (bpf from its task iterator)."""
+    need_root()
+    with processes([SPIN]) as pids:
+        time.sleep(0.3)  # spinning before the monitor starts
+        try:
+            monitor = Monitor(Selection(pids=tuple(pids), group=group_file(tmp_path, pids)),
+                              source=source).start()
+        except EnvironmentProblem as problem:
+            pytest.skip(str(problem))
+        try:
+            time.sleep(0.6)
+            snap = monitor.snapshot()
+        finally:
+            monitor.stop()
+    totals = domain(snap).totals_ns
+    window, lost = sum(totals.values()), totals[DomainState.LOST]
+    # a tick is 4 ms at HZ=250 (10 ms at HZ=100); a busy host may delay the first
+    assert window > 0.4e9 and lost < 30e6, (window, lost)
