@@ -282,11 +282,12 @@ static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 
 }
 
 /*
- * Member m was running at `now` although believed otherwise: its switch-in was
- * not recorded.  It happened after `from` (the CPU's last known event), so the
- * member's stay from then on, and its group's, are undecidable: counted as
- * unknown and lost, the group's miss counted, and the member runs from now.
- * The lock is held.
+ * Member m was running at `now` although believed runnable or blocked: its
+ * switch-in was not recorded.  It happened after `from` (the CPU's last known
+ * event), so the member's stay from then on, and its group's, are undecidable:
+ * counted as unknown and lost, the group's miss counted, and the member runs
+ * from now.  A member of unknown state (never seen since it was counted) just
+ * runs from now.  The lock is held.
  */
 static __always_inline void missed_switch_in(struct rs_group *g, struct rs_member *m,
 					     __u64 from, __u64 now)
@@ -295,6 +296,10 @@ static __always_inline void missed_switch_in(struct rs_group *g, struct rs_membe
 
 	if (old == M_RUNNING || old == M_UNSEEN)
 		return;
+	if (old == M_UNKNOWN) {
+		move(g, m, M_RUNNING, now);
+		return;
+	}
 	if (from < m->since)
 		from = m->since;
 	if (from < g->since)

@@ -409,8 +409,13 @@ static int first_sighting(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t)
                 return -1;
         } else {
             if (st == RUNNABLE || st == BLOCKED || st == ABSENT) {
-                if (!w->g[G_FILTERED] || w->grouped[x])
-                    bump(w, C_IN_NOT_RUNNABLE, t);
+                /* its switch-in on c (a sleeper's wakeup too) was not recorded */
+                if (!w->g[G_FILTERED] || w->grouped[x]) {
+                    bump(w, C_BREAKS, t);
+                    bump(w, C_REPAIRS, t);
+                    if (st != RUNNABLE)
+                        bump(w, C_START_UNKNOWN, t);
+                }
                 int64_t from = w->last_event[x];
                 if (st == RUNNABLE && w->wakeup[x] != INT64_MIN && w->wakeup[x] > from)
                     from = w->wakeup[x];
