@@ -65,6 +65,7 @@ def test_a_directory_without_metadata_is_not_a_recording(tmp_path):
     ({"stop_ns": 0}, "stop_ns is before start_ns"),
     ({"page_size": 8192}, "disagrees with formats/header_page"),
     ({"cpus": None}, "bad recording metadata"),
+    ({"events": ["sched_switch", "../../etc/x"]}, "bad event name '../../etc/x'"),
 ])
 def test_bad_metadata_is_a_one_line_input_error(rec, changes, message):
     _edit_meta(rec, **changes)
