@@ -77,7 +77,7 @@ class MemberCode(IntEnum):
 
 
 #: slots of the ``tallies`` map (see runstate.bpf.c), which this process maps
-T_DROPPED, T_NEW_GROUPS = 0, 1
+T_DROPPED, T_NEW_GROUPS, T_SHOWN_UNTIL = 0, 1, 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -283,7 +283,7 @@ class BpfAccounting:
             raise self._fail("cannot load the program")
         self.fds = {m: self._call("bpf_map_fd")(self._map_ptr(m)) for m in MAP_NAMES}
         self._tallies = mmap.mmap(self.fds["tallies"], mmap.PAGESIZE, mmap.MAP_SHARED,
-                                  mmap.PROT_READ)
+                                  mmap.PROT_READ | mmap.PROT_WRITE)
         self._set_u64("config", 0, int(fork_grouping))
         for prog_name in TRACEPOINT_PROGRAMS:
             link = self._call("bpf_program_attach")(self._program(prog_name))
@@ -434,6 +434,12 @@ class BpfAccounting:
     def read_member_table(self) -> tuple[npt.NDArray[np.uint32], npt.NDArray[np.void]]:
         """Every member now: tids and their records (a copy)."""
         return self._read_all("members", MEMBER_DTYPE, self.max_members, 0)
+
+    def show_until(self, clock_ns: int) -> None:
+        """Tell the program that a read extends the open stays to ``clock_ns``: a switch
+        found missed later is not placed before it (figures shown never change)."""
+        assert self._tallies is not None, "the program is loaded"
+        struct.pack_into("<Q", self._tallies, 8 * T_SHOWN_UNTIL, clock_ns)
 
     def tallies(self) -> tuple[int, int]:
         """The program's tallies (``T_DROPPED``, ``T_NEW_GROUPS``), read from the

@@ -82,6 +82,7 @@ class TableReads:
             self._acc.read_groups_by_id(known)
         for _ in range(READ_ATTEMPTS):
             begin = time.monotonic_ns()
+            self._acc.show_until(begin)
             groups = self._groups(known, tallies[T_NEW_GROUPS])
             if time.monotonic_ns() - begin <= MAX_READ_NS:
                 break

@@ -145,12 +145,15 @@ struct {
  * tasks (T_NEW_GROUPS).  User space maps this array and reads both without a
  * system call at every snapshot: while T_NEW_GROUPS stays the same it knows
  * every group id, and reads the groups one by one instead of walking the table.
+ * User space writes T_SHOWN_UNTIL: the clock up to which its last read extended
+ * the open stays (see missed_switch_in()).
  */
 #define T_DROPPED 0
 #define T_NEW_GROUPS 1
+#define T_SHOWN_UNTIL 2
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 2);
+	__uint(max_entries, 3);
 	__uint(map_flags, BPF_F_MMAPABLE);
 	__type(key, __u32);
 	__type(value, __u64);
@@ -288,6 +291,10 @@ static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 
  * counted as unknown and lost, the group's miss counted, and the member runs
  * from now.  A member of unknown state (never seen since it was counted) just
  * runs from now.  The lock is held.
+ *
+ * The caller raises `from` to what user space has already shown (see
+ * later_than_shown()): figures handed out never change, and the part of the
+ * span before them stays in the state believed then.
  */
 static __always_inline void missed_switch_in(struct rs_group *g, struct rs_member *m,
 					     __u64 from, __u64 now)
@@ -326,6 +333,16 @@ static __always_inline void missed_switch_in(struct rs_group *g, struct rs_membe
 	move(g, m, M_RUNNING, now);
 }
 
+/* `from`, or the clock up to which user space's last read extended the open stays
+ * if that is later; looked up before a lock is taken (no helper may run under it) */
+static __always_inline __u64 later_than_shown(__u64 from)
+{
+	__u32 slot = T_SHOWN_UNTIL;
+	__u64 *shown = bpf_map_lookup_elem(&tallies, &slot);
+
+	return shown && *shown > from ? *shown : from;
+}
+
 /* The task `pid` runs on this CPU at `now` (a switch-out or a tick shows it): if it is
  * a member believed elsewhere, its switch-in was missed after `from`. */
 static __always_inline void seen_running(__u32 pid, __u64 from, __u64 now)
@@ -342,6 +359,7 @@ static __always_inline void seen_running(__u32 pid, __u64 from, __u64 now)
 	g = bpf_map_lookup_elem(&groups, &m->group);
 	if (!g)
 		return;
+	from = later_than_shown(from);
 	bpf_spin_lock(&g->lock);
 	/* a switch-out older than an applied switch-in is stale (see switch_applies()) */
 	if (now >= m->last_in)
@@ -455,6 +473,9 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 		pm = bpf_map_lookup_elem(&members, &prev_pid);
 	if (next_pid)
 		nm = bpf_map_lookup_elem(&members, &next_pid);
+	/* read without the lock: only a member not believed running can reveal a miss */
+	if (pm && pm->state != M_RUNNING && pm->state != M_UNSEEN)
+		from = later_than_shown(from);
 	if (prev_state & RS_TASK_DEAD)
 		after = M_UNSEEN;
 	else if (preempt || prev_state == 0)
