@@ -30,6 +30,8 @@ from tests.live.live_workloads import (
 
 pytestmark = pytest.mark.live
 SOURCES = ("bpf", "tracefs")
+#: the longest scheduler tick (HZ=100)
+TICK_MAX_NS = 10_000_000
 
 
 def _measure(tmp_path: Path, programs: list[str], source: str, cpu: int | None = None,
@@ -50,6 +52,12 @@ def _measure(tmp_path: Path, programs: list[str], source: str, cpu: int | None =
             monitor.stop()
     assert monitor.source == source
     assert domain(after).members == len(programs)
+    if source == "bpf":
+        # bpf loses time only to switches the kernel made without the tracepoint, each
+        # found within a tick (10 ms at HZ=100, the slowest) and counted in `missed`
+        a, b = domain(before), domain(after)
+        lost = b.totals_ns[DomainState.LOST] - a.totals_ns[DomainState.LOST]
+        assert lost <= (b.missed - a.missed) * TICK_MAX_NS, (lost, b.missed - a.missed)
     return shares(before, after)
 
 
@@ -90,11 +98,10 @@ def test_two_busy_on_one_cpu_take_turns(tmp_path: Path, source: str) -> None:
 
 def _dropped(share: dict[DomainState, float], source: str) -> float:
     """The lost share, a small part of the time: for bpf at most a tick per switch the
-    kernel made without its tracepoint (a few in seconds on this machine kind); for
-    tracefs what the switches the tracer dropped leave undecided (more of them on a
-    loaded host)."""
+    kernel made without its tracepoint (checked in :func:`_measure`); for tracefs what
+    the switches the tracer dropped leave undecided (more of them on a loaded host)."""
     lost = share[DomainState.LOST]
-    assert lost < 1 if source == "bpf" else lost < 5, share
+    assert source == "bpf" or lost < 5, share
     return lost
 
 
