@@ -21,6 +21,8 @@ class Pattern:
     members: int
     #: (state, ns) stays repeated forever
     cycle: tuple[tuple[DomainState, int], ...]
+    #: state changes the source says it missed
+    missed: int = 0
 
     def totals(self, elapsed_ns: int) -> tuple[dict[DomainState, int], DomainState]:
         period = sum(ns for _, ns in self.cycle)
@@ -62,12 +64,12 @@ class ScriptedSource:
                             "offline": 0, "lost": 0})
                 for i in range(p.members))
             domains.append(LiveDomain(p.key, p.name, p.members, current, self.started_ns,
-                                      totals, 0, members))
+                                      totals, p.missed, members))
         return LiveSnapshot(now, self.started_ns, "stream", 2, 7, tuple(domains))
 
 
 BUSY = Pattern("vm:1", "web", 2, ((DomainState.FULL_RUN, 9_000_000),
                                   (DomainState.PARTIAL_RUN, 1_000_000)))
 CROWDED = Pattern("vm:2", "db", 4, ((DomainState.CONCURRENCY_HAZARD, 6_000_000),
-                                    (DomainState.BLOCKED, 4_000_000)))
+                                    (DomainState.BLOCKED, 4_000_000)), missed=3)
 IDLE = Pattern("vm:3", "idle", 1, ((DomainState.BLOCKED, 10_000_000),))

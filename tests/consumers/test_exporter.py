@@ -80,6 +80,8 @@ def test_families_carry_the_snapshot(served):
         assert sorted(current.values()) == [0.0] * 6 + [1.0]
         members = samples["runstate_domain_members"]
         assert members[(("domain", pattern.key), ("name", pattern.name))] == pattern.members
+        missed = samples["runstate_domain_missed_changes_total"]
+        assert missed[(("domain", pattern.key), ("name", pattern.name))] == pattern.missed
     per_member = samples["runstate_member_state_seconds_total"]
     assert len(per_member) == (BUSY.members + CROWDED.members + IDLE.members) * 5
     assert samples["runstate_lost_events_total"][()] == 7

@@ -8,6 +8,9 @@ Metrics (text format 0.0.4; names and units after Prometheus' naming guide):
 * ``runstate_domain_current_state{domain,name,state}``: 1 for the current state.
 * ``runstate_member_state_seconds_total{domain,member,state}``: per vCPU/thread.
 * ``runstate_domain_members{domain,name}``: members that exist now.
+* ``runstate_domain_missed_changes_total{domain,name}``: state changes the source
+  knows it did not see (bpf: switches the kernel made without the tracepoint, each
+  found within a tick); the time they leave undecided is in state ``lost``.
 * ``runstate_lost_events_total``: events the live source reports lost.
 * ``runstate_finding{domain,name,rule,level}``: the advice over the last
   window (one minute by default); the value is the share that fired it.
@@ -98,15 +101,21 @@ def domain_families(snapshot: LiveSnapshot) -> Iterator[Metric]:
     members = GaugeMetricFamily("runstate_domain_members",
                                 "Members (vCPUs or threads) the domain has now.",
                                 labels=["domain", "name"])
+    missed = CounterMetricFamily(
+        "runstate_domain_missed_changes",
+        "State changes of the domain's members the source knows it did not see; the "
+        "time they leave undecided is counted in state lost.", labels=["domain", "name"])
     for domain in snapshot.domains:
         for state in DomainState:
             labels = [domain.key, domain.name, state.label]
             seconds.add_metric(labels, domain.totals_ns.get(state, 0) / NS)
             current.add_metric(labels, 1.0 if domain.current_state is state else 0.0)
         members.add_metric([domain.key, domain.name], float(domain.members))
+        missed.add_metric([domain.key, domain.name], float(domain.missed))
     yield seconds
     yield current
     yield members
+    yield missed
 
 
 def member_families(snapshot: LiveSnapshot) -> Iterator[Metric]:
