@@ -230,8 +230,7 @@ class TextSchedSource:
     line_pattern: re.Pattern[str]
     #: the error for a line that is neither an event nor ignorable
     bad_line_reason = "not an event line"
-    #: the tracepoint system (``event`` group) to keep; None: the pattern has no system
-    #: the tracepoint systems read (None: the lines do not say)
+    #: the tracepoint systems (``event`` groups) read; None: the lines do not say
     event_systems: tuple[str, ...] | None = None
     #: the note when no line carries a tgid
     no_tgid_note = "no tgids: each thread counts as its own process"

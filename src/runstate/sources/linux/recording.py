@@ -252,7 +252,7 @@ _EVENT_NAME = re.compile(r"^\w+$")
 
 def load_formats(directory: str, events: Iterable[str]
                  ) -> tuple[PageLayout, dict[str, EventFormat]]:
-    """The page layout and the sched event formats saved in ``formats/``."""
+    """The page layout and the event formats saved in ``formats/``, by event name."""
     base = os.path.join(directory, "formats")
     header = os.path.join(base, "header_page")
     try:
@@ -262,10 +262,10 @@ def load_formats(directory: str, events: Iterable[str]
     formats = {}
     for event in events:
         system, name = event.split("/", 1) if "/" in event else ("sched", event)
-        path = os.path.join(base, system, name, "format")
         if not (_EVENT_NAME.match(system) and _EVENT_NAME.match(name)):
             raise InputError(os.path.join(directory, "meta.json"),
                              f"bad event name {event!r} in 'events'")
+        path = os.path.join(base, system, name, "format")
         try:
             formats[name] = parse_format(_read_text(path), system)
         except FormatError as err:

@@ -40,7 +40,12 @@ its domain.  The evidence that bounds a span is used:
   there, ``common_pid``; readers that know it fill :attr:`SchedEvents.actor`)
   was running on c then: if c's current task is another, the switch to the
   actor was lost before it, and the spans end at that event instead of at the
-  actor's next switch-out.
+  actor's next switch-out.  A timer event (``SchedKind.SEEN``, every scheduler
+  tick among them) carries nothing but this evidence, so a task spinning alone
+  on a CPU is found within a tick.  On a CPU of which nothing is known yet (the
+  trace's start, or just after lost data) it tells the actor's state: one with
+  no state yet was running since (as its switch-out would say); one believed
+  runnable or blocked was switched in unseen after its last event.
 * A switch-in of a task believed asleep: its wakeup was lost, some time after
   its last event (``switch_in_not_runnable``).  A switch-in of a task believed
   running on another CPU: it left that CPU unseen, some time after it got
