@@ -392,42 +392,42 @@ static int seen_running(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t)
  * X runs on CPU c, of which nothing is known yet (the trace's start, or lost
  * data just ended).  X's own state says the rest: unknown (its first event, or
  * its first since the loss): it was running since, as a switch-out would say;
- * believed runnable or blocked: its switch-in (and wakeup) on c was not
- * recorded, after its last event, so that span is undecidable; in a span:
- * the span ends here.  A timer event (a sched tick) so ends the unknown state
- * of a task spinning alone on a CPU, which has no other event for as long as
- * it spins.
+ * believed runnable, blocked or running on another CPU: its switch-in on c (a
+ * sleeper's wakeup too) was not recorded, after its last event, so that span is
+ * undecidable; in a span: the span ends here.  A timer event (a sched tick) so
+ * ends the unknown state of a task spinning alone on a CPU, which has no other
+ * event for as long as it spins.
  */
 static int first_sighting(W *w, Py_ssize_t c, Py_ssize_t x, int64_t t)
 {
     int st = w->state[x];
-    if (x != w->idle[c] && st != RUNNING) {
-        if (st == UNKNOWN && w->deferred[x] < 0) {
-            w->state[x] = RUNNING;
-            w->last_event[x] = t;
-            if (w->grouped[x] && emit(w, t, x, RUNNING, RUNNING) < 0)
-                return -1;
-        } else {
-            if (st == RUNNABLE || st == BLOCKED || st == ABSENT) {
-                /* its switch-in on c (a sleeper's wakeup too) was not recorded */
-                if (!w->g[G_FILTERED] || w->grouped[x]) {
-                    bump(w, C_BREAKS, t);
+    if (x == w->idle[c]) {
+        /* the CPU idles: nothing to decide for a task */
+    } else if (st == UNKNOWN && w->deferred[x] < 0) {
+        w->state[x] = RUNNING;
+        w->last_event[x] = t;
+        if (w->grouped[x] && emit(w, t, x, RUNNING, RUNNING) < 0)
+            return -1;
+    } else {
+        if (st == RUNNABLE || st == BLOCKED || st == ABSENT || st == RUNNING) {
+            if (!w->g[G_FILTERED] || w->grouped[x]) {
+                bump(w, st == RUNNING ? C_IN_NOT_RUNNABLE : C_BREAKS, t);
+                if (st != RUNNING)
                     bump(w, C_REPAIRS, t);
-                    if (st != RUNNABLE)
-                        bump(w, C_START_UNKNOWN, t);
-                }
-                int64_t from = w->last_event[x];
-                if (st == RUNNABLE && w->wakeup[x] != INT64_MIN && w->wakeup[x] > from)
-                    from = w->wakeup[x];
-                if (open_span(w, x, clamp(w, x, from, t), t,
-                              st == RUNNABLE ? WHY_SWITCH : WHY_WAKEUP) < 0)
-                    return -1;
+                if (st == BLOCKED || st == ABSENT)
+                    bump(w, C_START_UNKNOWN, t);
             }
-            if (transition(w, x, t, SPAN, RUNNING) < 0)
+            if (st == RUNNING)
+                vacate(w, x, c); /* it left the other CPU unseen */
+            int64_t from = w->last_event[x];
+            if (st == RUNNABLE && w->wakeup[x] != INT64_MIN && w->wakeup[x] > from)
+                from = w->wakeup[x];
+            if (open_span(w, x, clamp(w, x, from, t), t,
+                          st == BLOCKED || st == ABSENT ? WHY_WAKEUP : WHY_SWITCH) < 0)
                 return -1;
         }
-    } else if (x != w->idle[c]) {
-        vacate(w, x, c); /* believed running elsewhere: it left there unseen */
+        if (transition(w, x, t, SPAN, RUNNING) < 0)
+            return -1;
     }
     w->curr[c] = x;
     /* a later lost switch on c came after this sighting; a CPU never seen switching
