@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from runstate.live import procinfo
-from runstate.live.tracefs import Tracefs, TraceInstance, event_path, find_tracefs
+from runstate.live.recorder import format_files
+from runstate.live.tracefs import Tracefs, TraceInstance, find_tracefs
 from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 
 #: a few threads that spin and sleep, so switches, wakeups, forks and exits all occur
@@ -78,12 +79,7 @@ def capture(out: Path, seconds: float, *, buffer_kb: int = 1024,
         stats = {cpu: inst.stats(cpu).as_dict() for cpu in inst.cpus()}
         reader.close()
         writer.close()
-        formats = {"header_page": inst.format_text("events/header_page"),
-                   "header_event": inst.format_text("events/header_event")}
-        for event in inst.events:
-            formats[f"{event_path(event)}/format"] = inst.format_text(
-                f"events/{event_path(event)}/format")
-        writer.write_formats(formats)
+        writer.write_formats(format_files(inst))
         writer.finish(RecordingMeta(start_ns=start, stop_ns=stop, page_size=writer.page_size,
                                     cpus=inst.cpus(), events=inst.events,
                                     pid_filter=[proc.pid], cpu_stats=stats,

@@ -205,7 +205,7 @@ def test_top_runs_with_its_heap_in_huge_pages() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONMALLOC", "GLIBC_TUNABLES")}
     environ, huge_kb = _running_top(env)
     assert environ.get("PYTHONMALLOC") == "malloc"
-    assert "glibc.malloc.hugetlb=1" in environ.get("GLIBC_TUNABLES", "").split(":")
+    assert cli_main.HUGE_HEAP_TUNABLE in environ.get("GLIBC_TUNABLES", "").split(":")
     assert huge_kb >= 2048  # at least one huge page in use
 
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from runstate.errors import EnvironmentProblem, UsageError
 from runstate.live import procinfo
-from runstate.live.tracefs import Tracefs, TraceInstance, event_path, find_tracefs
+from runstate.live.tracefs import Tracefs, TraceInstance, find_tracefs
 from runstate.sources.linux.recording import RecordingMeta, RecordingWriter
 
 #: per-CPU buffer: enough for ~1 s of a busy host (about 30 B per sched event)
@@ -232,7 +232,7 @@ def _record(out: Path, tracefs: Tracefs, pids: list[int] | None, vms: dict[int, 
         _record_tgids(instance)
         cpus = instance.cpus()
         writer = RecordingWriter(out, cpus, instance.page_size())
-        writer.write_formats(_format_files(instance))
+        writer.write_formats(format_files(instance))
         reader = instance.page_reader()
         try:
             start_ns = time.monotonic_ns()
@@ -319,13 +319,13 @@ def _saved_tgids(tracefs: Tracefs) -> dict[int, int]:
     return found
 
 
-def _format_files(instance: TraceInstance) -> dict[str, str]:
-    """The tracefs format files a reader needs to decode the pages."""
+def format_files(instance: TraceInstance) -> dict[str, str]:
+    """The tracefs format files a reader needs to decode the pages, by their path
+    under ``events/``."""
     formats = {"header_page": instance.format_text("events/header_page"),
                "header_event": instance.format_text("events/header_event")}
-    for event in instance.events:
-        formats[f"{event_path(event)}/format"] = instance.format_text(
-            f"events/{event_path(event)}/format")
+    for (system, name), text in instance.event_formats().items():
+        formats[f"{system}/{name}/format"] = text
     return formats
 
 

@@ -16,7 +16,7 @@ import time
 
 import numpy as np
 
-from runstate.live.tracefs import PageReader, TraceInstance, event_path
+from runstate.live.tracefs import PageReader, TraceInstance
 from runstate.sources.linux.schedevents import SchedEvents
 from runstate.sources.linux.tpformat import parse_format
 from runstate.sources.linux.tracefs_raw import LossWindow, PageStreamDecoder, SchedDecoder
@@ -29,11 +29,8 @@ class LiveSchedStream:
     """Time-sorted SchedEvents (and loss windows) from a started instance."""
 
     def __init__(self, instance: TraceInstance, start_ns: int | None = None) -> None:
-        formats = {}
-        for event in instance.events:
-            system, name = event_path(event).split("/")
-            formats[name] = parse_format(instance.format_text(f"events/{system}/{name}/format"),
-                                         system)
+        formats = {name: parse_format(text, system)
+                   for (system, name), text in instance.event_formats().items()}
         decoder = SchedDecoder(formats)
         self.reader: PageReader = instance.page_reader()
         self._decoders = {cpu: PageStreamDecoder(decoder, self.reader.page_size, cpu,

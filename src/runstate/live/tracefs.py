@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from runstate.errors import EnvironmentProblem
+from runstate.sources.linux.tpformat import event_dir
 
 #: every instance this tool creates starts with this
 INSTANCE_PREFIX = "runstate_"
@@ -49,11 +50,6 @@ SCHED_EVENTS = (
 #: them): a task spinning alone on a CPU has no sched event for as long as it spins, and
 #: these bound a switch-in of it the tracer dropped to a tick; enabled where present
 TICK_EVENTS = ("timer/hrtimer_expire_entry",)
-
-
-def event_path(name: str) -> str:
-    """An event's directory under ``events/``: a sched event by name, others as ``system/name``."""
-    return name if "/" in name else f"sched/{name}"
 
 #: page header: u64 timestamp, u64 commit; the commit word's low bits are the data length
 PAGE_HEADER_BYTES = 16
@@ -270,7 +266,7 @@ class TraceInstance:
         """Set clock, per-CPU buffer size, optional pid filter (following forks) and events.
 
         ``optional`` events are enabled where the kernel has them.  Returns the events
-        enabled (names as :func:`event_path` takes them).
+        enabled (names as :func:`~runstate.sources.linux.tpformat.event_dir` takes them).
         """
         self._set("trace_clock", clock)
         self._set("buffer_size_kb", str(buffer_kb))
@@ -278,9 +274,9 @@ class TraceInstance:
             self._set("options/event-fork", "1")
             self._set("set_event_pid", " ".join(str(p) for p in sorted(set(pids))))
         enabled = list(events) + [e for e in optional
-                                  if (self.path / "events" / event_path(e) / "enable").exists()]
+                                  if (self.path / "events" / "/".join(event_dir(e))).exists()]
         for event in enabled:
-            self._set(f"events/{event_path(event)}/enable", "1")
+            self._set(f"events/{'/'.join(event_dir(event))}/enable", "1")
         self.events = enabled
         return enabled
 
@@ -337,6 +333,11 @@ class TraceInstance:
 
     def read_file(self, relative: str) -> str:
         return (self.path / relative).read_text()
+
+    def event_formats(self) -> dict[tuple[str, str], str]:
+        """The format file of each enabled event, by (system, event)."""
+        return {(system, name): self.format_text(f"events/{system}/{name}/format")
+                for system, name in map(event_dir, self.events)}
 
     def format_text(self, relative: str) -> str:
         """A format description file, e.g. ``events/sched/sched_switch/format``."""

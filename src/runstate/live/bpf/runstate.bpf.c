@@ -104,7 +104,7 @@ struct rs_member {
 	__u32 state;
 	__u64 since;
 	__u64 ns[4]; /* running, runnable, blocked, unknown */
-	/* the clock of the latest switch-in applied to the member (see switch_applies()) */
+	/* the clock of the latest switch-in applied to the member (see stale_switch_out()) */
 	__u64 last_in;
 };
 
@@ -160,23 +160,17 @@ struct {
 } tallies SEC(".maps");
 
 /*
- * What each CPU is known to run: the task its last recorded switch put there (or
- * a tick found there), and when.  A switch the kernel made without the
- * sched_switch tracepoint firing (seen on some kernels for every tracer, eBPF
- * included: a task is switched out that no switch put in) is bounded by it.
+ * The clock of each CPU's last known event (a switch, or a tick that showed what
+ * it runs; 0: none yet).  A switch the kernel made without the sched_switch
+ * tracepoint firing (seen on some kernels for every tracer, eBPF included: a task
+ * is switched out that no switch put in) happened after it.
  */
-struct rs_cpu {
-	__u64 last;
-	__u32 curr;
-	__u32 known;
-};
-
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, 1);
 	__type(key, __u32);
-	__type(value, struct rs_cpu);
-} cpus SEC(".maps");
+	__type(value, __u64);
+} cpu_last SEC(".maps");
 
 static __always_inline void tally(__u32 slot)
 {
@@ -284,6 +278,32 @@ static __always_inline void move(struct rs_group *g, struct rs_member *m, __u32 
 	reclassify(g, now);
 }
 
+/* Whether member m is counted and believed not running (runnable, blocked, unknown). */
+static __always_inline int believed_elsewhere(const struct rs_member *m)
+{
+	return m->state != M_RUNNING && m->state != M_UNSEEN;
+}
+
+/*
+ * Whether a switch-out of member m, its clock read at `now`, is stale; the group
+ * lock is held.
+ *
+ * A handler reads the clock before it takes the lock, and a vCPU the hypervisor
+ * preempts in between applies its event late.  A task switched out on one CPU
+ * and in on another then has its switch-in applied first (a no-op: it was
+ * running) and its switch-out after it, and would stay runnable, while it runs,
+ * until its next event: hundreds of ms for a task spinning alone on a CPU.  A
+ * task's switches alternate in real time, and a switch-in on another CPU waits
+ * until the task is off the first one, whose switch-out read the clock before:
+ * so a switch-out whose clock is older than an applied switch-in's belongs to an
+ * earlier run, and is stale.  (Only that pair: a wakeup may read the clock after
+ * the switch-in it allowed, so other events are not ordered by their clocks.)
+ */
+static __always_inline int stale_switch_out(const struct rs_member *m, __u64 now)
+{
+	return now < m->last_in;
+}
+
 /*
  * Member m was running at `now` although believed runnable or blocked: its
  * switch-in was not recorded.  It happened after `from` (the CPU's last known
@@ -301,7 +321,7 @@ static __always_inline void missed_switch_in(struct rs_group *g, struct rs_membe
 {
 	__u32 old = m->state;
 
-	if (old == M_RUNNING || old == M_UNSEEN)
+	if (!believed_elsewhere(m))
 		return;
 	if (old == M_UNKNOWN) {
 		move(g, m, M_RUNNING, now);
@@ -354,61 +374,30 @@ static __always_inline void seen_running(__u32 pid, __u64 from, __u64 now)
 		return;
 	m = bpf_map_lookup_elem(&members, &pid);
 	/* read without the lock to skip the common case; decided under it */
-	if (!m || m->state == M_RUNNING || m->state == M_UNSEEN)
+	if (!m || !believed_elsewhere(m))
 		return;
 	g = bpf_map_lookup_elem(&groups, &m->group);
 	if (!g)
 		return;
 	from = later_than_shown(from);
 	bpf_spin_lock(&g->lock);
-	/* a switch-out older than an applied switch-in is stale (see switch_applies()) */
-	if (now >= m->last_in)
+	if (!stale_switch_out(m, now))
 		missed_switch_in(g, m, from, now);
 	bpf_spin_unlock(&g->lock);
 }
 
-/* This CPU's last known event, then `pid` on it from `now`; returns the former's time. */
-static __always_inline __u64 cpu_moves_to(__u32 pid, __u64 now)
+/* This CPU's last known event's clock (0: none yet); `now` becomes it. */
+static __always_inline __u64 cpu_last_event(__u64 now)
 {
 	__u32 zero = 0;
-	struct rs_cpu *c = bpf_map_lookup_elem(&cpus, &zero);
-	__u64 last = 0;
+	__u64 *last = bpf_map_lookup_elem(&cpu_last, &zero);
+	__u64 before;
 
-	if (!c)
+	if (!last)
 		return 0;
-	if (c->known)
-		last = c->last;
-	c->last = now;
-	c->curr = pid;
-	c->known = 1;
-	return last;
-}
-
-/* which side of a switch an event is */
-enum { SWITCH_IN = 1, SWITCH_OUT = 2 };
-
-/*
- * Whether a switch event of member m, its clock read at `now`, is to be applied;
- * the group lock is held.
- *
- * A handler reads the clock before it takes the lock, and a vCPU the hypervisor
- * preempts in between applies its event late.  A task switched out on one CPU
- * and in on another then has its switch-in applied first (a no-op: it was
- * running) and its switch-out after it, and would stay runnable, while it runs,
- * until its next event: hundreds of ms for a task spinning alone on a CPU.  A
- * task's switches alternate in real time, and a switch-in on another CPU waits
- * until the task is off the first one, whose switch-out read the clock before:
- * so a switch-out whose clock is older than an applied switch-in's belongs to an
- * earlier run, and is stale.  (Only that pair: a wakeup may read the clock after
- * the switch-in it allowed, so other events are not ordered by their clocks.)
- */
-static __always_inline int switch_applies(struct rs_member *m, int side, __u64 now)
-{
-	if (side == SWITCH_OUT)
-		return now >= m->last_in;
-	if (side == SWITCH_IN && now > m->last_in)
-		m->last_in = now;
-	return 1;
+	before = *last;
+	*last = now;
+	return before;
 }
 
 /* Member m left this CPU at `now`, into `after`; a member believed elsewhere was
@@ -416,7 +405,7 @@ static __always_inline int switch_applies(struct rs_member *m, int side, __u64 n
 static __always_inline void switched_out(struct rs_group *g, struct rs_member *m, __u32 after,
 					 __u64 from, __u64 now)
 {
-	if (!switch_applies(m, SWITCH_OUT, now))
+	if (stale_switch_out(m, now))
 		return;
 	missed_switch_in(g, m, from, now);
 	move(g, m, after, now);
@@ -425,7 +414,8 @@ static __always_inline void switched_out(struct rs_group *g, struct rs_member *m
 /* Member m was switched in at `now`.  Lock held. */
 static __always_inline void switched_in(struct rs_group *g, struct rs_member *m, __u64 now)
 {
-	switch_applies(m, SWITCH_IN, now);
+	if (now > m->last_in)
+		m->last_in = now;
 	move(g, m, M_RUNNING, now);
 }
 
@@ -464,7 +454,7 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 	__u32 prev_pid = BPF_CORE_READ(prev, pid);
 	__u32 next_pid = BPF_CORE_READ(next, pid);
 	__u64 now = bpf_ktime_get_ns();
-	__u64 from = cpu_moves_to(next_pid, now);
+	__u64 from = cpu_last_event(now);
 	struct rs_member *pm = NULL, *nm = NULL;
 	struct rs_group *g;
 	__u32 after;
@@ -474,7 +464,7 @@ int BPF_PROG(rs_switch, _Bool preempt, struct task_struct *prev, struct task_str
 	if (next_pid)
 		nm = bpf_map_lookup_elem(&members, &next_pid);
 	/* read without the lock: only a member not believed running can reveal a miss */
-	if (pm && pm->state != M_RUNNING && pm->state != M_UNSEEN)
+	if (pm && believed_elsewhere(pm))
 		from = later_than_shown(from);
 	if (prev_state & RS_TASK_DEAD)
 		after = M_UNSEEN;
@@ -524,7 +514,7 @@ int BPF_PROG(rs_tick)
 	__u32 pid = (__u32)bpf_get_current_pid_tgid();
 	__u64 now = bpf_ktime_get_ns();
 
-	seen_running(pid, cpu_moves_to(pid, now), now);
+	seen_running(pid, cpu_last_event(now), now);
 	return 0;
 }
 

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from runstate.sources.linux.schedkinds import SchedKind
 from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
 
-#: the tracepoint systems whose formats are read
-READ_SYSTEMS = ("sched", "timer")
 #: the tracepoints read, by name
 SCHED_KINDS = {"sched_switch": SchedKind.SWITCH, "sched_wakeup": SchedKind.WAKEUP,
                "sched_wakeup_new": SchedKind.WAKEUP_NEW, "sched_process_exit": SchedKind.EXIT,
                "sched_process_fork": SchedKind.FORK,
                # timer:hrtimer_expire_entry: its common_pid is the task its CPU runs
                "hrtimer_expire_entry": SchedKind.SEEN}
+#: the system of each tracepoint read that is not in ``sched``
+OTHER_SYSTEMS = {"hrtimer_expire_entry": "timer"}
+#: the tracepoint systems whose formats are read
+READ_SYSTEMS = ("sched", *OTHER_SYSTEMS.values())
 
 
 class TracingDataError(Exception):
@@ -108,16 +110,17 @@ def parse_tracing_data(data: bytes) -> TracingData:
 
 
 def host_formats() -> dict[int, EventFormat]:
-    """This host's tracefs sched formats, for a file that carries none."""
+    """This host's tracefs formats of the events read, for a file that carries none."""
     formats = {}
     for root in ("/sys/kernel/tracing", "/sys/kernel/debug/tracing"):
-        base = os.path.join(root, "events", "sched")
-        if not os.path.isdir(base):
+        if not os.path.isdir(os.path.join(root, "events", "sched")):
             continue
         for name in SCHED_KINDS:
+            system = OTHER_SYSTEMS.get(name, "sched")
             try:
-                with open(os.path.join(base, name, "format"), encoding="utf-8") as f:
-                    fmt = parse_format(f.read(), "sched")
+                with open(os.path.join(root, "events", system, name, "format"),
+                          encoding="utf-8") as f:
+                    fmt = parse_format(f.read(), system)
             except (OSError, FormatError):
                 continue
             formats[fmt.id] = fmt

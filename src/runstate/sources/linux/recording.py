@@ -63,7 +63,7 @@ from runstate.sources.linux.grouping import Assignment, Grouping
 from runstate.sources.linux.sched import LostEvents, SchedConverter, convert_stream
 from runstate.sources.linux.schedevents import SchedEvents, SchedKind, TaskNames
 from runstate.sources.linux.sniff import FORMAT_NAME, META_FILE, is_recording
-from runstate.sources.linux.tpformat import EventFormat, FormatError, parse_format
+from runstate.sources.linux.tpformat import EventFormat, FormatError, event_dir, parse_format
 from runstate.sources.linux.tracefs_raw import (
     LossWindow,
     PageLayout,
@@ -261,7 +261,7 @@ def load_formats(directory: str, events: Iterable[str]
         raise InputError(header, str(err)) from None
     formats = {}
     for event in events:
-        system, name = event.split("/", 1) if "/" in event else ("sched", event)
+        system, name = event_dir(event)
         if not (_EVENT_NAME.match(system) and _EVENT_NAME.match(name)):
             raise InputError(os.path.join(directory, "meta.json"),
                              f"bad event name {event!r} in 'events'")

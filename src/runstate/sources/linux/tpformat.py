@@ -48,6 +48,13 @@ class FormatError(ValueError):
     """The format text is not a tracepoint format description."""
 
 
+def event_dir(name: str) -> tuple[str, str]:
+    """(system, event) of an event as recordings name it: a sched event by its name
+    alone (``sched_switch``), any other as ``system/name``."""
+    system, _, event = name.rpartition("/")
+    return system or "sched", event
+
+
 def parse_format(text: str, system: str = "") -> EventFormat:
     """Parse one ``format`` file's text."""
     name_match = re.search(r"^name:\s*(\S+)", text, re.M)
